@@ -1,0 +1,36 @@
+# ckptrank: `make demo` sets up and ranks real checkpoints on real data; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ckptrank-installed
+
+.PHONY: setup data demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch==2.14.1 is pinned in pyproject.toml: the wheel on the build machines' disk is used.
+	$(PY) -m pip install --quiet -e ".[all,test]"
+	touch $(STAMP)
+
+data:
+	bash scripts/install-system-data.sh
+
+demo: setup data
+	$(VENV)/bin/ckptrank demo
+
+test: setup data
+	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/ckptrank
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/bench_measures.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

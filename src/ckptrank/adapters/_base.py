@@ -1,0 +1,147 @@
+"""The contract every checkpoint source implements.
+
+A :class:`Checkpoint` turns raw target items (images or texts) into a model input
+batch (:meth:`Checkpoint.prepare`, run in data-loader workers) and a batch into
+penultimate features and, when the checkpoint has a classification head, source-class
+logits (:meth:`Checkpoint.forward`, run under ``torch.inference_mode``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "ModelOutput",
+    "Preprocessing",
+    "UntrustedCheckpointError",
+]
+
+Modality = Literal["image", "text"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be resolved or loaded (unknown source, bad file, wrong architecture, bad layer)."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """Loading the checkpoint would execute code from the file; pass ``trust_checkpoint=True`` to allow it."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw items become model inputs; part of the feature-cache key.
+
+    Attributes
+    ----------
+    modality : {"image", "text"}
+    image_size : int or None
+        Square input side in pixels (images).
+    resize_size : int or None
+        Shorter side after resizing, before the centre crop (images).
+    mean, std : tuple of float
+        Per-channel normalisation applied after scaling pixels to ``[0, 1]`` (images).
+    interpolation : str
+        Resize interpolation, e.g. ``"bilinear"`` or ``"bicubic"``.
+    max_length : int or None
+        Token limit (texts).
+    extra : dict
+        Anything else the source needs to describe its preprocessing (tokenizer name, ...).
+    """
+
+    modality: Modality
+    image_size: int | None = None
+    resize_size: int | None = None
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    max_length: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description (used in cache keys and resolved configs)."""
+        return asdict(self)
+
+
+@dataclass
+class ModelOutput:
+    """Outputs of one forward pass.
+
+    Attributes
+    ----------
+    features : torch.Tensor of shape (batch, n_features)
+        Penultimate (or chosen-layer, pooled) features.
+    logits : torch.Tensor of shape (batch, n_source_classes) or None
+        Source-class logits of the checkpoint's own head; None without a head or when an
+        intermediate layer was chosen.
+    """
+
+    features: torch.Tensor
+    logits: torch.Tensor | None = None
+
+
+class Checkpoint(abc.ABC):
+    """A loaded checkpoint, ready to extract features.
+
+    Attributes
+    ----------
+    spec : str
+        The string the user gave, e.g. ``"timm:resnet18@layer3"``.
+    name : str
+        Display name.
+    modality : {"image", "text"}
+    layer : str or None
+        Intermediate layer chosen with ``NAME@layer``; None for the penultimate layer.
+    card : dict
+        What the checkpoint states about itself (e.g. ``source_accuracy``, ``source_dataset``).
+    """
+
+    spec: str
+    name: str
+    modality: Modality
+    layer: str | None = None
+    card: dict[str, Any]
+
+    @property
+    @abc.abstractmethod
+    def preprocessing(self) -> Preprocessing:
+        """The checkpoint's own preprocessing configuration."""
+
+    @abc.abstractmethod
+    def prepare(self, items: Sequence[Any]) -> Any:
+        """Turn raw items into one model-input batch (CPU tensors); picklable, runs in workers."""
+
+    @abc.abstractmethod
+    def forward(self, batch: Any) -> ModelOutput:
+        """Run the model on a prepared batch (already moved to the model's device)."""
+
+    @abc.abstractmethod
+    def weights_fingerprint(self) -> str:
+        """Content hash (hex) of the weights, stable across processes; part of the cache key."""
+
+    @abc.abstractmethod
+    def num_parameters(self) -> int:
+        """Number of parameters of the whole checkpoint."""
+
+    @abc.abstractmethod
+    def layer_names(self) -> list[str]:
+        """Names accepted after ``@`` to pick an intermediate layer."""
+
+    @property
+    def has_head(self) -> bool:
+        """Whether :meth:`forward` returns source-class logits."""
+        return False
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Checkpoint:
+        """Move the model to ``device``; returns ``self``."""
+        return self
