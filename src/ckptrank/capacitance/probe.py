@@ -1,0 +1,242 @@
+"""The neural-capacitance probe (NCP): a small MLP trained briefly on a checkpoint's features.
+
+Following the patent's procedure (ALGORITHMS.md 2.13.1), the checkpoint's output layer is
+removed and a randomly initialised multi-layer probe plus a new head for the target classes
+is trained on the target training split. This module implements the frozen-backbone mode:
+the probe trains on the checkpoint's (cached) penultimate features, so a run costs seconds.
+After every epoch it records the probe's weight matrices, their ``beta_eff`` and the
+validation accuracy on a stratified hold-out part of the training split.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from ckptrank.capacitance.line_graph import beta_eff
+from ckptrank.measures._validation import check_features_and_labels, warn_degenerate
+
+__all__ = ["ProbeRun", "train_probe"]
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """Record of one probe training run.
+
+    Attributes
+    ----------
+    beta : ndarray of shape (n_epochs,)
+        ``beta_eff`` of the probe's weights after every epoch.
+    val_accuracy : ndarray of shape (n_epochs,)
+        Hold-out accuracy after every epoch.
+    train_loss : ndarray of shape (n_epochs,)
+        Mean training cross-entropy of every epoch.
+    weights : list of list of ndarray
+        The probe's weight matrices after every epoch (input side first).
+    seconds : float
+        Wall-clock training time.
+    options : dict
+        The resolved training options.
+    """
+
+    beta: np.ndarray
+    val_accuracy: np.ndarray
+    train_loss: np.ndarray
+    weights: list[list[np.ndarray]] = field(repr=False)
+    seconds: float
+    options: dict[str, Any]
+
+
+def _build_probe(d: int, widths: Sequence[int], n_classes: int, init_seed: int) -> torch.nn.Sequential:
+    """Probe layers plus a new head, each initialised from its own seeded stream.
+
+    Every layer draws PyTorch's default ``nn.Linear`` distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    from a generator seeded by ``(init_seed, layer index)``, so candidates with different feature
+    widths still share identical hidden-layer initialisations.
+    """
+    layers: list[torch.nn.Module] = []
+    sizes = [d, *widths, n_classes]
+    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        linear = torch.nn.Linear(fan_in, fan_out).double()
+        rng = np.random.default_rng([init_seed, index])
+        bound = 1.0 / np.sqrt(fan_in)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(rng.uniform(-bound, bound, size=(fan_out, fan_in))))
+            linear.bias.copy_(torch.from_numpy(rng.uniform(-bound, bound, size=fan_out)))
+        layers.append(linear)
+        if index < len(widths):
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def _probe_matrices(model: torch.nn.Sequential) -> list[np.ndarray]:
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)][:-1]
+    return [m.weight.detach().cpu().numpy().copy() for m in linears]
+
+
+def train_probe(
+    features: Any,
+    labels: Any,
+    *,
+    widths: Sequence[int] = (256, 128, 64),
+    epochs: int = 5,
+    max_epochs: int = 50,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 32,
+    val_fraction: float = 0.2,
+    standardize: bool = True,
+    weighting: str = "abs_product",
+    orientation: str = "forward",
+    init_seed: int = 0,
+    random_state: int = 0,
+    time_budget: float | None = None,
+    device: str | None = None,
+) -> ProbeRun:
+    """Train the neural-capacitance probe on features for a few epochs and record its dynamics.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Penultimate features of the target training split (frozen backbone).
+    labels : array-like of shape (n_samples,)
+    widths : sequence of int, default=(256, 128, 64)
+        Probe widths; at least 3 layers are needed for a non-zero forward ``beta_eff``.
+    epochs : int, default=5
+        Early-training budget ``T_early`` actually run.
+    max_epochs : int, default=50
+        Nominal budget ``E_max`` of the cosine schedule (the early epochs see its start).
+    lr, momentum, weight_decay, batch_size : SGD settings.
+    val_fraction : float, default=0.2
+        Stratified hold-out part of the training split for the per-epoch accuracy.
+    standardize : bool, default=True
+        Standardise features with training-part statistics, so probe weights of checkpoints with
+        different feature scales are comparable (beta_eff is not scale invariant).
+    weighting, orientation : str
+        Passed to :func:`ckptrank.beta_eff`.
+    init_seed : int, default=0
+        Seed of the probe initialisation, shared by every candidate.
+    random_state : int, default=0
+        Seed of the split and of the mini-batch order.
+    time_budget : float, optional
+        Seconds; training stops after the last epoch that fits. A budget too small for one epoch
+        raises.
+    device : str, optional
+        Torch device (default CPU).
+
+    Returns
+    -------
+    ProbeRun
+
+    Raises
+    ------
+    ValueError
+        Invalid inputs, fewer than 3 probe layers, ``epochs < 1``, a time budget too small for one
+        epoch, or training that diverges (non-finite loss).
+    """
+    X, info = check_features_and_labels(features, labels)
+    if len(widths) < 3:
+        raise ValueError(
+            f"the probe needs at least 3 layers for a non-zero beta_eff, got widths={tuple(widths)}"
+        )
+    if epochs < 1 or max_epochs < epochs:
+        raise ValueError(f"need 1 <= epochs <= max_epochs, got epochs={epochs}, max_epochs={max_epochs}")
+    n_classes = info.n_classes
+    stratify = info.y if info.counts.min() >= 2 else None
+    n_val = max(round(val_fraction * info.n_samples), n_classes)
+    if info.n_samples - n_val < n_classes:
+        raise ValueError(
+            f"{info.n_samples} samples are too few to hold out {n_val} for validation with "
+            f"{n_classes} classes; collect more samples or lower val_fraction"
+        )
+    if stratify is None:
+        warn_degenerate("probe: some classes have a single sample; the validation split is not stratified")
+    train_idx, val_idx = train_test_split(
+        np.arange(info.n_samples), test_size=n_val, stratify=stratify, random_state=random_state
+    )
+    if standardize:
+        mean = X[train_idx].mean(axis=0)
+        std = X[train_idx].std(axis=0)
+        std[std == 0] = 1.0
+        X = (X - mean) / std
+    dev = torch.device(device or "cpu")
+    Xt = torch.from_numpy(X).to(dev)
+    yt = torch.from_numpy(info.y).to(dev)
+    model = _build_probe(X.shape[1], widths, n_classes, init_seed).to(dev)
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    steps_per_epoch = int(np.ceil(train_idx.size / batch_size))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max_epochs * steps_per_epoch)
+    generator = np.random.default_rng(random_state)
+    betas, accs, losses, weights = [], [], [], []
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.from_numpy(generator.permutation(train_idx)).to(dev)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            batch = order[step * batch_size : (step + 1) * batch_size]
+            loss = torch.nn.functional.cross_entropy(model(Xt[batch]), yt[batch])
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"probe training diverged at epoch {epoch + 1} (loss {loss.item()}); lower lr (now {lr})"
+                )
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item() * batch.numel()
+            if epoch == 0 and step == 1 and time_budget is not None:
+                estimate = (time.perf_counter() - epoch_start) / 2 * steps_per_epoch
+                if estimate > time_budget:
+                    raise ValueError(
+                        f"time budget {time_budget:.3g} s is too small for one probe epoch "
+                        f"(about {estimate:.3g} s for {train_idx.size} samples); "
+                        "raise the budget or subsample the data"
+                    )
+        model.eval()
+        with torch.no_grad():
+            pred = model(Xt[val_idx]).argmax(dim=1).cpu().numpy()
+        mats = _probe_matrices(model)
+        weights.append(mats)
+        betas.append(beta_eff(mats, weighting=weighting, orientation=orientation))  # type: ignore[arg-type]
+        accs.append(float((pred == info.y[val_idx]).mean()))
+        losses.append(total / train_idx.size)
+        if time_budget is not None and time.perf_counter() - start > time_budget and epoch + 1 < epochs:
+            elapsed = time.perf_counter() - start
+            warn_degenerate(
+                f"probe: time budget {time_budget:.3g} s reached after {epoch + 1} of {epochs} epochs "
+                f"({elapsed:.3g} s); scores use the epochs run"
+            )
+            break
+    options = dict(
+        widths=tuple(widths),
+        epochs=epochs,
+        max_epochs=max_epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        standardize=standardize,
+        weighting=weighting,
+        orientation=orientation,
+        init_seed=init_seed,
+        random_state=random_state,
+    )
+    return ProbeRun(
+        beta=np.array(betas),
+        val_accuracy=np.array(accs),
+        train_loss=np.array(losses),
+        weights=weights,
+        seconds=time.perf_counter() - start,
+        options=options,
+    )

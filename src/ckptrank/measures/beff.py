@@ -1,0 +1,276 @@
+"""Neural capacitance ``beta_eff`` as a (dynamic) transferability measure, and its early-accuracy baseline.
+
+Jiang, Pedapati, Chen, Sun, Gao, "Neural Capacitance: A New Perspective of Neural Network
+Selection via Edge Dynamics", arXiv:2201.04194 (2022); journal version "Network properties
+determine neural network performance", Nature Communications 15 (2024).
+Unlike the static measures, these train a small probe network on the features for a few
+epochs (:func:`ckptrank.capacitance.probe.train_probe`), so they carry a training budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.linear_model import BayesianRidge
+
+from ckptrank.capacitance.probe import ProbeRun, train_probe
+from ckptrank.measures._registry import register_measure
+from ckptrank.measures._validation import check_features_and_labels
+
+__all__ = ["beff", "extrapolate_beta", "probe_accuracy", "within_run_prediction"]
+
+_CITATION = (
+    "C. Jiang, T. Pedapati, P.-Y. Chen, Y. Sun, J. Gao. Neural Capacitance: A New Perspective of Neural "
+    "Network Selection via Edge Dynamics. arXiv:2201.04194, 2022"
+)
+_RUNS: OrderedDict[str, ProbeRun] = OrderedDict()
+_MAX_CACHED_RUNS = 16
+
+
+def _cached_run(features: Any, labels: Any, options: dict[str, Any]) -> ProbeRun:
+    """Train once per (features, labels, options): ``beff`` and ``probe_accuracy`` share the run."""
+    X, info = check_features_and_labels(features, labels)
+    digest = hashlib.sha256(X.tobytes())
+    digest.update(info.y.tobytes())
+    digest.update(repr(sorted(options.items())).encode())
+    key = digest.hexdigest()
+    if key in _RUNS:
+        _RUNS.move_to_end(key)
+        return _RUNS[key]
+    run = train_probe(X, info.y, **options)
+    _RUNS[key] = run
+    while len(_RUNS) > _MAX_CACHED_RUNS:
+        _RUNS.popitem(last=False)
+    return run
+
+
+def extrapolate_beta(beta: Sequence[float], target_epoch: int) -> float:
+    """Extrapolate ``beta_eff(t)`` to ``t = target_epoch`` with a least-squares fit linear in ``log t``."""
+    b = np.asarray(beta, dtype=np.float64)
+    if b.size == 1:
+        return float(b[0])
+    t = np.log(np.arange(1, b.size + 1, dtype=np.float64))
+    slope, intercept = np.polyfit(t, b, 1)
+    return float(intercept + slope * np.log(target_epoch))
+
+
+def within_run_prediction(beta: Sequence[float], accuracy: Sequence[float], target_epoch: int) -> float:
+    """Predict the accuracy at ``target_epoch`` from one run's early ``(beta_eff, accuracy)`` pairs.
+
+    Fits scikit-learn's :class:`~sklearn.linear_model.BayesianRidge` (defaults) of accuracy on
+    ``beta_eff`` over the recorded epochs, then evaluates it at the extrapolated
+    ``beta_eff(target_epoch)`` (:func:`extrapolate_beta`), clipped to [0, 1].
+    """
+    b = np.asarray(beta, dtype=np.float64)
+    a = np.asarray(accuracy, dtype=np.float64)
+    if b.size < 2 or np.ptp(b) == 0:
+        return float(a[-1])
+    model = BayesianRidge().fit(b[:, None], a)
+    return float(np.clip(model.predict(np.array([[extrapolate_beta(b, target_epoch)]]))[0], 0.0, 1.0))
+
+
+def _options(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+@register_measure(
+    "beff",
+    requires=("features",),
+    higher_is_better=True,
+    citation=_CITATION,
+    kind="dynamic",
+    stochastic=True,
+    invariances=(),
+    score_range="[0, inf)",
+)
+def beff(
+    features: Any,
+    labels: Any,
+    *,
+    epochs: int = 5,
+    max_epochs: int = 50,
+    widths: Sequence[int] = (256, 128, 64),
+    mode: Literal["raw", "within_run_brr"] = "raw",
+    epochs_used: Literal["last", "mean_last2"] = "last",
+    weighting: Literal["abs_product", "unweighted"] = "abs_product",
+    orientation: Literal["forward", "symmetric"] = "forward",
+    lr: float = 0.1,
+    batch_size: int = 32,
+    standardize: bool = True,
+    init_seed: int = 0,
+    random_state: int = 0,
+    time_budget: float | None = None,
+    device: str | None = None,
+) -> float:
+    """Neural capacitance beta_eff of a probe trained briefly on the checkpoint's features.
+
+    A probe MLP (``widths``, ReLU, the same initialisation seed for every candidate) plus a new
+    head is trained on the features for ``epochs`` of a nominal ``max_epochs`` cosine schedule;
+    the probe's weights are mapped to their line graph and its capacitance is read:
+
+    .. math::
+
+        \\beta_{\\mathrm{eff}} = \\frac{\\sum_e s_{out}(e)\\, s_{in}(e)}{\\sum_e s_{in}(e)}.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        Penultimate features of the target training split (frozen backbone).
+    labels : array-like of shape (n_samples,)
+    epochs : int, default=5
+        Early-training budget ``T_early``.
+    max_epochs : int, default=50
+        Nominal full budget ``E_max`` (schedule length; extrapolation target).
+    widths : sequence of int, default=(256, 128, 64)
+        Probe widths (>= 3 layers).
+    mode : {"raw", "within_run_brr"}, default="raw"
+        ``raw``: the capacitance itself. ``within_run_brr``: Bayesian-ridge prediction of the
+        accuracy at ``max_epochs`` from the run's early ``(beta_eff, accuracy)`` pairs.
+    epochs_used : {"last", "mean_last2"}, default="last"
+        Which recorded epochs give the raw score.
+    weighting, orientation : str
+        Line-graph construction (see :func:`ckptrank.beta_eff`).
+    lr, batch_size, standardize, init_seed, random_state, time_budget, device
+        Training options (see :func:`ckptrank.capacitance.probe.train_probe`).
+
+    Returns
+    -------
+    float
+        ``beta_eff`` (>= 0) in ``raw`` mode, a predicted accuracy in [0, 1] otherwise. Higher is
+        taken as better (the sign of the relation in the paper is unverified: ALGORITHMS.md 2.13.2 f).
+
+    Raises
+    ------
+    ValueError
+        Invalid inputs, diverging training, or a time budget too small for one epoch.
+
+    Notes
+    -----
+    Frozen-backbone mode (toolkit default): the probe trains on cached features, so a candidate
+    costs seconds. The run is shared with :func:`probe_accuracy` (same options, same data).
+
+    References
+    ----------
+    .. [1] C. Jiang et al., "Neural Capacitance: A New Perspective of Neural Network Selection via
+       Edge Dynamics", arXiv:2201.04194, 2022.
+
+    Examples
+    --------
+    >>> from ckptrank.testing.synthetic import blobs
+    >>> X, y = blobs(200, 8, 3, 3.0)
+    >>> beff(X, y, epochs=2, widths=(16, 8, 4)) > 0
+    True
+    """
+    if mode not in ("raw", "within_run_brr"):
+        raise ValueError(f"unknown mode {mode!r}; use 'raw' or 'within_run_brr'")
+    if epochs_used not in ("last", "mean_last2"):
+        raise ValueError(f"unknown epochs_used {epochs_used!r}; use 'last' or 'mean_last2'")
+    run = _cached_run(
+        features,
+        labels,
+        _options(
+            epochs=epochs,
+            max_epochs=max_epochs,
+            widths=tuple(widths),
+            weighting=weighting,
+            orientation=orientation,
+            lr=lr,
+            batch_size=batch_size,
+            standardize=standardize,
+            init_seed=init_seed,
+            random_state=random_state,
+            time_budget=time_budget,
+            device=device,
+        ),
+    )
+    if mode == "within_run_brr":
+        return within_run_prediction(run.beta, run.val_accuracy, max_epochs)
+    return float(run.beta[-2:].mean() if epochs_used == "mean_last2" else run.beta[-1])
+
+
+@register_measure(
+    "probe_accuracy",
+    requires=("features",),
+    higher_is_better=True,
+    citation="Early-stopping baseline for learning-curve prediction (same budget as beff); " + _CITATION,
+    kind="dynamic",
+    stochastic=True,
+    invariances=(),
+    score_range="[0, 1]",
+)
+def probe_accuracy(
+    features: Any,
+    labels: Any,
+    *,
+    epochs: int = 5,
+    max_epochs: int = 50,
+    widths: Sequence[int] = (256, 128, 64),
+    weighting: Literal["abs_product", "unweighted"] = "abs_product",
+    orientation: Literal["forward", "symmetric"] = "forward",
+    lr: float = 0.1,
+    batch_size: int = 32,
+    standardize: bool = True,
+    init_seed: int = 0,
+    random_state: int = 0,
+    time_budget: float | None = None,
+    device: str | None = None,
+) -> float:
+    """Validation accuracy of the beff probe after the same early-training budget (the natural baseline).
+
+    .. math::
+
+        \\mathrm{acc}(T_{early}) = \\frac{1}{|V|} \\sum_{i \\in V} [\\hat y_i = y_i].
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+    labels : array-like of shape (n_samples,)
+    epochs, max_epochs, widths, weighting, orientation, lr, batch_size, standardize, init_seed,
+    random_state, time_budget, device
+        As for :func:`beff`; with equal options both read the same training run.
+
+    Returns
+    -------
+    float
+        Hold-out accuracy in [0, 1] after ``epochs`` epochs; higher is better.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`beff`.
+
+    References
+    ----------
+    .. [1] B. Baker et al., "Accelerating Neural Architecture Search using Performance Prediction",
+       ICLR workshop 2018 (early accuracy as a learning-curve baseline).
+
+    Examples
+    --------
+    >>> from ckptrank.testing.synthetic import blobs
+    >>> X, y = blobs(200, 8, 3, 6.0)
+    >>> probe_accuracy(X, y, epochs=3, widths=(16, 8, 4)) > 0.5
+    True
+    """
+    run = _cached_run(
+        features,
+        labels,
+        _options(
+            epochs=epochs,
+            max_epochs=max_epochs,
+            widths=tuple(widths),
+            weighting=weighting,
+            orientation=orientation,
+            lr=lr,
+            batch_size=batch_size,
+            standardize=standardize,
+            init_seed=init_seed,
+            random_state=random_state,
+            time_budget=time_budget,
+            device=device,
+        ),
+    )
+    return float(run.val_accuracy[-1])

@@ -1,0 +1,132 @@
+"""The neural-capacitance probe, the beff measure and its early-accuracy baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ckptrank.capacitance.line_graph import beta_eff
+from ckptrank.capacitance.probe import train_probe
+from ckptrank.measures._validation import DegenerateInputWarning
+from ckptrank.measures.beff import beff, extrapolate_beta, probe_accuracy, within_run_prediction
+from ckptrank.testing.synthetic import blobs
+
+SMALL = dict(widths=(16, 8, 4), epochs=3, max_epochs=10)
+
+
+def test_run_records_every_epoch_and_beta_matches_the_weights() -> None:
+    X, y = blobs(300, 8, 3, 3.0)
+    run = train_probe(X, y, **SMALL)
+    assert run.beta.shape == run.val_accuracy.shape == run.train_loss.shape == (3,)
+    assert len(run.weights) == 3
+    assert [W.shape for W in run.weights[0]] == [(16, 8), (8, 16), (4, 8)]
+    for epoch, mats in enumerate(run.weights):
+        assert run.beta[epoch] == pytest.approx(beta_eff(mats), rel=1e-12)
+    assert np.all((run.val_accuracy >= 0) & (run.val_accuracy <= 1))
+
+
+def test_same_seed_same_run_and_identical_initialisation_across_candidates() -> None:
+    X, y = blobs(300, 8, 3, 3.0)
+    a, b = train_probe(X, y, **SMALL), train_probe(X, y, **SMALL)
+    np.testing.assert_array_equal(a.beta, b.beta)
+    # The probe's hidden layers start from the same weights whatever the feature width.
+    X2, _ = blobs(300, 12, 3, 3.0)
+    one = train_probe(X, y, widths=(16, 8, 4), epochs=1, lr=0.0)
+    two = train_probe(X2, y, widths=(16, 8, 4), epochs=1, lr=0.0)
+    np.testing.assert_array_equal(one.weights[0][1], two.weights[0][1])
+    np.testing.assert_array_equal(one.weights[0][2], two.weights[0][2])
+
+
+def test_training_learns_and_early_accuracy_tracks_separation() -> None:
+    accs = []
+    for s in (0.0, 6.0):
+        X, y = blobs(400, 8, 4, s)
+        accs.append(probe_accuracy(X, y, widths=(32, 16, 8), epochs=5, max_epochs=10))
+    assert accs[1] > 0.9 > accs[0] + 0.3
+
+
+def test_beff_and_probe_accuracy_share_one_run() -> None:
+    X, y = blobs(300, 8, 3, 3.0, random_state=5)
+    run = train_probe(X, y, **SMALL)
+    assert beff(X, y, **SMALL) == pytest.approx(run.beta[-1], rel=1e-12)
+    assert beff(X, y, epochs_used="mean_last2", **SMALL) == pytest.approx(run.beta[-2:].mean(), rel=1e-12)
+    assert probe_accuracy(X, y, **SMALL) == pytest.approx(run.val_accuracy[-1])
+
+
+def test_within_run_brr_predicts_an_accuracy() -> None:
+    X, y = blobs(300, 8, 3, 3.0)
+    value = beff(X, y, mode="within_run_brr", **SMALL)
+    assert 0.0 <= value <= 1.0
+
+
+def test_extrapolation_is_exact_for_log_linear_curves() -> None:
+    t = np.arange(1, 6)
+    beta = 0.3 + 0.1 * np.log(t)
+    assert extrapolate_beta(beta, 50) == pytest.approx(0.3 + 0.1 * np.log(50))
+    assert extrapolate_beta([0.4], 50) == 0.4
+
+
+def test_within_run_prediction_against_sklearn() -> None:
+    from sklearn.linear_model import BayesianRidge
+
+    beta = np.array([0.1, 0.15, 0.18, 0.2])
+    acc = np.array([0.3, 0.5, 0.6, 0.65])
+    target = extrapolate_beta(beta, 20)
+    expected = BayesianRidge().fit(beta[:, None], acc).predict([[target]])[0]
+    assert within_run_prediction(beta, acc, 20) == pytest.approx(np.clip(expected, 0, 1))
+    assert within_run_prediction([0.2, 0.2], [0.4, 0.5], 20) == 0.5  # flat beta: last accuracy
+
+
+def test_diverging_training_is_a_clear_error() -> None:
+    X, y = blobs(200, 8, 3, 3.0)
+    with pytest.raises(ValueError, match="diverged"):
+        train_probe(X * 1e6, y, standardize=False, lr=1e3, **SMALL)
+
+
+def test_budget_too_small_for_one_epoch() -> None:
+    X, y = blobs(2000, 8, 3, 3.0)
+    with pytest.raises(ValueError, match="too small for one probe epoch"):
+        train_probe(X, y, widths=(16, 8, 4), epochs=2, batch_size=8, time_budget=1e-6)
+
+
+def test_time_budget_stops_early_with_a_warning() -> None:
+    X, y = blobs(600, 8, 3, 3.0)
+    one_epoch = train_probe(X, y, widths=(16, 8, 4), epochs=1).seconds
+    with pytest.warns(DegenerateInputWarning, match="time budget"):
+        run = train_probe(
+            X, y, widths=(16, 8, 4), epochs=50, max_epochs=50, time_budget=2.5 * one_epoch + 0.05
+        )
+    assert 1 <= run.beta.size < 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(widths=(8, 4)), "at least 3 layers"),
+        (dict(epochs=0), "epochs"),
+        (dict(epochs=5, max_epochs=3), "epochs"),
+    ],
+)
+def test_bad_options(kwargs: dict, match: str) -> None:
+    X, y = blobs(100, 8, 3, 3.0)
+    with pytest.raises(ValueError, match=match):
+        train_probe(X, y, **kwargs)
+
+
+def test_bad_mode() -> None:
+    X, y = blobs(100, 8, 3, 3.0)
+    with pytest.raises(ValueError, match="mode"):
+        beff(X, y, mode="cross", **SMALL)  # type: ignore[arg-type]
+
+
+def test_too_few_samples_for_a_validation_split() -> None:
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    with pytest.raises(ValueError, match="too few"):
+        train_probe(X, [0, 0, 1, 1, 2], **SMALL)
+
+
+def test_nan_features_are_refused() -> None:
+    X, y = blobs(100, 8, 3, 3.0)
+    X[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        beff(X, y, **SMALL)
