@@ -9,7 +9,7 @@ logits (:meth:`Checkpoint.forward`, run under ``torch.inference_mode``).
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ import torch
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "MissingDependencyError",
     "ModelOutput",
     "Preprocessing",
     "UntrustedCheckpointError",
@@ -32,6 +33,10 @@ class CheckpointError(ValueError):
 
 class UntrustedCheckpointError(CheckpointError):
     """Loading the checkpoint would execute code from the file; pass ``trust_checkpoint=True`` to allow it."""
+
+
+class MissingDependencyError(CheckpointError, ImportError):
+    """A checkpoint source needs an optional package that is not installed (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,15 @@ class Checkpoint(abc.ABC):
     layer : str or None
         Intermediate layer chosen with ``NAME@layer``; None for the penultimate layer.
     card : dict
-        What the checkpoint states about itself (e.g. ``source_accuracy``, ``source_dataset``).
+        What the checkpoint states about itself. Keys used by the built-in sources:
+        ``source`` (where it came from), ``architecture``, ``weights`` (file, cache entry or
+        ``"random-init (seed N)"``), ``source_dataset`` (or None when unknown),
+        ``num_source_classes`` (0 without a head), and, only when a published number can be
+        cited for exactly these weights, ``source_accuracy`` (percent), ``source_accuracy_metric``
+        and ``source_accuracy_reference``.
+    num_features : int or None
+        Declared width of the features :meth:`forward` returns; None when only the first
+        forward pass tells (some intermediate layers, TorchScript); set after that pass.
     """
 
     spec: str
@@ -107,6 +120,7 @@ class Checkpoint(abc.ABC):
     modality: Modality
     layer: str | None = None
     card: dict[str, Any]
+    num_features: int | None = None
 
     @property
     @abc.abstractmethod
@@ -132,6 +146,14 @@ class Checkpoint(abc.ABC):
     @abc.abstractmethod
     def layer_names(self) -> list[str]:
         """Names accepted after ``@`` to pick an intermediate layer."""
+
+    def preparer(self) -> Callable[[Sequence[Any]], Any]:
+        """A picklable callable equivalent to :meth:`prepare`, cheap to send to worker processes.
+
+        Sources whose preparation needs only a small object (image transforms, a tokenizer)
+        return that object, so spawning a worker does not copy the model's weights.
+        """
+        return self.prepare
 
     @property
     def has_head(self) -> bool:
