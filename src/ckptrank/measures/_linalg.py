@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, sparse
 
 __all__ = ["class_means", "pca_project", "within_class_scatter"]
 
@@ -21,8 +21,9 @@ def class_means(X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     -------
     ndarray of shape (n_classes, n_features)
     """
-    sums = np.zeros((n_classes, X.shape[1]))
-    np.add.at(sums, y, X)
+    n = X.shape[0]
+    indicator = sparse.csr_matrix((np.ones(n), (y, np.arange(n))), shape=(n_classes, n))
+    sums = np.asarray(indicator @ X)
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     return sums / counts[:, None]
 
