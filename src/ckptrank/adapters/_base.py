@@ -147,6 +147,16 @@ class Checkpoint(abc.ABC):
     def layer_names(self) -> list[str]:
         """Names accepted after ``@`` to pick an intermediate layer."""
 
+    def select_layer(self, layer: str) -> None:
+        """Extract features at the layer named ``layer`` (one of :meth:`layer_names`) from now on.
+
+        Sets :attr:`layer`; logits are None afterwards. Raises CheckpointError for an unknown
+        name (listing valid names and the closest match) or a checkpoint without layers.
+        """
+        raise CheckpointError(
+            f"{self.spec!r}: this checkpoint exposes no intermediate layers to pick with '@'"
+        )
+
     def preparer(self) -> Callable[[Sequence[Any]], Any]:
         """A picklable callable equivalent to :meth:`prepare`, cheap to send to worker processes.
 

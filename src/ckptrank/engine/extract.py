@@ -434,7 +434,7 @@ def extract(
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=checkpoint.prepare,
+        collate_fn=checkpoint.preparer() if workers > 0 else checkpoint.prepare,
         pin_memory=dev.type == "cuda" and workers > 0,
     )
     bar = progress_bar(total=n, initial=resumed_from, desc=f"features {spec}", unit="item", enabled=progress)

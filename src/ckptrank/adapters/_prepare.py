@@ -1,0 +1,146 @@
+"""Picklable preparers: raw images or texts to one model-input batch.
+
+Images follow torchvision's evaluation pipeline on PIL images: resize (shorter side, or to
+a square), centre crop, scale to ``[0, 1]``, normalise per channel. On PIL input the
+result equals ``torchvision.transforms`` ``Resize`` + ``CenterCrop`` + ``ToTensor`` +
+``Normalize`` exactly (both resize through PIL).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._base import MissingDependencyError, Preprocessing
+
+__all__ = ["ImagePreparer", "TextPreparer", "check_texts", "to_rgb_image"]
+
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+
+
+def _pil() -> Any:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow comes with torchvision
+        raise MissingDependencyError(
+            "image checkpoints need the 'pillow' package: pip install pillow"
+        ) from None
+    return Image
+
+
+def to_rgb_image(item: Any, index: int = 0) -> Any:
+    """A PIL RGB image from a file path, a PIL image, or a uint8 array (H, W), (H, W, 1|3|4)."""
+    Image = _pil()
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            with Image.open(item) as img:
+                return img.convert("RGB")
+        except FileNotFoundError:
+            raise ValueError(f"image item {index}: file not found: {os.fspath(item)!r}") from None
+        except OSError as exc:
+            raise ValueError(
+                f"image item {index}: cannot read {os.fspath(item)!r} as an image ({exc})"
+            ) from None
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    if isinstance(item, np.ndarray):
+        if (
+            item.dtype != np.uint8
+            or item.ndim not in (2, 3)
+            or (item.ndim == 3 and item.shape[2] not in (1, 3, 4))
+        ):
+            raise ValueError(
+                f"image item {index} is a {item.dtype} array of shape {item.shape}; pass uint8 arrays of "
+                "shape (H, W) or (H, W, 3), PIL images, or image file paths"
+            )
+        if item.ndim == 3 and item.shape[2] == 1:
+            item = item[:, :, 0]
+        return Image.fromarray(np.ascontiguousarray(item)).convert("RGB")
+    raise ValueError(
+        f"image item {index} is a {type(item).__name__}; pass uint8 numpy arrays (H, W) or (H, W, 3), "
+        "PIL images, or image file paths"
+    )
+
+
+def check_texts(items: Sequence[Any]) -> list[str]:
+    """The items as a list of str; a one-line ValueError names the first non-string item."""
+    texts = list(items)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(
+                f"text item {i} is a {type(text).__name__}, not a str; text checkpoints take strings"
+            )
+    return texts
+
+
+@dataclass(frozen=True)
+class ImagePreparer:
+    """Resize, centre-crop and normalise images per a :class:`Preprocessing`.
+
+    ``preprocessing.extra["resize_mode"]`` is ``"shorter"`` (default: the shorter side
+    becomes ``resize_size``, aspect ratio kept) or ``"square"`` (both sides become
+    ``resize_size``, as Hugging Face ViT processors do).
+    """
+
+    preprocessing: Preprocessing
+
+    def __post_init__(self) -> None:
+        p = self.preprocessing
+        if p.modality != "image" or not p.image_size:
+            raise ValueError(f"ImagePreparer needs an image Preprocessing with image_size, got {p}")
+        if p.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"interpolation {p.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}")
+
+    def __call__(self, items: Sequence[Any]) -> torch.Tensor:
+        items = list(items)
+        if not items:
+            raise ValueError("prepare() needs at least one item")
+        p = self.preprocessing
+        size = int(p.image_size)  # type: ignore[arg-type]
+        resize = int(p.resize_size or size)
+        Image = _pil()
+        resample = getattr(Image.Resampling, p.interpolation.upper())
+        square = p.extra.get("resize_mode", "shorter") == "square"
+        out = np.empty((len(items), size, size, 3), dtype=np.float32)
+        for i, item in enumerate(items):
+            img = to_rgb_image(item, i)
+            w, h = img.size
+            if square:
+                new_w = new_h = resize
+            elif w <= h:
+                new_w, new_h = resize, int(resize * h / w)
+            else:
+                new_w, new_h = int(resize * w / h), resize
+            if (new_w, new_h) != (w, h):
+                img = img.resize((new_w, new_h), resample)
+            left = round((new_w - size) / 2.0)
+            top = round((new_h - size) / 2.0)
+            if (left, top, new_w, new_h) != (0, 0, size, size):
+                img = img.crop((left, top, left + size, top + size))
+            out[i] = np.asarray(img, dtype=np.float32)
+        x = torch.from_numpy(out).div_(255.0).permute(0, 3, 1, 2)
+        mean = torch.tensor(p.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(p.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return x.sub(mean).div_(std).contiguous()
+
+
+@dataclass(frozen=True)
+class TextPreparer:
+    """Tokenise texts with a Hugging Face tokenizer into a dict of padded tensors."""
+
+    tokenizer: Any
+    max_length: int
+
+    def __call__(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        texts = check_texts(items)
+        if not texts:
+            raise ValueError("prepare() needs at least one item")
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
