@@ -75,8 +75,14 @@ def pca_project(
         )
     elif solver in ("full", "randomized"):
         if d <= n:
-            # Eigen-decomposition of the d x d Gram matrix is much cheaper than an SVD of X when n >> d.
-            evals, V = linalg.eigh(Xc.T @ Xc)
+            # Eigen-decomposition of the d x d Gram matrix is much cheaper than an SVD of X when n >> d;
+            # with a fixed number of components only the top of the spectrum is computed.
+            gram = Xc.T @ Xc
+            if isinstance(n_components, float):
+                evals, V = linalg.eigh(gram)
+            else:
+                k_top = int(min(n_components, d))
+                evals, V = linalg.eigh(gram, subset_by_index=[d - k_top, d - 1])
             order = np.argsort(evals)[::-1]
             evals, V = np.clip(evals[order], 0.0, None), V[:, order]
             s, Vt = np.sqrt(evals), V.T
