@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ckptrank.capacitance.line_graph import beta_eff, line_graph_adjacency
+from ckptrank.measures._validation import DegenerateInputWarning
 
 
 def _brute_force_beta(weights: list[np.ndarray], orientation: str = "forward") -> float:
@@ -68,14 +69,22 @@ def test_fewer_than_three_layers_give_zero_in_forward_orientation() -> None:
     assert beta_eff(weights, orientation="symmetric") > 0
 
 
-def test_homogeneity_and_transpose() -> None:
+def test_homogeneity() -> None:
     weights = _random_mlp([5, 4, 3, 2], 1)
-    base = beta_eff(weights)
-    assert beta_eff([2.0 * W for W in weights]) == pytest.approx(4.0 * base, rel=1e-12)
-    P = line_graph_adjacency(weights)
-    s_in, s_out = np.asarray(P.sum(axis=1)).ravel(), np.asarray(P.sum(axis=0)).ravel()
-    transposed = float(s_in @ s_out / s_out.sum())  # beta_eff of P^T: roles of s_in and s_out swap
-    assert transposed == pytest.approx(base, rel=1e-12)
+    assert beta_eff([2.0 * W for W in weights]) == pytest.approx(4.0 * beta_eff(weights), rel=1e-12)
+
+
+def test_reversing_the_network_transposes_p_and_keeps_beta() -> None:
+    # The line graph of the reversed network (layers in reverse order, each transposed) is P^T.
+    weights = _random_mlp([5, 4, 3, 6, 2], 4)
+    reversed_net = [W.T for W in reversed(weights)]
+    P = line_graph_adjacency(weights).toarray()
+    P_rev = line_graph_adjacency(reversed_net).toarray()
+    assert P_rev.sum() == pytest.approx(P.sum())
+    assert sorted(P_rev.sum(axis=1)) == pytest.approx(sorted(P.sum(axis=0)))
+    assert beta_eff(reversed_net) == pytest.approx(beta_eff(weights), rel=1e-12)
+    exact = beta_eff(weights, method="exact")
+    assert beta_eff(reversed_net, method="exact") == pytest.approx(exact, rel=1e-12)
 
 
 def test_hidden_neuron_permutation_invariance() -> None:
@@ -86,10 +95,14 @@ def test_hidden_neuron_permutation_invariance() -> None:
 
 
 def test_unweighted_counts_topology() -> None:
-    # Unit weights in a fully connected 2-2-2-2 net: every hidden neuron has in- and out-degree 2.
-    weights = [np.ones((2, 2))] * 3
-    assert beta_eff(weights, weighting="unweighted") == pytest.approx(beta_eff(weights))
-    assert beta_eff([2 * np.ones((2, 2))] * 3, weighting="unweighted") == pytest.approx(beta_eff(weights))
+    # Fully connected 2-2-2-2 net: 8 edges with s_in = 2, 8 with s_out = 2, 4 edges with both -> 16/16.
+    ones = [np.ones((2, 2))] * 3
+    assert beta_eff(ones, weighting="unweighted") == 1.0
+    assert beta_eff([2 * W for W in ones], weighting="unweighted") == 1.0
+    assert beta_eff([2 * W for W in ones]) == pytest.approx(4.0)
+    # two disjoint chains, unweighted: 1 * 1 / (1 + 1) per chain
+    sparse_net = [np.array([[1.0, 0.0], [0.0, 3.0]])] * 3
+    assert beta_eff(sparse_net, weighting="unweighted") == pytest.approx(0.5)
 
 
 def test_torch_tensors_are_accepted() -> None:
@@ -98,7 +111,7 @@ def test_torch_tensors_are_accepted() -> None:
 
 
 def test_all_zero_weights_give_nan_with_a_warning() -> None:
-    with pytest.warns(RuntimeWarning, match="undefined"):
+    with pytest.warns(DegenerateInputWarning, match="undefined"):
         assert math.isnan(beta_eff([np.zeros((2, 2))] * 3))
 
 

@@ -1,4 +1,4 @@
-"""The neural-capacitance probe, the beff measure and its early-accuracy baseline."""
+"""The neural-capacitance probe, the beff measure and its early-accuracy baseline probe_accuracy."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ def test_run_records_every_epoch_and_beta_matches_the_weights() -> None:
     run = train_probe(X, y, **SMALL)
     assert run.beta.shape == run.val_accuracy.shape == run.train_loss.shape == (3,)
     assert len(run.weights) == 3
-    assert [W.shape for W in run.weights[0]] == [(16, 8), (8, 16), (4, 8)]
+    # probe layers (input projected to the common width 64), then the head
+    assert [W.shape for W in run.weights[0]] == [(16, 64), (8, 16), (4, 8), (3, 4)]
     for epoch, mats in enumerate(run.weights):
-        assert run.beta[epoch] == pytest.approx(beta_eff(mats), rel=1e-12)
+        assert run.beta[epoch] == pytest.approx(beta_eff(mats[:-1]), rel=1e-12)
+    raw = train_probe(X, y, input_dim=None, graph="fixed_shape", **SMALL)
+    assert [W.shape for W in raw.weights[0]] == [(16, 8), (8, 16), (4, 8), (3, 4)]
+    assert raw.beta[-1] == pytest.approx(beta_eff(raw.weights[-1][1:]), rel=1e-12)
     assert np.all((run.val_accuracy >= 0) & (run.val_accuracy <= 1))
 
 
@@ -29,12 +33,21 @@ def test_same_seed_same_run_and_identical_initialisation_across_candidates() -> 
     X, y = blobs(300, 8, 3, 3.0)
     a, b = train_probe(X, y, **SMALL), train_probe(X, y, **SMALL)
     np.testing.assert_array_equal(a.beta, b.beta)
-    # The probe's hidden layers start from the same weights whatever the feature width.
+    # Every candidate starts from the same probe, whatever its feature width.
     X2, _ = blobs(300, 12, 3, 3.0)
     one = train_probe(X, y, widths=(16, 8, 4), epochs=1, lr=0.0)
     two = train_probe(X2, y, widths=(16, 8, 4), epochs=1, lr=0.0)
-    np.testing.assert_array_equal(one.weights[0][1], two.weights[0][1])
-    np.testing.assert_array_equal(one.weights[0][2], two.weights[0][2])
+    for a, b in zip(one.weights[0], two.weights[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_capacitance_is_not_driven_by_feature_width() -> None:
+    # Wide pure noise must not beat narrow informative features (the probe input is projected).
+    rng = np.random.default_rng(0)
+    informative, y = blobs(600, 16, 4, 4.0)
+    noise = rng.normal(size=(600, 1024))
+    options = dict(widths=(32, 16, 8), epochs=4, max_epochs=10)
+    assert beff(informative, y, **options) > beff(noise, y, **options)
 
 
 def test_training_learns_and_early_accuracy_tracks_separation() -> None:
@@ -80,7 +93,7 @@ def test_within_run_prediction_against_sklearn() -> None:
 def test_diverging_training_is_a_clear_error() -> None:
     X, y = blobs(200, 8, 3, 3.0)
     with pytest.raises(ValueError, match="diverged"):
-        train_probe(X * 1e6, y, standardize=False, lr=1e3, **SMALL)
+        train_probe(X * 1e6, y, standardize=False, input_dim=None, lr=1e3, **SMALL)
 
 
 def test_budget_too_small_for_one_epoch() -> None:

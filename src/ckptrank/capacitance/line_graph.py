@@ -19,7 +19,6 @@ out-strength of a neuron, in ``O(number of weights)``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -141,10 +140,11 @@ def _beta_from_strengths(s_in: np.ndarray, s_out: np.ndarray, orientation: str) 
     else:
         raise ValueError(f"unknown orientation {orientation!r}; use 'forward' or 'symmetric'")
     if den == 0.0:
-        warnings.warn(
+        from ckptrank.measures._validation import warn_degenerate  # late: measures import this module
+
+        warn_degenerate(
             "the line graph has no weighted arcs (all-zero weights); beta_eff is undefined (NaN)",
-            RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return float("nan")
     return num / den
@@ -183,7 +183,7 @@ def beta_eff(
     -------
     float
         Non-negative capacitance; 0 in forward orientation with fewer than 3 layers (no line-graph
-        node has both in- and out-arcs); NaN with a RuntimeWarning when every weight is zero.
+        node has both in- and out-arcs); NaN with a DegenerateInputWarning when every weight is zero.
         It scales as ``s**2`` when all weights are multiplied by ``s`` (abs_product).
 
     Raises

@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 from ckptrank.capacitance.line_graph import beta_eff
 from ckptrank.measures._validation import check_features_and_labels, warn_degenerate
 
-__all__ = ["ProbeRun", "train_probe"]
+__all__ = ["ProbeRun", "graph_matrices", "train_probe"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ProbeRun:
     train_loss : ndarray of shape (n_epochs,)
         Mean training cross-entropy of every epoch.
     weights : list of list of ndarray
-        The probe's weight matrices after every epoch (input side first).
+        Every linear layer's weights (probe layers, then the head, input side first) after every epoch.
     seconds : float
         Wall-clock training time.
     options : dict
@@ -52,6 +52,30 @@ class ProbeRun:
     weights: list[list[np.ndarray]] = field(repr=False)
     seconds: float
     options: dict[str, Any]
+
+
+def _project_to_width(X: np.ndarray, train_idx: np.ndarray, width: int) -> np.ndarray:
+    """Map features to exactly ``width`` columns with the same total variance for every checkpoint.
+
+    Project on the training part's top principal directions (at most ``width``); when fewer
+    exist, embed them with a fixed seeded orthonormal map into ``width`` dimensions; finally
+    scale so that the mean column variance on the training part is 1. Every candidate's probe
+    then has the same shape and input scale, so its capacity to fit (and the capacitance that
+    grows with it) does not depend on the checkpoint's feature width or scale.
+    """
+    train = X[train_idx]
+    centre = train.mean(axis=0)
+    _, _, Vt = np.linalg.svd(train - centre, full_matrices=False)
+    k = min(width, Vt.shape[0])
+    basis = Vt[:k]
+    signs = np.sign(basis[np.arange(k), np.abs(basis).argmax(axis=1)])
+    basis = basis * np.where(signs == 0, 1.0, signs)[:, None]
+    Z = (X - centre) @ basis.T
+    if k < width:
+        embed, _ = np.linalg.qr(np.random.default_rng(12345).standard_normal((width, k)))
+        Z = Z @ embed.T
+    spread = Z[train_idx].var(axis=0).mean()
+    return Z / np.sqrt(spread) if spread > 0 else Z
 
 
 def _build_probe(d: int, widths: Sequence[int], n_classes: int, init_seed: int) -> torch.nn.Sequential:
@@ -76,9 +100,31 @@ def _build_probe(d: int, widths: Sequence[int], n_classes: int, init_seed: int) 
     return torch.nn.Sequential(*layers)
 
 
-def _probe_matrices(model: torch.nn.Sequential) -> list[np.ndarray]:
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)][:-1]
-    return [m.weight.detach().cpu().numpy().copy() for m in linears]
+def _layer_matrices(model: torch.nn.Sequential) -> list[np.ndarray]:
+    """Every linear layer's weights (probe layers, then the head), input side first."""
+    return [m.weight.detach().cpu().numpy().copy() for m in model if isinstance(m, torch.nn.Linear)]
+
+
+def graph_matrices(matrices: Sequence[np.ndarray], graph: str) -> list[np.ndarray]:
+    """The weight matrices whose line graph gives beta_eff.
+
+    Parameters
+    ----------
+    matrices : sequence of ndarray
+        All layers of the probe model: the probe's layers, then the head.
+    graph : {"probe", "fixed_shape", "all"}
+        ``probe``: the probe's own layers (the patent's reading; comparable across candidates when
+        the input is projected to a common width, ``input_dim``). ``fixed_shape``: drops the probe's
+        input layer, whose width is the checkpoint's feature width when ``input_dim`` is None.
+        ``all``: every layer including the head.
+    """
+    if graph == "fixed_shape":
+        return list(matrices[1:])
+    if graph == "probe":
+        return list(matrices[:-1])
+    if graph == "all":
+        return list(matrices)
+    raise ValueError(f"unknown graph {graph!r}; use 'fixed_shape', 'probe' or 'all'")
 
 
 def train_probe(
@@ -96,6 +142,8 @@ def train_probe(
     standardize: bool = True,
     weighting: str = "abs_product",
     orientation: str = "forward",
+    graph: str = "probe",
+    input_dim: int | None = 64,
     init_seed: int = 0,
     random_state: int = 0,
     time_budget: float | None = None,
@@ -122,6 +170,13 @@ def train_probe(
         different feature scales are comparable (beta_eff is not scale invariant).
     weighting, orientation : str
         Passed to :func:`ckptrank.beta_eff`.
+    graph : {"probe", "fixed_shape", "all"}, default="probe"
+        Which layers form the line graph (see :func:`graph_matrices`).
+    input_dim : int or None, default=64
+        Project the (standardised) features on their top ``input_dim`` principal directions of the
+        training part, zero-padded to exactly that width, so every candidate's probe has the same
+        shape (toolkit choice: without it, a wide checkpoint's probe memorises more and its
+        capacitance grows with the feature width, not with transferability). None keeps raw width.
     init_seed : int, default=0
         Seed of the probe initialisation, shared by every candidate.
     random_state : int, default=0
@@ -143,6 +198,7 @@ def train_probe(
         epoch, or training that diverges (non-finite loss).
     """
     X, info = check_features_and_labels(features, labels)
+    graph_matrices([np.zeros((1, 1))] * 4, graph)  # validates the option before any training
     if len(widths) < 3:
         raise ValueError(
             f"the probe needs at least 3 layers for a non-zero beta_eff, got widths={tuple(widths)}"
@@ -167,6 +223,8 @@ def train_probe(
         std = X[train_idx].std(axis=0)
         std[std == 0] = 1.0
         X = (X - mean) / std
+    if input_dim is not None:
+        X = _project_to_width(X, train_idx, input_dim)
     dev = torch.device(device or "cpu")
     Xt = torch.from_numpy(X).to(dev)
     yt = torch.from_numpy(info.y).to(dev)
@@ -205,9 +263,11 @@ def train_probe(
         model.eval()
         with torch.no_grad():
             pred = model(Xt[val_idx]).argmax(dim=1).cpu().numpy()
-        mats = _probe_matrices(model)
+        mats = _layer_matrices(model)
         weights.append(mats)
-        betas.append(beta_eff(mats, weighting=weighting, orientation=orientation))  # type: ignore[arg-type]
+        betas.append(
+            beta_eff(graph_matrices(mats, graph), weighting=weighting, orientation=orientation)  # type: ignore[arg-type]
+        )
         accs.append(float((pred == info.y[val_idx]).mean()))
         losses.append(total / train_idx.size)
         if time_budget is not None and time.perf_counter() - start > time_budget and epoch + 1 < epochs:
@@ -229,6 +289,8 @@ def train_probe(
         standardize=standardize,
         weighting=weighting,
         orientation=orientation,
+        graph=graph,
+        input_dim=input_dim,
         init_seed=init_seed,
         random_state=random_state,
     )

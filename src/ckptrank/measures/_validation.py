@@ -218,7 +218,7 @@ def check_labels(labels: Any, *, n_samples: int | None = None, name: str = "labe
         counts = np.bincount(y, minlength=len(lookup))
     n_classes = classes.shape[0]
     if n_classes < 2:
-        only = f" (every label is {classes[0]!r})" if n_classes == 1 else ""
+        only = f" (every label is {classes.tolist()[0]!r})" if n_classes == 1 else ""
         raise ValueError(
             f"{name} has {n_classes} distinct class{only}; transferability needs at least 2 classes"
         )
