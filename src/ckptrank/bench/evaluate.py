@@ -1,0 +1,1265 @@
+"""Evaluation of measures against a ground truth: per task, averaged, with bootstrap intervals.
+
+:func:`evaluate` is pure: it takes a table of scores and a table of ground-truth accuracies and
+computes, for every measure and every target task, the ranking statistics of
+:mod:`ckptrank.bench.stats` (weighted Kendall tau with scipy's defaults, Kendall tau-b, Pearson,
+Spearman, Rel@k, hit@k, top-1 regret), their averages over tasks, and two 95 % percentile
+bootstrap intervals:
+
+* **over checkpoints**: the checkpoints of a task are resampled with replacement (the question
+  "would this hold for another zoo of checkpoints like these?"). Tasks evaluated on the same
+  checkpoints share the resampled indices, so the interval of the average over tasks accounts for
+  the correlation between tasks; every measure sees the same resamples, which makes the
+  probability that a measure beats the best baseline a paired comparison.
+* **over ground-truth seeds**: the fine-tuning seeds of each task are resampled, the ground truth
+  becomes the mean accuracy over the resampled seeds, and the scores stay fixed (the question
+  "how much of the result is fine-tuning noise?"). Needs at least 2 seeds.
+
+The **noise ceiling** of a task is the mean pairwise weighted tau between its seeds
+(:func:`ckptrank.bench.stats.seed_agreement`): a measure cannot be expected to agree with the
+ground truth better than the ground truth agrees with itself.
+
+**Static baselines** (parameter count and source accuracy, each used as a score that ignores the
+target) are evaluated in exactly the same way and shown beside every measure; a measure whose mean
+weighted tau does not exceed that of the best baseline (over the same tasks) is *marked*.
+
+**Cost** of a measure is the median number of seconds it took to score one checkpoint on one
+task (feature extraction, shared by all measures, is not included).
+
+The point estimates are computed with scipy (:mod:`ckptrank.bench.stats`); the bootstrap uses an
+exact vectorised re-implementation of the same formulas (tested equal to scipy), so 1000
+resamples of a 12-checkpoint x 5-task suite take well under a second per measure.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .suite import BASELINE_COLUMNS, normalize_name
+
+if TYPE_CHECKING:
+    from .suite import Suite
+
+__all__ = [
+    "STATISTICS",
+    "Evaluation",
+    "align_scores",
+    "batch_statistics",
+    "compare_reported",
+    "evaluate",
+    "evaluate_suite",
+    "read_scores",
+    "reported_summary",
+]
+
+#: Statistics computed per task (with the default ``ks=(1, 3)``), in display order.
+STATISTICS = (
+    "weighted_tau",
+    "kendall_tau",
+    "pearson",
+    "spearman",
+    "rel@1",
+    "rel@3",
+    "hit@1",
+    "hit@3",
+    "top1_regret",
+)
+
+_SCORE_SYNONYMS = {
+    "task": ("task", "dataset", "target", "target_dataset", "target_task"),
+    "checkpoint": ("checkpoint", "model", "source_model", "ckpt"),
+    "measure": ("measure", "metric", "method", "score_name"),
+    "score": ("score", "value"),
+}
+_NOT_MEASURES = {
+    "rank",
+    "consensus_rank",
+    "seconds",
+    "num_parameters",
+    "source_accuracy",
+    "num_parameters_rank",
+    "source_accuracy_rank",
+    "status",
+    "error",
+    "has_head",
+    "feature_dim",
+    "from_cache",
+    "extract_seconds",
+    "score_seconds",
+    "seed",
+    "group",
+}
+_STAT_ALIASES = {
+    "weightedtau": "weighted_tau",
+    "wtau": "weighted_tau",
+    "tauw": "weighted_tau",
+    "weightedkendalltau": "weighted_tau",
+    "kendalltau": "kendall_tau",
+    "kendall": "kendall_tau",
+    "tau": "kendall_tau",
+    "pearson": "pearson",
+    "pearsoncorr": "pearson",
+    "pearsonr": "pearson",
+    "spearman": "spearman",
+    "spearmanr": "spearman",
+}
+_MAX_CELLS = 2_000_000  # resamples x checkpoint pairs per chunk of the vectorised correlations
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading score tables
+
+
+def _find_column(columns: Sequence[str], role: str) -> str | None:
+    lowered = {str(c).strip().lower(): c for c in columns}
+    for name in _SCORE_SYNONYMS[role]:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+def read_scores(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Read a score table into the long format ``task, checkpoint, measure, score[, seconds]``.
+
+    Parameters
+    ----------
+    source : str, path or DataFrame
+        A ``.csv``/``.tsv``/``.parquet``/``.json`` file or a DataFrame, either *long* (columns
+        task, checkpoint, measure, score, optionally seconds) or *wide* (columns task,
+        checkpoint and one numeric column per measure). Synonyms are accepted: dataset/target for
+        task, model for checkpoint, metric/method for measure, value for score.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table; scores as float (NaN where missing or unparsable).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Unknown file type, missing task/checkpoint columns, no measure column, or duplicate
+        (task, checkpoint, measure) rows.
+    """
+    if isinstance(source, pd.DataFrame):
+        frame = source.copy()
+        where = "the score table"
+    else:
+        path = Path(source)
+        where = path.name
+        if not path.is_file():
+            raise FileNotFoundError(f"scores file {str(path)!r} not found")
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix == ".tsv":
+            frame = pd.read_csv(path, sep="\t")
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix == ".json":
+            frame = pd.read_json(path)
+        else:
+            raise ValueError(
+                f"scores file {path.name}: unknown type {suffix!r}; use .csv, .tsv, .parquet or .json"
+            )
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    task = _find_column(columns, "task")
+    checkpoint = _find_column(columns, "checkpoint")
+    if task is None or checkpoint is None:
+        raise ValueError(
+            f"{where} needs a task column (task/dataset) and a checkpoint column (checkpoint/model); "
+            f"columns found: {', '.join(columns) or 'none'}"
+        )
+    measure = _find_column(columns, "measure")
+    score = _find_column(columns, "score")
+    if measure is not None and score is not None:
+        long = pd.DataFrame(
+            {
+                "task": frame[task].astype(str),
+                "checkpoint": frame[checkpoint].astype(str),
+                "measure": frame[measure].astype(str),
+                "score": pd.to_numeric(frame[score], errors="coerce").astype(float),
+            }
+        )
+        if "seconds" in columns:
+            long["seconds"] = pd.to_numeric(frame["seconds"], errors="coerce").astype(float)
+    else:
+        measures = [
+            c
+            for c in columns
+            if c not in (task, checkpoint)
+            and c.lower() not in _NOT_MEASURES
+            and pd.api.types.is_numeric_dtype(frame[c])
+        ]
+        if not measures:
+            raise ValueError(
+                f"{where} has no measure: give either columns measure and score (long format) or one "
+                f"numeric column per measure (wide format); columns found: {', '.join(columns)}"
+            )
+        long = frame[[task, checkpoint, *measures]].melt(
+            id_vars=[task, checkpoint], var_name="measure", value_name="score"
+        )
+        long = long.rename(columns={task: "task", checkpoint: "checkpoint"})
+        long["task"] = long["task"].astype(str)
+        long["checkpoint"] = long["checkpoint"].astype(str)
+        long["score"] = long["score"].astype(float)
+    dup = long.duplicated(["task", "checkpoint", "measure"], keep=False)
+    if dup.any():
+        rows = long.loc[dup, ["task", "checkpoint", "measure"]].agg("/".join, axis=1).unique()
+        raise ValueError(
+            f"{where} has {len(rows)} duplicate (task, checkpoint, measure) rows ({_listing(rows)}); "
+            "keep one score per triple"
+        )
+    return long.reset_index(drop=True)
+
+
+def _listing(names: Iterable[object], limit: int = 6) -> str:
+    names = [str(n) for n in names]
+    text = ", ".join(names[:limit])
+    return text + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# ------------------------------------------------------------------------------------------------
+# Vectorised statistics over resamples
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean ignoring NaN; NaN (without a warning) where every value is NaN."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=axis)
+    total = np.where(finite, values, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _pairs(M: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Upper-triangle pair indices (i < j) and their (pairs x M) incidence matrices."""
+    i, j = np.triu_indices(M, 1)
+    inc_i = np.zeros((i.size, M))
+    inc_j = np.zeros((i.size, M))
+    inc_i[np.arange(i.size), i] = 1.0
+    inc_j[np.arange(i.size), j] = 1.0
+    return i, j, inc_i, inc_j
+
+
+def _importance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Hyperbolic weights 1/(r+1), r = rank by decreasing lexicographic (x, y) (scipy's ``rank=None``)."""
+    B, M = x.shape
+    order = np.lexsort((y, x), axis=-1)[:, ::-1]
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(M), (B, M)), axis=1)
+    return 1.0 / (rank + 1.0)
+
+
+def _ratio(num: np.ndarray, den_x: np.ndarray, den_y: np.ndarray) -> np.ndarray:
+    den = np.sqrt(den_x * den_y)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    r = _ratio((xc * yc).sum(axis=1), (xc * xc).sum(axis=1), (yc * yc).sum(axis=1))
+    constant = (np.ptp(x, axis=1) == 0) | (np.ptp(y, axis=1) == 0)
+    return np.where(constant, np.nan, np.clip(r, -1.0, 1.0))
+
+
+def _correlations(S: np.ndarray, A: np.ndarray, out: dict[str, np.ndarray]) -> None:
+    """Weighted tau, Kendall tau-b and Spearman of each row, from the signs of all pairs."""
+    i, j, inc_i, inc_j = _pairs(S.shape[1])
+    inc = inc_i + inc_j
+    sx = np.sign(S[:, i] - S[:, j])
+    sy = np.sign(A[:, i] - A[:, j])
+    prod = sx * sy
+    ax = np.abs(sx)
+    ay = np.abs(sy)
+    out["kendall_tau"] = _ratio(prod.sum(axis=1), ax.sum(axis=1), ay.sum(axis=1))
+    # The weight of pair (i, j) is w_i + w_j, so a weighted sum over pairs is w @ (pair values @ incidence).
+    per_item = [m @ inc for m in (prod, ax, ay)]
+    taus = []
+    for w in (_importance(S, A), _importance(A, S)):
+        taus.append(
+            _ratio(
+                (w * per_item[0]).sum(axis=1), (w * per_item[1]).sum(axis=1), (w * per_item[2]).sum(axis=1)
+            )
+        )
+    out["weighted_tau"] = 0.5 * (taus[0] + taus[1])
+    # Average ranks (ties share the mean rank): 1 + #smaller + (#equal - 1) / 2.
+    tie_x = 0.5 * (sx == 0)
+    tie_y = 0.5 * (sy == 0)
+    rank_s = ((sx > 0) + tie_x) @ inc_i + ((sx < 0) + tie_x) @ inc_j
+    rank_a = ((sy > 0) + tie_y) @ inc_i + ((sy < 0) + tie_y) @ inc_j
+    out["spearman"] = _pearson_rows(rank_s, rank_a)
+
+
+def batch_statistics(
+    scores: np.ndarray, truth: np.ndarray, *, ks: Sequence[int] = (1, 3)
+) -> dict[str, np.ndarray]:
+    """Every ranking statistic for each row of ``scores`` / ``truth``, vectorised.
+
+    Row ``b`` gives the same values as :func:`ckptrank.bench.stats.evaluate_ranking` on
+    ``(scores[b], truth[b])`` (scipy's formulas, ties included, top-k ties broken pessimistically),
+    without warnings: a constant row gives NaN correlations, and Rel@k is NaN when the best ground
+    truth is not positive.
+
+    Parameters
+    ----------
+    scores, truth : ndarray of shape (n_rows, n_checkpoints)
+    ks : sequence of int
+
+    Returns
+    -------
+    dict
+        Statistic name -> ndarray of shape (n_rows,).
+
+    Examples
+    --------
+    >>> out = batch_statistics([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]], [[1, 2, 3, 5, 4], [2, 1, 3, 4, 5]])
+    >>> [round(float(v), 6) for v in out["weighted_tau"]]
+    [0.671533, 0.90146]
+    >>> out["hit@1"].tolist(), out["top1_regret"].tolist()
+    ([0.0, 1.0], [1.0, 0.0])
+    """
+    S = np.asarray(scores, dtype=np.float64)
+    A = np.asarray(truth, dtype=np.float64)
+    if S.ndim != 2 or S.shape != A.shape:
+        raise ValueError(
+            f"scores and truth must be 2-D arrays of the same shape, got {S.shape} and {A.shape}"
+        )
+    B, M = S.shape
+    if M < 2:
+        raise ValueError(f"ranking statistics need at least 2 checkpoints, got {M}")
+    out: dict[str, np.ndarray] = {}
+    parts: dict[str, list[np.ndarray]] = {"weighted_tau": [], "kendall_tau": [], "spearman": []}
+    chunk = max(1, _MAX_CELLS // (M * (M - 1) // 2))
+    for start in range(0, B, chunk):
+        piece: dict[str, np.ndarray] = {}
+        _correlations(S[start : start + chunk], A[start : start + chunk], piece)
+        for key in parts:
+            parts[key].append(piece[key])
+    out["weighted_tau"] = np.concatenate(parts["weighted_tau"])
+    out["kendall_tau"] = np.concatenate(parts["kendall_tau"])
+    out["pearson"] = _pearson_rows(S, A)
+    out["spearman"] = np.concatenate(parts["spearman"])
+    order = np.lexsort((A, -S), axis=-1)
+    best = A.max(axis=1)
+    picked = np.take_along_axis(A, order, axis=1)
+    out["top1_regret"] = best - picked[:, 0]
+    for k in ks:
+        kk = min(int(k), M)
+        top = picked[:, :kk].max(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"rel@{k}"] = np.where(best > 0, top / np.where(best > 0, best, 1.0), np.nan)
+        out[f"hit@{k}"] = (top == best).astype(np.float64)
+    return out
+
+
+def _point_statistics(
+    s: np.ndarray, a: np.ndarray, ks: Sequence[int], notes: list[str], where: str
+) -> dict[str, float]:
+    """The scipy-based statistics of one task; tie warnings and undefined values become notes."""
+    out: dict[str, float] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out["weighted_tau"] = stats.weighted_tau(s, a)
+        out["kendall_tau"] = stats.kendall_tau(s, a)
+        out["pearson"] = stats.pearson(s, a)
+        out["spearman"] = stats.spearman(s, a)
+        for k in ks:
+            try:
+                out[f"rel@{k}"] = stats.rel_at_k(s, a, k)
+            except ValueError:
+                out[f"rel@{k}"] = math.nan
+                note = f"{where}: Rel@k is undefined because the best ground truth is not positive"
+                if note not in notes:
+                    notes.append(note)
+            out[f"hit@{k}"] = stats.hit_at_k(s, a, k)
+        out["top1_regret"] = stats.top1_regret(s, a)
+    for warning in caught:
+        if not issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):
+            notes.append(f"{where}: {' '.join(str(warning.message).split())}")
+    if np.ptp(s) == 0:
+        notes.append(f"{where}: every checkpoint has the same score; correlations are undefined (NaN)")
+    return out
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size < max(1, values.size // 10):
+        return math.nan, math.nan
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+# ------------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass
+class Evaluation:
+    """Result of :func:`evaluate`.
+
+    Attributes
+    ----------
+    per_task : pandas.DataFrame
+        Long table with columns ``measure``, ``kind`` (``"measure"`` or ``"baseline"``), ``task``
+        (a task name, or ``"mean"`` for the average over the measure's tasks), ``statistic``,
+        ``value``, ``ci_low``/``ci_high`` (bootstrap over checkpoints), ``seed_ci_low``/
+        ``seed_ci_high`` (bootstrap over ground-truth seeds), ``n_checkpoints``, ``n_tasks``.
+    summary : pandas.DataFrame
+        One row per measure then per baseline: the mean of every statistic over tasks, the
+        intervals of the mean weighted tau, ``seconds`` (median per checkpoint), the best
+        baseline over the same tasks and its mean weighted tau, ``beats_baseline``,
+        ``p_beats_baseline`` (fraction of checkpoint resamples in which the measure's mean
+        weighted tau exceeds the best baseline's) and ``marked`` (does not beat the best baseline).
+    noise_ceiling : pandas.DataFrame
+        Per task: ``noise_ceiling`` (mean pairwise weighted tau between seeds) and ``n_seeds``.
+    pairs : pandas.DataFrame
+        The evaluated points: ``measure``, ``kind``, ``task``, ``checkpoint``, ``score`` (as given),
+        ``truth`` (mean over seeds), ``truth_std`` (over seeds).
+    reported : pandas.DataFrame or None
+        Recomputed vs reported statistics (see :func:`compare_reported`).
+    notes : list of str
+    config : dict
+    """
+
+    per_task: pd.DataFrame
+    summary: pd.DataFrame
+    noise_ceiling: pd.DataFrame
+    pairs: pd.DataFrame
+    reported: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def measures(self) -> list[str]:
+        """Evaluated measures (not baselines), in order."""
+        return [m for m, row in self.summary.iterrows() if row["kind"] == "measure"]
+
+    @property
+    def baselines(self) -> list[str]:
+        """Evaluated baselines, in order."""
+        return [m for m, row in self.summary.iterrows() if row["kind"] == "baseline"]
+
+    @property
+    def tasks(self) -> list[str]:
+        """Evaluated tasks, in order."""
+        tasks = self.per_task.loc[self.per_task["task"] != "mean", "task"]
+        return list(dict.fromkeys(tasks))
+
+    def task_table(self, statistic: str = "weighted_tau") -> pd.DataFrame:
+        """A (measures + baselines) x tasks table of one statistic, with a ``mean`` column."""
+        rows = self.per_task[self.per_task["statistic"] == statistic]
+        table = rows.pivot_table(
+            index="measure", columns="task", values="value", aggfunc="first", dropna=False
+        )
+        columns = [t for t in self.tasks if t in table.columns] + (
+            ["mean"] if "mean" in table.columns else []
+        )
+        order = [m for m in self.summary.index if m in table.index]
+        return table.reindex(index=order, columns=columns)
+
+    def mean_noise_ceiling(self) -> float:
+        """Mean noise ceiling over the tasks where it is defined (NaN when none)."""
+        values = self.noise_ceiling["noise_ceiling"].to_numpy(dtype=float)
+        return float(_nanmean(values, 0)) if values.size else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (NaN -> None)."""
+        return {
+            "summary": _records(self.summary.reset_index()),
+            "per_task": _records(self.per_task),
+            "noise_ceiling": _records(self.noise_ceiling),
+            "mean_noise_ceiling": _clean(self.mean_noise_ceiling()),
+            "reported": None if self.reported is None else _records(self.reported),
+            "notes": list(self.notes),
+            "config": self.config,
+        }
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@dataclass
+class _Entry:
+    """One (measure or baseline, task) evaluation with its resampled statistics."""
+
+    measure: str
+    kind: str
+    task: str
+    checkpoints: tuple[str, ...]
+    point: dict[str, float]
+    boot: dict[str, np.ndarray]
+    seed_boot: dict[str, np.ndarray] | None
+
+
+class _Resampler:
+    """Resampled index arrays, drawn once per checkpoint set / per task and shared by all measures."""
+
+    def __init__(self, n: int, random_state: int) -> None:
+        self.n = n
+        self.random_state = random_state
+        self._checkpoint_draws: dict[tuple[str, ...], np.ndarray] = {}
+        self._seed_draws: dict[tuple[str, int], np.ndarray] = {}
+
+    def checkpoints(self, names: tuple[str, ...]) -> np.ndarray:
+        if names not in self._checkpoint_draws:
+            key = zlib.crc32("\x00".join(names).encode())
+            rng = np.random.default_rng([self.random_state, 0, key])
+            self._checkpoint_draws[names] = rng.integers(0, len(names), (self.n, len(names)))
+        return self._checkpoint_draws[names]
+
+    def seeds(self, task: str, n_seeds: int) -> np.ndarray:
+        key = (task, n_seeds)
+        if key not in self._seed_draws:
+            rng = np.random.default_rng([self.random_state, 1, zlib.crc32(task.encode())])
+            self._seed_draws[key] = rng.integers(0, n_seeds, (self.n, n_seeds))
+        return self._seed_draws[key]
+
+
+def _check_options(n_bootstrap: int, confidence: float, min_checkpoints: int, ks: Sequence[int]) -> None:
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int | np.integer) or n_bootstrap < 0:
+        raise ValueError(
+            f"n_bootstrap must be a non-negative integer (0 = no intervals), got {n_bootstrap!r}"
+        )
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+    if not isinstance(min_checkpoints, int | np.integer) or min_checkpoints < 2:
+        raise ValueError(f"min_checkpoints must be an integer >= 2, got {min_checkpoints!r}")
+    if not ks or any(int(k) < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {list(ks)!r}")
+
+
+def _truth_tables(
+    ground_truth: pd.DataFrame, checkpoint_order: Sequence[str] | None
+) -> tuple[dict[str, pd.Series], dict[str, pd.DataFrame]]:
+    """Per task: mean accuracy per checkpoint, and the (seeds x checkpoints) table."""
+    missing = {"task", "checkpoint", "accuracy"} - set(ground_truth.columns)
+    if missing:
+        raise ValueError(f"the ground truth lacks column(s) {', '.join(sorted(missing))}")
+    gt = ground_truth.copy()
+    if "seed" not in gt.columns:
+        gt["seed"] = 0
+    gt["task"] = gt["task"].astype(str)
+    gt["checkpoint"] = gt["checkpoint"].astype(str)
+    gt["accuracy"] = pd.to_numeric(gt["accuracy"], errors="coerce").astype(float)
+    gt = gt[np.isfinite(gt["accuracy"].to_numpy())]
+    dup = gt.duplicated(["task", "checkpoint", "seed"], keep=False)
+    if dup.any():
+        rows = gt.loc[dup, ["task", "checkpoint"]].agg("/".join, axis=1).unique()
+        raise ValueError(
+            f"the ground truth has several rows per (task, checkpoint, seed) for {_listing(rows)}; "
+            "choose one protocol first"
+        )
+    order = {name: i for i, name in enumerate(checkpoint_order or [])}
+    means: dict[str, pd.Series] = {}
+    seeds: dict[str, pd.DataFrame] = {}
+    for task, rows in gt.groupby("task", sort=False):
+        table = rows.pivot_table(index="seed", columns="checkpoint", values="accuracy", aggfunc="first")
+        columns = sorted(
+            table.columns, key=lambda c: (order.get(c, len(order)), list(table.columns).index(c))
+        )
+        table = table[columns]
+        seeds[str(task)] = table
+        means[str(task)] = table.mean(axis=0)
+    return means, seeds
+
+
+def evaluate(
+    scores: pd.DataFrame,
+    ground_truth: pd.DataFrame,
+    *,
+    baselines: pd.DataFrame | None = None,
+    higher_is_better: Mapping[str, bool] | None = None,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+    ks: Sequence[int] = (1, 3),
+    min_checkpoints: int = 3,
+    reported: pd.DataFrame | None = None,
+    tolerance: float = 0.0015,
+    task_order: Sequence[str] | None = None,
+    checkpoint_order: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
+) -> Evaluation:
+    """Evaluate every measure of ``scores`` against ``ground_truth``.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Long table ``task, checkpoint, measure, score`` and optionally ``seconds`` (scoring time
+        of that checkpoint, for the cost column); see :func:`read_scores`. May be empty when only
+        baselines are evaluated.
+    ground_truth : pandas.DataFrame
+        Long table ``task, checkpoint, seed, accuracy`` of one protocol.
+    baselines : pandas.DataFrame, optional
+        Indexed by checkpoint, columns among ``num_parameters`` and ``source_accuracy``; each is
+        evaluated as a target-blind score (higher = predicted better).
+    higher_is_better : mapping, optional
+        Measure -> whether a higher score predicts better transfer (default True); scores of
+        lower-is-better measures are negated before evaluation.
+    n_bootstrap : int, default 1000
+        Bootstrap resamples for the intervals (0 = no intervals).
+    confidence : float, default 0.95
+    random_state : int, default 0
+        Seed of the resampled indices (the same resamples for every measure).
+    ks : sequence of int, default (1, 3)
+        The k of Rel@k and hit@k.
+    min_checkpoints : int, default 3
+        A task with fewer evaluable checkpoints for a measure is skipped for it (with a note).
+    reported : pandas.DataFrame, optional
+        Published statistics (``task, measure, statistic, value``) to set beside the recomputed
+        ones (:func:`compare_reported`).
+    tolerance : float, default 0.0015
+        Recomputed and reported values further apart than this are flagged.
+    task_order, checkpoint_order : sequence of str, optional
+        Display order (and the order of the resampled checkpoint arrays).
+    notes : sequence of str
+        Notes to carry into the result.
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    ValueError
+        Duplicate score rows, bad options, or no (measure or baseline, task) pair with at least
+        ``min_checkpoints`` checkpoints.
+
+    Notes
+    -----
+    * Scores for (task, checkpoint) pairs without ground truth are left out, and so are
+      ground-truth checkpoints a measure did not score: each measure is evaluated on the
+      intersection, with a note.
+    * NaN scores (a measure failed or was skipped for a checkpoint) are left out with a note.
+    * Score ties are handled by scipy in the correlations; for Rel@k, hit@k and regret they are
+      broken pessimistically (lowest ground truth first), noted.
+    * Baselines are evaluated on every checkpoint of a task that has a baseline value.
+    """
+    _check_options(n_bootstrap, confidence, min_checkpoints, ks)
+    notes = list(notes)
+    hib = dict(higher_is_better or {})
+    if scores is None or len(scores) == 0:
+        scores = pd.DataFrame(columns=["task", "checkpoint", "measure", "score"])
+    missing = {"task", "checkpoint", "measure", "score"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"the score table lacks column(s) {', '.join(sorted(missing))}; see read_scores")
+    sc = scores.copy()
+    for column in ("task", "checkpoint", "measure"):
+        sc[column] = sc[column].astype(str)
+    sc["score"] = pd.to_numeric(sc["score"], errors="coerce").astype(float)
+    dup = sc.duplicated(["task", "checkpoint", "measure"], keep=False)
+    if dup.any():
+        rows = sc.loc[dup, ["task", "checkpoint", "measure"]].agg("/".join, axis=1).unique()
+        raise ValueError(f"the score table has duplicate (task, checkpoint, measure) rows: {_listing(rows)}")
+
+    means, seed_tables = _truth_tables(ground_truth, checkpoint_order)
+    tasks = [t for t in (task_order or []) if t in means] + [t for t in means if t not in (task_order or [])]
+    resampler = _Resampler(int(n_bootstrap), int(random_state))
+    entries: list[_Entry] = []
+    pair_rows: list[pd.DataFrame] = []
+
+    # ground truth without scores, scores without ground truth
+    known_pairs = {(task, name) for task, truth in means.items() for name in truth.index}
+    has_truth = np.array(
+        [pair in known_pairs for pair in zip(sc["task"], sc["checkpoint"], strict=True)], dtype=bool
+    )
+    no_truth = sc[~has_truth] if len(sc) else sc
+    if len(no_truth):
+        for task, rows in no_truth.groupby("task", sort=False):
+            names = list(dict.fromkeys(rows["checkpoint"]))
+            if task not in means:
+                notes.append(f"task {task}: no ground truth; its scores were left out")
+            else:
+                notes.append(
+                    f"task {task}: no ground truth for {len(names)} scored checkpoint(s) "
+                    f"({_listing(names)}); evaluated on the checkpoints that have both"
+                )
+
+    measures = list(dict.fromkeys(sc["measure"]))
+    single_seed_tasks: list[str] = []
+    for task in tasks:
+        table = seed_tables[task]
+        if table.shape[0] < 2:
+            single_seed_tasks.append(task)
+
+    def run_one(name: str, kind: str, task: str, values: pd.Series, raw: pd.Series) -> None:
+        truth = means[task]
+        where = f"{name} on {task}"
+        values = values[values.index.isin(truth.index)]
+        nan = values.index[~np.isfinite(values.to_numpy(dtype=float))]
+        if len(nan) and kind == "measure":
+            notes.append(f"{where}: no score for {len(nan)} checkpoint(s) ({_listing(nan)}); left out")
+        values = values[np.isfinite(values.to_numpy(dtype=float))]
+        if kind == "measure":
+            unscored = [c for c in truth.index if c not in values.index and c not in nan]
+            if unscored:
+                notes.append(
+                    f"{where}: {len(unscored)} checkpoint(s) with ground truth were not scored "
+                    f"({_listing(unscored)}); evaluated on {len(values)}"
+                )
+        names = tuple(c for c in truth.index if c in values.index)
+        if len(names) < min_checkpoints:
+            notes.append(
+                f"{where}: skipped, only {len(names)} checkpoint(s) with both a score and ground truth "
+                f"(need {min_checkpoints})"
+            )
+            return
+        s = values.loc[list(names)].to_numpy(dtype=float)
+        a = truth.loc[list(names)].to_numpy(dtype=float)
+        point = _point_statistics(s, a, ks, notes, where)
+        boot: dict[str, np.ndarray] = {}
+        seed_boot: dict[str, np.ndarray] | None = None
+        if n_bootstrap:
+            idx = resampler.checkpoints(names)
+            boot = batch_statistics(s[idx], a[idx], ks=ks)
+            table = seed_tables[task][list(names)]
+            complete = table.dropna(axis=0, how="any").to_numpy(dtype=float)
+            if complete.shape[0] >= 2:
+                draws = resampler.seeds(task, complete.shape[0])
+                truth_b = complete[draws].mean(axis=1)
+                seed_boot = batch_statistics(np.broadcast_to(s, truth_b.shape), truth_b, ks=ks)
+        entries.append(_Entry(name, kind, task, names, point, boot, seed_boot))
+        spread = (
+            seed_tables[task][list(names)].std(axis=0, ddof=1) if seed_tables[task].shape[0] > 1 else None
+        )
+        pair_rows.append(
+            pd.DataFrame(
+                {
+                    "measure": name,
+                    "kind": kind,
+                    "task": task,
+                    "checkpoint": list(names),
+                    "score": raw.loc[list(names)].to_numpy(dtype=float),
+                    "truth": a,
+                    "truth_std": spread.to_numpy(dtype=float) if spread is not None else np.nan,
+                }
+            )
+        )
+
+    for measure in measures:
+        sign = 1.0 if hib.get(measure, True) else -1.0
+        rows = sc[sc["measure"] == measure]
+        for task in tasks:
+            task_rows = rows[rows["task"] == task]
+            if task_rows.empty:
+                continue
+            raw = task_rows.set_index("checkpoint")["score"]
+            run_one(measure, "measure", task, sign * raw, raw)
+    baseline_names: list[str] = []
+    if baselines is not None and len(baselines):
+        base = baselines.copy()
+        if "checkpoint" in base.columns:
+            base = base.set_index("checkpoint")
+        base.index = base.index.astype(str)
+        for column in BASELINE_COLUMNS:
+            if column not in base.columns:
+                continue
+            values = pd.to_numeric(base[column], errors="coerce").astype(float)
+            if not np.isfinite(values.to_numpy()).any():
+                continue
+            baseline_names.append(column)
+            for task in tasks:
+                known = values[np.isfinite(values.to_numpy())]
+                run_one(column, "baseline", task, known, known)
+    if not entries:
+        raise ValueError(
+            "nothing to evaluate: no measure or baseline has scores and ground truth for at least "
+            f"{min_checkpoints} checkpoints on any task" + (f" ({notes[-1]})" if notes else "")
+        )
+    if single_seed_tasks and n_bootstrap:
+        which = (
+            "every task" if len(single_seed_tasks) == len(tasks) else f"tasks {_listing(single_seed_tasks)}"
+        )
+        notes.append(
+            f"single ground-truth seed on {which}: no interval over seeds and no noise ceiling there"
+        )
+
+    per_task, summary = _aggregate(entries, measures, baseline_names, sc, confidence, tasks)
+    ceiling = _noise_ceiling(seed_tables, tasks)
+    comparison = None
+    if reported is not None and len(reported):
+        comparison = compare_reported(per_task, reported, tolerance=tolerance)
+    pairs = pd.concat(pair_rows, ignore_index=True) if pair_rows else pd.DataFrame()
+    config = {
+        "n_bootstrap": int(n_bootstrap),
+        "confidence": float(confidence),
+        "random_state": int(random_state),
+        "ks": [int(k) for k in ks],
+        "min_checkpoints": int(min_checkpoints),
+        "tolerance": float(tolerance),
+        "higher_is_better": {m: bool(hib.get(m, True)) for m in measures},
+        "bootstrap": "percentile; checkpoints resampled with replacement, shared by tasks evaluated on the "
+        "same checkpoints and by every measure; ground-truth seeds resampled per task with scores fixed",
+    }
+    return Evaluation(
+        per_task=per_task,
+        summary=summary,
+        noise_ceiling=ceiling,
+        pairs=pairs,
+        reported=comparison,
+        notes=list(dict.fromkeys(notes)),
+        config=config,
+    )
+
+
+def _noise_ceiling(seed_tables: Mapping[str, pd.DataFrame], tasks: Sequence[str]) -> pd.DataFrame:
+    rows = []
+    for task in tasks:
+        table = seed_tables[task].dropna(axis=1, how="any")
+        n_seeds = int(table.shape[0])
+        value = (
+            stats.seed_agreement(table.to_numpy(dtype=float))
+            if n_seeds >= 2 and table.shape[1] >= 2
+            else math.nan
+        )
+        rows.append({"task": task, "noise_ceiling": value, "n_seeds": n_seeds})
+    return pd.DataFrame(rows, columns=["task", "noise_ceiling", "n_seeds"])
+
+
+def _aggregate(
+    entries: list[_Entry],
+    measures: Sequence[str],
+    baselines: Sequence[str],
+    scores: pd.DataFrame,
+    confidence: float,
+    tasks: Sequence[str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    by_name: dict[str, list[_Entry]] = {}
+    for entry in entries:
+        by_name.setdefault(entry.measure, []).append(entry)
+    statistics = list(entries[0].point)
+    rows: list[dict[str, Any]] = []
+    means: dict[str, dict[str, tuple[float, np.ndarray | None]]] = {}
+
+    def interval(values: np.ndarray | None) -> tuple[float, float]:
+        return _interval(values, confidence) if values is not None and values.size else (math.nan, math.nan)
+
+    for name, group in by_name.items():
+        kind = group[0].kind
+        for entry in group:
+            for stat in statistics:
+                low, high = interval(entry.boot.get(stat))
+                slow, shigh = interval(entry.seed_boot.get(stat) if entry.seed_boot else None)
+                rows.append(
+                    {
+                        "measure": name,
+                        "kind": kind,
+                        "task": entry.task,
+                        "statistic": stat,
+                        "value": entry.point[stat],
+                        "ci_low": low,
+                        "ci_high": high,
+                        "seed_ci_low": slow,
+                        "seed_ci_high": shigh,
+                        "n_checkpoints": len(entry.checkpoints),
+                        "n_tasks": 1,
+                    }
+                )
+        means[name] = {}
+        for stat in statistics:
+            point = np.array([e.point[stat] for e in group])
+            value = float(_nanmean(point, 0))
+            boot = np.column_stack([e.boot[stat] for e in group]) if group[0].boot else None
+            mean_boot = _nanmean(boot, 1) if boot is not None else None
+            seed_cols = [e.seed_boot[stat] for e in group if e.seed_boot is not None]
+            seed_mean = _nanmean(np.column_stack(seed_cols), 1) if len(seed_cols) == len(group) else None
+            low, high = interval(mean_boot)
+            slow, shigh = interval(seed_mean)
+            means[name][stat] = (value, mean_boot)
+            rows.append(
+                {
+                    "measure": name,
+                    "kind": kind,
+                    "task": "mean",
+                    "statistic": stat,
+                    "value": value,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "seed_ci_low": slow,
+                    "seed_ci_high": shigh,
+                    "n_checkpoints": int(np.median([len(e.checkpoints) for e in group])),
+                    "n_tasks": int(np.isfinite(point).sum()),
+                }
+            )
+    per_task = pd.DataFrame(rows)
+    order = {t: i for i, t in enumerate([*tasks, "mean"])}
+    names = [m for m in measures if m in by_name] + [b for b in baselines if b in by_name]
+    rank = {m: i for i, m in enumerate(names)}
+    stat_rank = {s: i for i, s in enumerate(statistics)}
+    per_task = per_task.sort_values(
+        ["measure", "task", "statistic"],
+        key=lambda col: col.map(
+            rank if col.name == "measure" else order if col.name == "task" else stat_rank
+        ),
+    ).reset_index(drop=True)
+
+    seconds = {}
+    if "seconds" in scores.columns:
+        for name, rows_m in scores.groupby("measure", sort=False):
+            values = rows_m["seconds"].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            seconds[name] = float(np.median(values)) if values.size else math.nan
+
+    def tau_over(name: str, task_set: set[str]) -> tuple[float, np.ndarray | None]:
+        group = [e for e in by_name.get(name, []) if e.task in task_set]
+        if not group:
+            return math.nan, None
+        point = np.array([e.point["weighted_tau"] for e in group])
+        boot = np.column_stack([e.boot["weighted_tau"] for e in group]) if group[0].boot else None
+        return float(_nanmean(point, 0)), (_nanmean(boot, 1) if boot is not None else None)
+
+    summary_rows = []
+    for name in names:
+        group = by_name[name]
+        kind = group[0].kind
+        mean_rows = per_task[(per_task["measure"] == name) & (per_task["task"] == "mean")].set_index(
+            "statistic"
+        )
+        wt = mean_rows.loc["weighted_tau"]
+        row: dict[str, Any] = {
+            "measure": name,
+            "kind": kind,
+            "n_tasks": int(wt["n_tasks"]),
+            "weighted_tau": wt["value"],
+            "weighted_tau_ci_low": wt["ci_low"],
+            "weighted_tau_ci_high": wt["ci_high"],
+            "weighted_tau_seed_ci_low": wt["seed_ci_low"],
+            "weighted_tau_seed_ci_high": wt["seed_ci_high"],
+        }
+        for stat in statistics:
+            if stat != "weighted_tau":
+                row[stat] = mean_rows.loc[stat, "value"]
+        row["seconds"] = seconds.get(name, math.nan) if kind == "measure" else 0.0
+        row.update(
+            best_baseline=None, best_baseline_tau=math.nan, beats_baseline=None, p_beats_baseline=math.nan
+        )
+        row["marked"] = False
+        if kind == "measure":
+            task_set = {e.task for e in group if math.isfinite(e.point["weighted_tau"])}
+            best_name, best_tau, best_boot = None, -math.inf, None
+            for base in baselines:
+                tau, boot = tau_over(base, task_set)
+                if math.isfinite(tau) and tau > best_tau:
+                    best_name, best_tau, best_boot = base, tau, boot
+            if best_name is not None:
+                mine = means[name]["weighted_tau"]
+                beats = bool(math.isfinite(mine[0]) and mine[0] > best_tau)
+                row.update(best_baseline=best_name, best_baseline_tau=best_tau, beats_baseline=beats)
+                row["marked"] = not beats
+                if mine[1] is not None and best_boot is not None:
+                    valid = np.isfinite(mine[1]) & np.isfinite(best_boot)
+                    if valid.any():
+                        row["p_beats_baseline"] = float(np.mean(mine[1][valid] > best_boot[valid]))
+        summary_rows.append(row)
+    summary = pd.DataFrame(summary_rows).set_index("measure")
+    return per_task, summary
+
+
+# ------------------------------------------------------------------------------------------------
+# Reported values
+
+
+def _canonical_statistic(name: str) -> str:
+    key = normalize_name(name)
+    if key in _STAT_ALIASES:
+        return _STAT_ALIASES[key]
+    for stat in STATISTICS:
+        if normalize_name(stat) == key:
+            return stat
+    return str(name)
+
+
+def compare_reported(
+    per_task: pd.DataFrame, reported: pd.DataFrame, *, tolerance: float = 0.0015
+) -> pd.DataFrame:
+    """Recomputed vs reported statistics, side by side.
+
+    Parameters
+    ----------
+    per_task : pandas.DataFrame
+        :attr:`Evaluation.per_task`.
+    reported : pandas.DataFrame
+        Columns ``task``, ``measure``, ``statistic``, ``value``; measure and statistic names are
+        matched case- and punctuation-insensitively (``"N-LEEP"`` = ``"nleep"``, ``"Weighted Tau"``
+        = ``weighted_tau``).
+    tolerance : float
+        Largest ``|recomputed - reported|`` that counts as agreement.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``task``, ``measure`` (as reported), ``statistic``, ``reported``, ``recomputed``
+        (NaN when the measure was not evaluated on that task), ``diff`` (recomputed - reported),
+        ``agrees`` (True/False, or None when nothing was recomputed) and ``flagged`` (disagrees).
+    """
+    recomputed = per_task[per_task["kind"] == "measure"]
+    lookup: dict[tuple[str, str, str], float] = {}
+    for row in recomputed.itertuples(index=False):
+        lookup[(normalize_name(row.measure), str(row.task), str(row.statistic))] = float(row.value)
+    rows = []
+    for row in reported.itertuples(index=False):
+        stat = _canonical_statistic(str(row.statistic))
+        value = float(row.value)
+        again = lookup.get((normalize_name(row.measure), str(row.task), stat), math.nan)
+        diff = again - value if math.isfinite(again) else math.nan
+        agrees = None if not math.isfinite(diff) else bool(abs(diff) <= tolerance)
+        rows.append(
+            {
+                "task": str(row.task),
+                "measure": str(row.measure),
+                "statistic": stat,
+                "reported": value,
+                "recomputed": again,
+                "diff": diff,
+                "agrees": agrees,
+                "flagged": agrees is False,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["task", "measure", "statistic", "reported", "recomputed", "diff", "agrees", "flagged"]
+    )
+
+
+def reported_summary(evaluation: Evaluation) -> pd.DataFrame:
+    """Per reported (measure, statistic): the mean over tasks, reported and recomputed, beside the baselines.
+
+    For the weighted tau, the best static baseline's mean over the *same tasks* is added, so that a
+    published number can be judged against the target-blind baselines even when no score table
+    exists to recompute it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``measure``, ``statistic``, ``n_tasks``, ``reported``, ``recomputed`` (NaN unless
+        every task was recomputed), ``best_baseline``, ``best_baseline_value``, ``beats_baseline``
+        (None when no baseline applies). Empty without reported values.
+    """
+    columns = [
+        "measure",
+        "statistic",
+        "n_tasks",
+        "reported",
+        "recomputed",
+        "best_baseline",
+        "best_baseline_value",
+        "beats_baseline",
+    ]
+    rep = evaluation.reported
+    if rep is None or rep.empty:
+        return pd.DataFrame(columns=columns)
+    base = evaluation.per_task[
+        (evaluation.per_task["kind"] == "baseline") & (evaluation.per_task["task"] != "mean")
+    ]
+    rows = []
+    for (measure, statistic), group in rep.groupby(["measure", "statistic"], sort=False):
+        tasks = set(group["task"])
+        recomputed = group["recomputed"].to_numpy(dtype=float)
+        row: dict[str, Any] = {
+            "measure": measure,
+            "statistic": statistic,
+            "n_tasks": len(tasks),
+            "reported": float(group["reported"].mean()),
+            "recomputed": float(recomputed.mean()) if np.isfinite(recomputed).all() else math.nan,
+            "best_baseline": None,
+            "best_baseline_value": math.nan,
+            "beats_baseline": None,
+        }
+        if statistic == "weighted_tau":
+            rows_b = base[(base["statistic"] == statistic) & base["task"].isin(tasks)]
+            best_name, best_value = None, -math.inf
+            for name, values in rows_b.groupby("measure", sort=False):
+                if values["task"].nunique() == len(tasks):
+                    value = float(values["value"].mean())
+                    if math.isfinite(value) and value > best_value:
+                        best_name, best_value = str(name), value
+            if best_name is not None:
+                row.update(
+                    best_baseline=best_name,
+                    best_baseline_value=best_value,
+                    beats_baseline=bool(row["reported"] > best_value),
+                )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ------------------------------------------------------------------------------------------------
+# Suites
+
+
+def align_scores(
+    scores: pd.DataFrame, suite: Suite, *, on_unknown: Literal["error", "ignore"] = "error"
+) -> tuple[pd.DataFrame, list[str]]:
+    """Map the task and checkpoint names of a score table onto the suite's names.
+
+    Names match exactly, through the suite's aliases, or ignoring case and punctuation.
+
+    Returns
+    -------
+    (scores, notes)
+
+    Raises
+    ------
+    ValueError
+        Names the suite does not know and ``on_unknown="error"`` (the message lists them with the
+        closest suite names), or a duplicate after mapping.
+    """
+    if on_unknown not in ("error", "ignore"):
+        raise ValueError(f"on_unknown must be 'error' or 'ignore', got {on_unknown!r}")
+    import difflib
+
+    notes: list[str] = []
+    out = scores.copy()
+    problems = []
+    for column, resolve, known in (
+        ("task", suite.resolve_task, list(suite.tasks)),
+        ("checkpoint", suite.resolve_checkpoint, list(suite.checkpoints)),
+    ):
+        mapping = {name: resolve(name) for name in dict.fromkeys(out[column].astype(str))}
+        unknown = [name for name, target in mapping.items() if target is None]
+        if unknown:
+            hints = []
+            for name in unknown[:6]:
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            more = f" and {len(unknown) - 6} more" if len(unknown) > 6 else ""
+            text = f"{len(unknown)} unknown {column}(s): {', '.join(hints)}{more}"
+            problems.append((column, unknown, text, known))
+        out[column] = out[column].astype(str).map(lambda n, m=mapping: m[n] if m[n] is not None else n)
+    if problems:
+        if on_unknown == "error":
+            detail = "; ".join(
+                f"{text}; suite {column}s: {_listing(known, 12)}" for column, _, text, known in problems
+            )
+            raise ValueError(
+                f"the scores name {detail}. Fix the names, or pass --ignore-unknown "
+                "(on_unknown='ignore') to drop them"
+            )
+        for column, unknown, text, _ in problems:
+            notes.append(f"ignored {text} (not in suite {suite.name})")
+            out = out[~out[column].isin(unknown)]
+    dup = out.duplicated(["task", "checkpoint", "measure"], keep=False)
+    if dup.any():
+        rows = out.loc[dup, ["task", "checkpoint", "measure"]].agg("/".join, axis=1).unique()
+        raise ValueError(f"after matching names to suite {suite.name}, scores repeat for {_listing(rows)}")
+    return out.reset_index(drop=True), notes
+
+
+def evaluate_suite(
+    suite: Suite,
+    scores: pd.DataFrame | None,
+    *,
+    protocol: str | None = None,
+    higher_is_better: Mapping[str, bool] | None = None,
+    on_unknown: Literal["error", "ignore"] = "error",
+    extra_baselines: pd.DataFrame | None = None,
+    include_reported: bool = True,
+    tasks: Sequence[str] | None = None,
+    **options: Any,
+) -> Evaluation:
+    """Evaluate a score table against a suite's ground truth, baselines and reported values.
+
+    Parameters
+    ----------
+    suite : Suite
+    scores : pandas.DataFrame or None
+        Long score table (see :func:`read_scores`); None or empty evaluates only the baselines.
+    protocol : str, optional
+        Ground-truth protocol (default: the suite's).
+    higher_is_better : mapping, optional
+        Per measure; registered measures default to their spec, others to True.
+    on_unknown : {"error", "ignore"}
+        What to do with task/checkpoint names the suite does not know.
+    extra_baselines : pandas.DataFrame, optional
+        Baseline values collected while scoring (e.g. parameter counts of loaded checkpoints),
+        used where the suite has none.
+    include_reported : bool
+        Compare with the suite's reported statistics.
+    tasks : sequence of str, optional
+        Evaluate only these tasks.
+    **options
+        Passed to :func:`evaluate` (n_bootstrap, confidence, random_state, ks, min_checkpoints,
+        tolerance).
+    """
+    notes = list(suite.notes)
+    if scores is None:
+        scores = pd.DataFrame(columns=["task", "checkpoint", "measure", "score"])
+    if len(scores):
+        scores, more = align_scores(scores, suite, on_unknown=on_unknown)
+        notes.extend(more)
+    hib: dict[str, bool] = {}
+    from ckptrank.measures import get_measure, list_measures
+
+    registered = set(list_measures())
+    for measure in dict.fromkeys(scores["measure"].astype(str)) if len(scores) else []:
+        if higher_is_better and measure in higher_is_better:
+            hib[measure] = bool(higher_is_better[measure])
+        elif measure in registered:
+            hib[measure] = get_measure(measure).higher_is_better
+        else:
+            hib[measure] = True
+    baselines = suite.baselines
+    if extra_baselines is not None and len(extra_baselines):
+        extra = extra_baselines.copy()
+        extra.index = extra.index.astype(str)
+        baselines = extra if baselines is None else baselines.combine_first(extra)
+    chosen = suite.resolve_protocol(protocol)
+    if len(suite.protocols) > 1:
+        notes.append(f"ground truth of protocol {chosen!r} (suite protocols: {', '.join(suite.protocols)})")
+    truth = suite.truth(chosen)
+    reported = suite.reported if include_reported else None
+    if tasks is not None:
+        wanted = []
+        for name in tasks:
+            task = suite.resolve_task(name)
+            if task is None:
+                raise ValueError(
+                    f"suite {suite.name!r} has no task {name!r}; tasks: {', '.join(suite.tasks)}"
+                )
+            wanted.append(task)
+        truth = truth[truth["task"].isin(wanted)]
+        if len(scores):
+            scores = scores[scores["task"].isin(wanted)]
+        if reported is not None:
+            reported = reported[reported["task"].isin(wanted)]
+    return evaluate(
+        scores,
+        truth,
+        baselines=baselines,
+        higher_is_better=hib,
+        reported=reported,
+        task_order=list(suite.tasks),
+        checkpoint_order=list(suite.checkpoints),
+        notes=notes,
+        **options,
+    )

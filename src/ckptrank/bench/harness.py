@@ -1,0 +1,720 @@
+"""The benchmark harness: score a suite through the feature cache and the results store, then evaluate.
+
+:func:`score_suite` runs every checkpoint of a suite over every task's training data (features
+come from the :class:`~ckptrank.engine.cache.FeatureCache`), scores them with each measure and
+records every score with its time in the :class:`~ckptrank.bench.store.ResultsStore`, keyed by
+(suite, task, checkpoint, measure, options). A re-run reads finished scores from the store and
+loads only the checkpoints that still miss a score, so an interrupted run resumes where it
+stopped and a warm run costs no extraction at all. The options part of the key holds the
+measure's resolved options and what determines the features (data spec, per-class budget, seed,
+checkpoint spec), so changing any of them scores afresh instead of reusing a stale number. A
+failed checkpoint (it did not load or run) is reported and not recorded, so the next run retries
+it; a measure that fails or is skipped on a checkpoint is recorded with its reason.
+
+:func:`bench` is the library behind ``ckptrank bench``: it scores the suite (or takes an external
+score table, or the suite's published one), evaluates the scores with
+:func:`ckptrank.bench.evaluate.evaluate_suite` and records the evaluation in the store.
+
+Static baselines (parameter count, source accuracy from the checkpoint's card) come from the
+suite, or are collected from the loaded checkpoints and recorded in the store (task ``"*"``,
+measures ``baseline:num_parameters`` and ``baseline:source_accuracy``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .evaluate import Evaluation, evaluate_suite, read_scores
+from .store import ResultsStore, _canonical, open_store
+from .suite import BASELINE_COLUMNS, Suite, get_suite, normalize_name
+
+if TYPE_CHECKING:
+    from ckptrank.ranking import _Run
+
+__all__ = ["BenchResult", "ScoredSuite", "bench", "record_evaluation", "score_suite"]
+
+logger = logging.getLogger(__name__)
+
+_BASELINE_PREFIX = "baseline:"
+_ALL_TASKS = "*"
+
+
+@dataclass
+class ScoredSuite:
+    """Result of :func:`score_suite`.
+
+    Attributes
+    ----------
+    scores : pandas.DataFrame
+        Long table ``task, checkpoint, measure, score, seconds, error`` (score NaN when the
+        measure failed or was skipped; ``error`` says why).
+    baselines : pandas.DataFrame
+        Indexed by checkpoint: ``num_parameters`` and ``source_accuracy`` collected from the
+        loaded checkpoints (NaN where unknown).
+    runs : pandas.DataFrame
+        One row per (task, checkpoint) loaded in this call: ``load_seconds``,
+        ``extract_seconds``, ``from_cache``, ``status``, ``error``.
+    notes : list of str
+    measures : list of str
+    options : dict
+        Measure -> resolved keyword options.
+    """
+
+    scores: pd.DataFrame
+    baselines: pd.DataFrame
+    runs: pd.DataFrame
+    notes: list[str]
+    measures: list[str]
+    options: dict[str, dict[str, Any]]
+
+
+def _score_key(suite: Suite, task: str, checkpoint: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    spec = suite.tasks[task]
+    return {
+        "measure_options": dict(options),
+        "data": spec.data.format(checkpoint=checkpoint) if spec.per_checkpoint else spec.data,
+        "per_class": spec.per_class,
+        "seed": spec.seed,
+        "checkpoint_spec": None if spec.per_checkpoint else suite.checkpoints[checkpoint].spec,
+    }
+
+
+def _baseline_key(suite: Suite, checkpoint: str) -> dict[str, Any]:
+    return {"checkpoint_spec": suite.checkpoints[checkpoint].spec}
+
+
+def _open(store: ResultsStore | str | Path | None) -> tuple[ResultsStore, bool]:
+    if isinstance(store, ResultsStore):
+        return store, False
+    return open_store(store), True
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _load_run(
+    suite: Suite,
+    task: str,
+    checkpoint: str,
+    dataset: Any,
+    *,
+    needs_features: bool,
+    cache: Any,
+    device: str | None,
+    batch_size: int,
+    progress: Any,
+    trust_checkpoint: bool,
+    on_error: str,
+) -> _Run:
+    """Features (and source probabilities) of one checkpoint on one task."""
+    from ckptrank import ranking
+
+    spec = suite.tasks[task]
+    if spec.per_checkpoint:
+        start = time.perf_counter()
+        run = ranking._Run(spec=checkpoint)
+        try:
+            data = ranking._load_dataset(
+                spec.data.format(checkpoint=checkpoint), per_class=spec.per_class, seed=spec.seed
+            )
+        except (ValueError, OSError) as err:
+            if on_error == "raise":
+                raise
+            return run.fail(err)
+        run.features = np.asarray(data.features)
+        run.labels = np.asarray(data.labels)
+        run.has_head = False
+        run.feature_dim = int(run.features.shape[1])
+        run.from_cache = False
+        run.extract_seconds = time.perf_counter() - start
+        return run
+    return next(
+        ranking._iter_runs(
+            dataset,
+            [suite.checkpoints[checkpoint].spec],
+            needs_features=needs_features,
+            cache=cache,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+            trust_checkpoint=trust_checkpoint,
+            on_error=on_error,
+        )
+    )
+
+
+def score_suite(
+    suite: str | Suite,
+    measures: str | Sequence[str] | None = None,
+    *,
+    store: ResultsStore | str | Path | None = None,
+    tasks: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    measure_options: Mapping[str, Mapping[str, Any]] | None = None,
+    seed: int = 0,
+    progress: Any = None,
+    trust_checkpoint: bool = False,
+    on_error: Literal["record", "raise"] = "record",
+    on_progress: Callable[[str], None] | None = None,
+    all_pairs: bool = False,
+) -> ScoredSuite:
+    """Score the checkpoints of a suite on its tasks, resumably.
+
+    Only the (task, checkpoint) pairs that have ground truth (in any protocol) are scored, since
+    only they can be evaluated (a suite whose image checkpoints are ranked only on image tasks
+    states it that way); ``all_pairs=True`` scores every pair.
+
+    Parameters
+    ----------
+    suite : str or Suite
+        A suite (or its registered name); every task needs data and every checkpoint a spec.
+    measures : str or sequence of str, optional
+        Measure names (comma-separated or a list; ``"all"`` = every static measure, the default).
+    store : ResultsStore, str or path, optional
+        Results store (or its path / ``sqlite:///`` URL); default :func:`open_store`'s default.
+    tasks : sequence of str, optional
+        Only these tasks.
+    cache_dir : str or path, optional
+        Feature-cache folder.
+    device : str, optional
+        Device of the checkpoints (default CPU).
+    batch_size : int
+    measure_options : mapping, optional
+        ``{measure: {option: value}}``.
+    seed : int
+        ``random_state`` of the stochastic measures (unless given in ``measure_options``).
+    progress : optional
+        Extraction progress bars (None = the engine's default).
+    trust_checkpoint : bool
+        Allow checkpoint files that execute code when loaded.
+    on_error : {"record", "raise"}
+        Keep failures as notes, or re-raise them.
+    on_progress : callable, optional
+        Called with a one-line message before each (task, checkpoint) that needs work.
+    all_pairs : bool
+        Score every (task, checkpoint) pair, not only those with ground truth.
+
+    Returns
+    -------
+    ScoredSuite
+
+    Raises
+    ------
+    ValueError
+        The suite cannot be scored here (a task without data or a checkpoint without spec),
+        an unknown task, or bad options.
+    KeyError
+        Unknown measure or suite.
+    """
+    from ckptrank import ranking
+    from ckptrank.measures import get_measure
+
+    suite = get_suite(suite)
+    if not suite.can_score:
+        no_data = [t for t, spec in suite.tasks.items() if spec.data is None]
+        no_spec = [c for c, spec in suite.checkpoints.items() if spec.spec is None]
+        detail = (
+            f"tasks without data: {', '.join(no_data)}"
+            if no_data
+            else f"checkpoints without a spec: {', '.join(no_spec)}"
+        )
+        raise ValueError(
+            f"suite {suite.name!r} cannot be scored here ({detail}); "
+            "evaluate a score table with --scores FILE"
+        )
+    chosen = list(suite.tasks)
+    if tasks is not None:
+        unknown = [t for t in tasks if t not in suite.tasks]
+        if unknown:
+            raise ValueError(
+                f"suite {suite.name!r} has no task {unknown[0]!r}; tasks: {', '.join(suite.tasks)}"
+            )
+        chosen = [t for t in suite.tasks if t in tasks]
+    names = ranking.resolve_measures("all" if measures is None else measures)
+    options = ranking._resolve_options(names, measure_options, seed)
+    specs = {name: get_measure(name) for name in names}
+    needs_features = any("features" in s.requires for s in specs.values())
+    results, own = _open(store)
+    notes: list[str] = []
+    runs: list[dict[str, Any]] = []
+    try:
+        existing = results.table("scores", suite=suite.name)
+        done = set(
+            zip(
+                existing["task"],
+                existing["checkpoint"],
+                existing["measure"],
+                existing["options"],
+                strict=True,
+            )
+        )
+        cache = None
+        pairs = _pairs_to_score(suite, chosen, all_pairs)
+        total = sum(len(names_) for names_ in pairs.values())
+        skipped = len(chosen) * len(suite.checkpoints) - total
+        if skipped:
+            notes.append(
+                f"{skipped} (task, checkpoint) pair(s) without ground truth were not scored "
+                "(they cannot be evaluated; all_pairs=True scores them)"
+            )
+        position = 0
+        for task in chosen:
+            dataset = None
+            for checkpoint in pairs[task]:
+                position += 1
+                key = _score_key(suite, task, checkpoint, {})
+                todo = [
+                    name
+                    for name in names
+                    if (task, checkpoint, name, _canonical({**key, "measure_options": options[name]}))
+                    not in done
+                ]
+                want_baselines = not suite.tasks[task].per_checkpoint and not all(
+                    (
+                        _ALL_TASKS,
+                        checkpoint,
+                        f"{_BASELINE_PREFIX}{column}",
+                        _canonical(_baseline_key(suite, checkpoint)),
+                    )
+                    in done
+                    for column in BASELINE_COLUMNS
+                )
+                if not todo and not want_baselines:
+                    continue
+                if on_progress is not None:
+                    on_progress(
+                        f"[{position}/{total}] {task} / {checkpoint}: {', '.join(todo) or 'baselines'}"
+                    )
+                if dataset is None and not suite.tasks[task].per_checkpoint:
+                    spec = suite.tasks[task]
+                    dataset = ranking._load_target(spec.data, spec.per_class, spec.seed)
+                    for note in getattr(dataset, "notes", None) or []:
+                        notes.append(f"{task}: {_one_line(note)}")
+                if cache is None and not suite.tasks[task].per_checkpoint:
+                    cache = ranking._make_cache(cache_dir)
+                run = _load_run(
+                    suite,
+                    task,
+                    checkpoint,
+                    dataset,
+                    needs_features=needs_features,
+                    cache=cache,
+                    device=device,
+                    batch_size=batch_size,
+                    progress=progress,
+                    trust_checkpoint=trust_checkpoint,
+                    on_error=on_error,
+                )
+                runs.append(
+                    {
+                        "task": task,
+                        "checkpoint": checkpoint,
+                        "status": run.status,
+                        "error": run.error,
+                        "load_seconds": run.load_seconds,
+                        "extract_seconds": run.extract_seconds,
+                        "from_cache": run.from_cache,
+                    }
+                )
+                if run.status == "failed":
+                    notes.append(
+                        f"{task} / {checkpoint}: failed, not recorded (a re-run retries it): {run.error}"
+                    )
+                    continue
+                if want_baselines:
+                    bkey = _baseline_key(suite, checkpoint)
+                    values = {"num_parameters": run.num_parameters, "source_accuracy": run.source_accuracy}
+                    for column, value in values.items():
+                        results.add_score(
+                            suite=suite.name,
+                            task=_ALL_TASKS,
+                            checkpoint=checkpoint,
+                            measure=f"{_BASELINE_PREFIX}{column}",
+                            value=None if value is None else float(value),
+                            seconds=0.0,
+                            options=bkey,
+                        )
+                        done.add((_ALL_TASKS, checkpoint, f"{_BASELINE_PREFIX}{column}", _canonical(bkey)))
+                for name in todo:
+                    full_key = {**key, "measure_options": options[name]}
+                    if run.status == "skipped":
+                        value, seconds = math.nan, 0.0
+                        error = "skipped: needs a classification head, which this checkpoint does not have"
+                    else:
+                        before = len(run.notes)
+                        scored, seconds = ranking._score_run(run, [name], options, on_error)
+                        value = scored[name]
+                        error = "; ".join(_one_line(n) for n in run.notes[before:]) or None
+                    results.add_score(
+                        suite=suite.name,
+                        task=task,
+                        checkpoint=checkpoint,
+                        measure=name,
+                        value=float(value) if math.isfinite(value) else None,
+                        seconds=float(seconds),
+                        options=full_key,
+                        error=error,
+                    )
+                    done.add((task, checkpoint, name, _canonical(full_key)))
+                run.features = run.source_probs = None
+        table = results.table("scores", suite=suite.name)
+    finally:
+        if own:
+            results.close()
+    scores, baselines, more = _collect(suite, table, pairs, names, options)
+    notes.extend(more)
+    return ScoredSuite(
+        scores=scores,
+        baselines=baselines,
+        runs=pd.DataFrame(
+            runs,
+            columns=[
+                "task",
+                "checkpoint",
+                "status",
+                "error",
+                "load_seconds",
+                "extract_seconds",
+                "from_cache",
+            ],
+        ),
+        notes=list(dict.fromkeys(notes)),
+        measures=names,
+        options=options,
+    )
+
+
+def _pairs_to_score(suite: Suite, tasks: Sequence[str], all_pairs: bool) -> dict[str, list[str]]:
+    """Task -> checkpoints to score: those with ground truth (any protocol), or all."""
+    if all_pairs:
+        return {task: list(suite.checkpoints) for task in tasks}
+    gt = suite.ground_truth
+    known = set(zip(gt["task"], gt["checkpoint"], strict=True))
+    return {task: [c for c in suite.checkpoints if (task, c) in known] for task in tasks}
+
+
+def _collect(
+    suite: Suite,
+    table: pd.DataFrame,
+    pairs: Mapping[str, Sequence[str]],
+    names: Sequence[str],
+    options: Mapping[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The scores of this configuration from the store's rows."""
+    notes: list[str] = []
+    index = {(r.task, r.checkpoint, r.measure, r.options): r for r in table.itertuples(index=False)}
+    rows = []
+    for task, checkpoints in pairs.items():
+        for checkpoint in checkpoints:
+            key = _score_key(suite, task, checkpoint, {})
+            for name in names:
+                row = index.get(
+                    (task, checkpoint, name, _canonical({**key, "measure_options": options[name]}))
+                )
+                if row is None:
+                    continue
+                value = math.nan if row.value is None or pd.isna(row.value) else float(row.value)
+                error = None if row.error is None or pd.isna(row.error) else str(row.error)
+                if error and not math.isfinite(value):
+                    notes.append(f"{name} on {task} / {checkpoint}: {error}")
+                rows.append(
+                    {
+                        "task": task,
+                        "checkpoint": checkpoint,
+                        "measure": name,
+                        "score": value,
+                        "seconds": float(row.seconds)
+                        if row.seconds is not None and not pd.isna(row.seconds)
+                        else math.nan,
+                        "error": error,
+                    }
+                )
+    base_rows = {}
+    for checkpoint in suite.checkpoints:
+        bkey = _canonical(_baseline_key(suite, checkpoint))
+        values = {}
+        for column in BASELINE_COLUMNS:
+            row = index.get((_ALL_TASKS, checkpoint, f"{_BASELINE_PREFIX}{column}", bkey))
+            values[column] = (
+                math.nan if row is None or row.value is None or pd.isna(row.value) else float(row.value)
+            )
+        base_rows[checkpoint] = values
+    baselines = pd.DataFrame.from_dict(base_rows, orient="index", columns=list(BASELINE_COLUMNS)).astype(
+        float
+    )
+    scores = pd.DataFrame(rows, columns=["task", "checkpoint", "measure", "score", "seconds", "error"])
+    return scores, baselines, notes
+
+
+# ------------------------------------------------------------------------------------------------
+# bench
+
+
+@dataclass
+class BenchResult:
+    """Result of :func:`bench`.
+
+    Attributes
+    ----------
+    suite : Suite
+    evaluation : Evaluation
+    scores : pandas.DataFrame
+        The evaluated score table (long format).
+    source : str
+        Where the scores came from: ``"scored"`` (computed here), ``"published"`` (the suite's
+        published table), ``"file"`` / ``"table"`` (given by the user), or ``"none"`` (baselines
+        only).
+    runs : pandas.DataFrame or None
+        Extraction timings of the checkpoints loaded in this call.
+    notes : list of str
+    config : dict
+    """
+
+    suite: Suite
+    evaluation: Evaluation
+    scores: pd.DataFrame
+    source: str
+    runs: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: the suite summary, the evaluation, notes and configuration."""
+        out = {"suite": self.suite.summary(), "source": self.source}
+        out.update(self.evaluation.to_dict())
+        out["notes"] = list(dict.fromkeys([*self.notes, *self.evaluation.notes]))
+        out["config"] = {**self.evaluation.config, **self.config}
+        return out
+
+
+def _filter_measures(table: pd.DataFrame, measures: str | Sequence[str] | None, what: str) -> pd.DataFrame:
+    if measures is None:
+        return table
+    wanted = [
+        m.strip() for m in (measures.split(",") if isinstance(measures, str) else measures) if str(m).strip()
+    ]
+    if not wanted or [m.lower() for m in wanted] == ["all"]:
+        return table
+    available = list(dict.fromkeys(table["measure"]))
+    by_norm = {normalize_name(m): m for m in available}
+    keep = []
+    for name in wanted:
+        match = name if name in available else by_norm.get(normalize_name(name))
+        if match is None:
+            raise ValueError(f"{what} has no measure {name!r}; measures: {', '.join(available)}")
+        keep.append(match)
+    return table[table["measure"].isin(keep)]
+
+
+def _scores_digest(table: pd.DataFrame) -> str:
+    frame = table[["task", "checkpoint", "measure", "score"]].sort_values(["task", "checkpoint", "measure"])
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
+
+
+def bench(
+    suite: str | Path | Suite,
+    *,
+    measures: str | Sequence[str] | None = None,
+    scores: str | Path | pd.DataFrame | None = None,
+    store: ResultsStore | str | Path | None = None,
+    protocol: str | None = None,
+    on_unknown: Literal["error", "ignore"] = "error",
+    higher_is_better: Mapping[str, bool] | None = None,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+    min_checkpoints: int = 3,
+    tolerance: float = 0.0015,
+    record: bool = True,
+    **scoring: Any,
+) -> BenchResult:
+    """Score (if needed) and evaluate a suite: the library behind ``ckptrank bench``.
+
+    Parameters
+    ----------
+    suite : str, path or Suite
+        Registered name (see :func:`ckptrank.bench.suite.list_suites`), a suite ``.json`` file, or a
+        Suite.
+    measures : str or sequence of str, optional
+        Measures to score (scorable suites; default every static measure) or to keep from the
+        score table.
+    scores : str, path or DataFrame, optional
+        An external score table (see :func:`ckptrank.bench.evaluate.read_scores`) evaluated
+        instead of scoring. Without it, a suite that cannot be scored here evaluates its
+        published score table, or only its static baselines.
+    store : ResultsStore, str or path, optional
+        Results store for the scores and the evaluation. Default: :func:`open_store`'s default
+        when scoring; not used when evaluating a given or published table.
+    protocol : str, optional
+        Ground-truth protocol (default: the suite's).
+    on_unknown : {"error", "ignore"}
+        Score-table names the suite does not know: raise, or drop them with a note.
+    higher_is_better : mapping, optional
+        Direction of measures that are not registered (default True).
+    n_bootstrap, confidence, random_state, min_checkpoints, tolerance
+        See :func:`ckptrank.bench.evaluate.evaluate`.
+    record : bool
+        Record the evaluation in the store (when one is used).
+    **scoring
+        Passed to :func:`score_suite` (tasks, cache_dir, device, batch_size, measure_options,
+        seed, progress, trust_checkpoint, on_error, on_progress, all_pairs); ``tasks`` also restricts the
+        evaluation of a given or published score table.
+
+    Returns
+    -------
+    BenchResult
+
+    Raises
+    ------
+    ValueError
+        Nothing to evaluate (no scores and no baselines), unknown names with
+        ``on_unknown="error"``, or no task with enough checkpoints.
+    KeyError
+        Unknown suite or measure.
+    """
+    suite = get_suite(suite)
+    if suite.ground_truth.empty:
+        raise ValueError(
+            f"suite {suite.name!r} has no ground truth yet, so nothing can be evaluated; build its ground "
+            "truth first (see its provenance; for neucrab-mini: ckptrank finetune --suite neucrab-mini)"
+        )
+    tasks = scoring.get("tasks")
+    notes: list[str] = []
+    runs = None
+    extra_baselines = None
+    used_store: ResultsStore | None = None
+    own_store = False
+    config: dict[str, Any] = {"suite": suite.name}
+    try:
+        if scores is not None:
+            table = read_scores(scores)
+            table = _filter_measures(table, measures, "the score table")
+            source = "table" if isinstance(scores, pd.DataFrame) else "file"
+            config["scores"] = None if isinstance(scores, pd.DataFrame) else str(scores)
+            if store is not None:
+                used_store, own_store = _open(store)
+        elif suite.can_score:
+            used_store, own_store = _open(store)
+            scored = score_suite(suite, measures, store=used_store, **scoring)
+            table = scored.scores
+            runs = scored.runs
+            notes.extend(scored.notes)
+            extra_baselines = scored.baselines
+            source = "scored"
+            config["measures"] = scored.measures
+            config["measure_options"] = scored.options
+        elif suite.published_scores is not None:
+            table = _filter_measures(
+                suite.published_scores, measures, f"the published score table of {suite.name}"
+            )
+            source = "published"
+            notes.append(
+                f"evaluating the score table published with {suite.name} (pass --scores FILE for your own)"
+            )
+            if store is not None:
+                used_store, own_store = _open(store)
+        else:
+            if suite.baselines is None:
+                reported = ""
+                if suite.reported is not None:
+                    reported = (
+                        f"; it reports values for {', '.join(dict.fromkeys(suite.reported['measure']))}"
+                    )
+                raise ValueError(
+                    f"suite {suite.name!r} has no published score table and no static baseline to evaluate"
+                    f"{reported}; pass --scores FILE with your scores "
+                    "(columns task, checkpoint, measure, score)"
+                )
+            table = pd.DataFrame(columns=["task", "checkpoint", "measure", "score"])
+            source = "none"
+            notes.append(
+                f"{suite.name} publishes no score table: only the static baselines are evaluated"
+                + (" and the reported values are listed" if suite.reported is not None else "")
+                + "; pass --scores FILE to evaluate your scores"
+            )
+            if store is not None:
+                used_store, own_store = _open(store)
+        evaluation = evaluate_suite(
+            suite,
+            table,
+            protocol=protocol,
+            higher_is_better=higher_is_better,
+            on_unknown=on_unknown,
+            extra_baselines=extra_baselines,
+            n_bootstrap=n_bootstrap,
+            confidence=confidence,
+            random_state=random_state,
+            min_checkpoints=min_checkpoints,
+            tolerance=tolerance,
+            tasks=tasks,
+        )
+        config.update(
+            protocol=suite.resolve_protocol(protocol),
+            source=source,
+            scores_digest=_scores_digest(table) if len(table) else None,
+            results=None if used_store is None else used_store.path,
+        )
+        result = BenchResult(
+            suite=suite,
+            evaluation=evaluation,
+            scores=table,
+            source=source,
+            runs=runs,
+            notes=notes,
+            config=config,
+        )
+        if record and used_store is not None:
+            record_evaluation(used_store, result)
+        return result
+    finally:
+        if own_store and used_store is not None:
+            used_store.close()
+
+
+def record_evaluation(store: ResultsStore, result: BenchResult) -> int:
+    """Record every per-task and mean statistic of ``result`` in the store; returns the rows added.
+
+    The key's configuration holds the bootstrap settings, the protocol, the score source and a
+    digest of the score table, so a different evaluation never overwrites an earlier one.
+    """
+    ev = result.evaluation
+    config = {
+        **{k: v for k, v in ev.config.items() if k != "higher_is_better"},
+        "protocol": result.config.get("protocol"),
+        "source": result.source,
+        "scores_digest": result.config.get("scores_digest"),
+    }
+    added = 0
+    for row in ev.per_task.itertuples(index=False):
+        added += store.add_evaluation(
+            suite=result.suite.name,
+            task=str(row.task),
+            measure=str(row.measure),
+            statistic=str(row.statistic),
+            value=_num(row.value),
+            ci_low=_num(row.ci_low),
+            ci_high=_num(row.ci_high),
+            config=config,
+        )
+    return added
+
+
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None

@@ -1,0 +1,427 @@
+"""Published suites: ground truths, score tables and reported statistics of other projects.
+
+The tables under ``published_data/`` are verbatim copies of numbers published in public
+repositories (``published_data/PROVENANCE.md`` names repository, path and commit of each). Each is
+exposed as a suite named ``published:NAME``:
+
+=============================  ==================================================================
+``published:tllib``            10 ImageNet CNNs x 8 tasks (LogME's ground truth, thuml/TLLIB):
+                               published HScore/LEEP/LogME/NCE scores, reported Pearson and
+                               weighted tau
+``published:sfda-group1``      11 supervised ImageNet CNNs x 11 tasks (SFDA): reported weighted tau
+                               of LEEP, LogME, NLEEP, PARC, SFDA
+``published:sfda-group2``      12 self-supervised ResNet-50s x 11 tasks (SFDA): reported weighted
+                               tau from PED's README
+``published:modelspider``      10 ImageNet CNNs x 8 tasks (Model Spider's copy of LogME's ground
+                               truth): published scores of 9 measures, reported weighted tau
+``published:emms-vit``         13 ViT-family models x 11 tasks (EMMS / SFDA ViT table)
+``published:parc``             32 (architecture, source) models x 7 targets (PARC, controlled)
+``published:stable-transfer``  19 Keras architectures x 9 targets, fine-tuned and linear protocols
+=============================  ==================================================================
+
+Task names are the lower-case SFDA names (``aircraft``, ``cars``, ``pets``, ...), checkpoint
+names the torchvision names (``resnet50``, ``inception_v3``, ...); the source's own spellings
+are accepted as aliases in score files. The static baselines of the torchvision checkpoints are
+their documented ImageNet top-1 accuracy and parameter count (torchvision 0.29.1 weights
+metadata, ``published_data/torchvision_imagenet1k_v1.csv``). Every published ground truth has a
+single fine-tuning seed, so there is no interval over seeds and no noise ceiling.
+"""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+
+import pandas as pd
+
+from .suite import Suite, SuiteCheckpoint, Task, register_suite
+
+__all__ = ["PUBLISHED_SUITES", "data_files", "read_published_table"]
+
+_PACKAGE = "ckptrank.bench"
+_FOLDER = "published_data"
+
+SFDA_TASKS = (
+    "aircraft",
+    "caltech101",
+    "cars",
+    "cifar10",
+    "cifar100",
+    "dtd",
+    "flowers",
+    "food",
+    "pets",
+    "sun397",
+    "voc2007",
+)
+_SFDA_METRIC = {
+    "aircraft": "mean per-class accuracy (%)",
+    "caltech101": "mean per-class accuracy (%)",
+    "flowers": "mean per-class accuracy (%)",
+    "pets": "mean per-class accuracy (%)",
+    "voc2007": "11-point mAP (%)",
+}
+_TASK_ALIASES = {
+    "Aircraft": "aircraft",
+    "Caltech101": "caltech101",
+    "CIFAR10": "cifar10",
+    "CIFAR100": "cifar100",
+    "DTD": "dtd",
+    "OxfordIIITPets": "pets",
+    "OxfordIIITPet": "pets",
+    "Pet": "pets",
+    "StanfordCars": "cars",
+    "Cars": "cars",
+    "SUN397": "sun397",
+    "Flowers102": "flowers",
+    "Food101": "food",
+    "VOC2007": "voc2007",
+}
+_TLLIB_MODELS = {
+    "GoogleNet": "googlenet",
+    "Inception V3": "inception_v3",
+    "ResNet50": "resnet50",
+    "ResNet101": "resnet101",
+    "ResNet152": "resnet152",
+    "DenseNet121": "densenet121",
+    "DenseNet169": "densenet169",
+    "Densenet201": "densenet201",
+    "MobileNet V2": "mobilenet_v2",
+    "MNasNet": "mnasnet1_0",
+}
+_EMMS_ALIASES = {
+    "vit_t_16": "deit_tiny",
+    "vit_s_16": "deit_small",
+    "vit_b_16": "deit_base",
+    "pvt_t": "pvt_tiny",
+    "pvt_s": "pvt_small",
+    "pvt_m": "pvt_medium",
+    "mocov3_vits16": "mocov3_small",
+    "dino_vits16": "dino_small",
+}
+_MODELSPIDER_METHODS = {"N-LEEP": "NLEEP", "PACTran": "PACTranDirichlet"}
+_TORCHVISION_SOURCE = (
+    "Baselines: ImageNet-1K top-1 (%) and parameter count of the torchvision IMAGENET1K_V1 weights "
+    "(torchvision 0.29.1 weights metadata, the numbers of the torchvision documentation)."
+)
+_SINGLE_SEED = (
+    "published ground truth: one fine-tuning seed per pair (no interval over seeds, no noise ceiling)"
+)
+
+
+def data_files() -> list[str]:
+    """Names of the packaged data files."""
+    folder = resources.files(_PACKAGE) / _FOLDER
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".csv", ".md")))
+
+
+def read_published_table(name: str) -> pd.DataFrame:
+    """A packaged CSV as a DataFrame.
+
+    Raises
+    ------
+    FileNotFoundError
+        No packaged file of that name (the message lists them).
+    """
+    path = resources.files(_PACKAGE) / _FOLDER / name
+    if not path.is_file():
+        raise FileNotFoundError(f"no packaged table {name!r}; tables: {', '.join(data_files())}")
+    return pd.read_csv(io.StringIO(path.read_text(encoding="utf-8")))
+
+
+def _provenance(*files: str, extra: str = "") -> str:
+    text = resources.files(_PACKAGE) / _FOLDER / "PROVENANCE.md"
+    lines = [line for line in text.read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    picked = []
+    for file in files:
+        for line in lines:
+            if line.startswith(f"| `{file}`"):
+                cells = [c.strip() for c in line.strip("|").split("|")]
+                picked.append(f"{cells[0].strip('`')}: {cells[1]}, {cells[2]}")
+    return "\n".join([*picked, *([extra] if extra else [])])
+
+
+def _wide_truth(
+    frame: pd.DataFrame, *, model: str = "model", rename_models: dict[str, str] | None = None
+) -> pd.DataFrame:
+    long = frame.melt(id_vars=[model], var_name="task", value_name="accuracy").rename(
+        columns={model: "checkpoint"}
+    )
+    long["task"] = long["task"].map(lambda t: _TASK_ALIASES.get(t, t))
+    if rename_models:
+        long["checkpoint"] = long["checkpoint"].map(lambda m: rename_models.get(m, m))
+    long["seed"] = 0
+    long["protocol"] = "finetune"
+    return long.dropna(subset=["accuracy"])[["task", "checkpoint", "seed", "accuracy", "protocol"]]
+
+
+def _wide_reported(frame: pd.DataFrame, statistic: str, rename: dict[str, str] | None = None) -> pd.DataFrame:
+    frame = frame.drop(columns=[c for c in frame.columns if c == "mean"])
+    long = frame.melt(id_vars=["method"], var_name="task", value_name="value").rename(
+        columns={"method": "measure"}
+    )
+    long["task"] = long["task"].map(lambda t: _TASK_ALIASES.get(t, t))
+    if rename:
+        long["measure"] = long["measure"].map(lambda m: rename.get(m, m))
+    long["statistic"] = statistic
+    return long[["task", "measure", "statistic", "value"]]
+
+
+def _torchvision_baselines(names: list[str]) -> pd.DataFrame:
+    table = read_published_table("torchvision_imagenet1k_v1.csv").set_index("model")
+    rows = table.loc[[n for n in names if n in table.index]]
+    return pd.DataFrame(
+        {
+            "num_parameters": rows["num_params"].astype(float),
+            "source_accuracy": rows["imagenet_top1"].astype(float),
+        },
+        index=rows.index,
+    )
+
+
+def _torchvision_checkpoints(names: list[str], group: str) -> dict[str, SuiteCheckpoint]:
+    return {name: SuiteCheckpoint(spec=f"torchvision:{name}", group=group) for name in names}
+
+
+def _sfda_tasks() -> dict[str, Task]:
+    return {task: Task(metric=_SFDA_METRIC.get(task, "top-1 accuracy (%)")) for task in SFDA_TASKS}
+
+
+def _load_tllib() -> Suite:
+    truth = _wide_truth(read_published_table("tllib_finetune_acc.csv"), rename_models=_TLLIB_MODELS)
+    scores = read_published_table("tllib_metric_scores.csv").rename(
+        columns={"dataset": "task", "model": "checkpoint", "metric": "measure"}
+    )
+    scores["task"] = scores["task"].map(lambda t: _TASK_ALIASES.get(t, t))
+    scores["checkpoint"] = scores["checkpoint"].map(lambda m: _TLLIB_MODELS.get(m, m))
+    reported = read_published_table("tllib_reported_correlations.csv").rename(
+        columns={"dataset": "task", "metric": "measure"}
+    )
+    reported["task"] = reported["task"].map(lambda t: _TASK_ALIASES.get(t, t))
+    reported["statistic"] = reported["statistic"].map(
+        {"Pearson Corr": "pearson", "Weighted Tau": "weighted_tau"}
+    )
+    names = list(dict.fromkeys(truth["checkpoint"]))
+    return Suite(
+        name="published:tllib",
+        description="LogME's ground truth (10 ImageNet CNNs x 8 tasks) with the HScore, LEEP, LogME and NCE "
+        "scores and the Pearson / weighted tau that thuml/Transfer-Learning-Library publishes",
+        tasks={t: Task(metric="fine-tuned top-1 accuracy (%)") for t in dict.fromkeys(truth["task"])},
+        checkpoints=_torchvision_checkpoints(names, "supervised ImageNet CNN"),
+        ground_truth=truth,
+        baselines=_torchvision_baselines(names),
+        provenance=_provenance(
+            "tllib_finetune_acc.csv",
+            "tllib_metric_scores.csv",
+            "tllib_reported_correlations.csv",
+            "torchvision_imagenet1k_v1.csv",
+            extra=_TORCHVISION_SOURCE,
+        ),
+        default_protocol="finetune",
+        published_scores=scores[["task", "checkpoint", "measure", "score"]],
+        reported=reported[["task", "measure", "statistic", "value"]],
+        checkpoint_aliases=_TLLIB_MODELS,
+        task_aliases=_TASK_ALIASES,
+        notes=[
+            _SINGLE_SEED,
+            "tllib's DTD NCE scores duplicate its DTD LogME scores (a copy error upstream)",
+        ],
+    )
+
+
+def _load_sfda_group1() -> Suite:
+    truth = _wide_truth(read_published_table("sfda_group1_finetune_acc.csv"))
+    names = list(dict.fromkeys(truth["checkpoint"]))
+    return Suite(
+        name="published:sfda-group1",
+        description="SFDA's group 1: 11 supervised ImageNet CNNs (torchvision V1) x 11 tasks, with the "
+        "weighted tau SFDA reports for LEEP, LogME, NLEEP, PARC and SFDA (no score table is published)",
+        tasks=_sfda_tasks(),
+        checkpoints=_torchvision_checkpoints(names, "supervised ImageNet CNN"),
+        ground_truth=truth,
+        baselines=_torchvision_baselines(names),
+        provenance=_provenance(
+            "sfda_group1_finetune_acc.csv",
+            "sfda_reported_weighted_tau_group1.csv",
+            "torchvision_imagenet1k_v1.csv",
+            extra=_TORCHVISION_SOURCE,
+        ),
+        default_protocol="finetune",
+        reported=_wide_reported(
+            read_published_table("sfda_reported_weighted_tau_group1.csv"), "weighted_tau"
+        ),
+        task_aliases=_TASK_ALIASES,
+        notes=[_SINGLE_SEED],
+    )
+
+
+def _load_sfda_group2() -> Suite:
+    truth = _wide_truth(read_published_table("sfda_group2_finetune_acc.csv"))
+    names = list(dict.fromkeys(truth["checkpoint"]))
+    return Suite(
+        name="published:sfda-group2",
+        description="SFDA's group 2: 12 self-supervised ResNet-50s x 11 tasks, with the weighted tau PED "
+        "reports on this hub (no score table is published)",
+        tasks=_sfda_tasks(),
+        checkpoints={name: SuiteCheckpoint(group="self-supervised ResNet-50") for name in names},
+        ground_truth=truth,
+        provenance=_provenance(
+            "sfda_group2_finetune_acc.csv",
+            "ped_reported_weighted_tau_ssl.csv",
+            extra="No static baseline: every checkpoint is a ResNet-50 (same parameter count) and no source "
+            "accuracy is packaged.",
+        ),
+        default_protocol="finetune",
+        reported=_wide_reported(read_published_table("ped_reported_weighted_tau_ssl.csv"), "weighted_tau"),
+        task_aliases=_TASK_ALIASES,
+        notes=[_SINGLE_SEED, "reported values from PED's README (its tw.py holds the same ground truth)"],
+    )
+
+
+def _load_modelspider() -> Suite:
+    raw = read_published_table("modelspider_single_source_finetune.csv")
+    raw = raw[
+        raw["dataset"].isin(["Aircraft", "Caltech101", "Cars", "CIFAR10", "CIFAR100", "DTD", "Pet", "SUN397"])
+    ]
+    truth = pd.DataFrame(
+        {
+            "task": raw["dataset"].map(lambda t: _TASK_ALIASES.get(t, t)),
+            "checkpoint": raw["model"],
+            "seed": 0,
+            "accuracy": raw["finetune_score"].astype(float),
+            "protocol": "finetune",
+        }
+    )
+    wide = read_published_table("modelspider_baseline_metric_scores.csv")
+    scores = wide.melt(id_vars=["Dataset", "Model"], var_name="measure", value_name="score").rename(
+        columns={"Dataset": "task", "Model": "checkpoint"}
+    )
+    scores["task"] = scores["task"].map(lambda t: _TASK_ALIASES.get(t, t))
+    names = list(dict.fromkeys(truth["checkpoint"]))
+    return Suite(
+        name="published:modelspider",
+        description="Model Spider's single-source zoo (10 ImageNet CNNs x 8 classification tasks, LogME's "
+        "ground truth) with the scores of 9 measures it publishes and the weighted tau it reports",
+        tasks={t: Task(metric="fine-tuned top-1 accuracy (%)") for t in dict.fromkeys(truth["task"])},
+        checkpoints=_torchvision_checkpoints(names, "supervised ImageNet CNN"),
+        ground_truth=truth,
+        baselines=_torchvision_baselines(names),
+        provenance=_provenance(
+            "modelspider_single_source_finetune.csv",
+            "modelspider_baseline_metric_scores.csv",
+            "modelspider_reported_weighted_tau.csv",
+            "torchvision_imagenet1k_v1.csv",
+            extra=_TORCHVISION_SOURCE
+            + " The regression tasks dSprites and UTKFace of the source are left out.",
+        ),
+        default_protocol="finetune",
+        published_scores=scores[["task", "checkpoint", "measure", "score"]],
+        reported=_wide_reported(
+            read_published_table("modelspider_reported_weighted_tau.csv"),
+            "weighted_tau",
+            _MODELSPIDER_METHODS,
+        ),
+        checkpoint_aliases=dict(_TLLIB_MODELS),
+        task_aliases=_TASK_ALIASES,
+        notes=[_SINGLE_SEED, "Model Spider's own scores are not published (reported values only)"],
+    )
+
+
+def _load_emms_vit() -> Suite:
+    truth = _wide_truth(read_published_table("emms_vit_finetune_acc.csv"))
+    names = list(dict.fromkeys(truth["checkpoint"]))
+    return Suite(
+        name="published:emms-vit",
+        description="13 ViT-family models (DeiT, DINO, MoCo-v3, PVT, PVTv2, Swin) x 11 tasks, the "
+        "SFDA-protocol fine-tuning table of EMMS (ground truth only)",
+        tasks=_sfda_tasks(),
+        checkpoints={name: SuiteCheckpoint(group=name.split("_")[0]) for name in names},
+        ground_truth=truth,
+        provenance=_provenance("emms_vit_finetune_acc.csv"),
+        default_protocol="finetune",
+        checkpoint_aliases=_EMMS_ALIASES,
+        task_aliases=_TASK_ALIASES,
+        notes=[_SINGLE_SEED],
+    )
+
+
+def _load_parc() -> Suite:
+    raw = read_published_table("parc_oracle_controlled.csv")
+    names = (raw["Architecture"] + "/" + raw["Source Dataset"]).tolist()
+    truth = pd.DataFrame(
+        {
+            "task": raw["Target Dataset"],
+            "checkpoint": names,
+            "seed": 0,
+            "accuracy": raw["Oracle"].astype(float),
+            "protocol": "finetune",
+        }
+    )
+    ordered = list(dict.fromkeys(names))
+    params = read_published_table("torchvision_imagenet1k_v1.csv").set_index("model")["num_params"]
+    baselines = pd.DataFrame(
+        {"num_parameters": [float(params.get(n.split("/")[0], float("nan"))) for n in ordered]}, index=ordered
+    )
+    return Suite(
+        name="published:parc",
+        description="PARC's controlled benchmark: 4 architectures x 8 source datasets fine-tuned on 7 "
+        "targets (oracle test accuracy; source == target pairs absent)",
+        tasks={t: Task(metric="fine-tuned test accuracy (%)") for t in dict.fromkeys(truth["task"])},
+        checkpoints={n: SuiteCheckpoint(group=n.split("/")[0]) for n in ordered},
+        ground_truth=truth,
+        baselines=baselines,
+        provenance=_provenance(
+            "parc_oracle_controlled.csv",
+            "torchvision_imagenet1k_v1.csv",
+            extra="Baseline: parameter count of the torchvision architecture (with its ImageNet head).",
+        ),
+        default_protocol="finetune",
+        notes=[_SINGLE_SEED],
+    )
+
+
+def _load_stable_transfer() -> Suite:
+    raw = read_published_table("stable_transfer_source_architectures_acc.csv")
+    parts = []
+    for column, protocol in (
+        ("finetuned_backbone_test_acc", "finetune"),
+        ("frozen_backbone_test_acc", "linear"),
+    ):
+        parts.append(
+            pd.DataFrame(
+                {
+                    "task": raw["target_dataset"],
+                    "checkpoint": raw["architecture"],
+                    "seed": 0,
+                    "accuracy": raw[column].astype(float),
+                    "protocol": protocol,
+                }
+            )
+        )
+    truth = pd.concat(parts, ignore_index=True)
+    return Suite(
+        name="published:stable-transfer",
+        description="google-research stable_transfer: 19 Keras ImageNet architectures x 9 targets, test "
+        "accuracy with a fine-tuned (protocol finetune) and a frozen backbone (protocol linear)",
+        tasks={t: Task(metric="test accuracy (fraction)") for t in dict.fromkeys(truth["task"])},
+        checkpoints={n: SuiteCheckpoint(group="Keras ImageNet") for n in dict.fromkeys(truth["checkpoint"])},
+        ground_truth=truth,
+        provenance=_provenance("stable_transfer_source_architectures_acc.csv"),
+        default_protocol="finetune",
+        notes=[_SINGLE_SEED],
+    )
+
+
+#: Published suite name -> loader.
+PUBLISHED_SUITES = {
+    "published:tllib": _load_tllib,
+    "published:sfda-group1": _load_sfda_group1,
+    "published:sfda-group2": _load_sfda_group2,
+    "published:modelspider": _load_modelspider,
+    "published:emms-vit": _load_emms_vit,
+    "published:parc": _load_parc,
+    "published:stable-transfer": _load_stable_transfer,
+}
+
+for _name, _loader in PUBLISHED_SUITES.items():
+    register_suite(_name, _loader, replace=True)

@@ -1,0 +1,700 @@
+"""A self-contained HTML report of a benchmark run, with its figures also written as PNGs.
+
+:func:`write_report` writes into a folder:
+
+* ``report.html``: one page with no external resource (figures embedded as base64 PNG data
+  URIs, inline CSS): the summary table (every measure beside the static baselines, intervals,
+  marks), the noise ceiling, the weighted tau of every measure on every task, the recomputed vs
+  reported values (published suites), the figures, the notes, the provenance and the
+  configuration;
+* ``figures/*.png``: weighted tau with its intervals per measure, the per-task heat map, cost vs
+  quality (when timings exist), score vs ground truth per measure and task, and recomputed vs
+  reported;
+* ``summary.csv``, ``per_task.csv``, ``scores.csv``, ``reported.csv`` (when any) and
+  ``evaluation.json``.
+
+Files of the same names are replaced; other files in the folder are left alone. The figures are
+drawn with :class:`matplotlib.figure.Figure` and the Agg renderer (never ``pyplot``), so drawing
+neither needs a display nor changes the user's matplotlib backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .harness import BenchResult
+
+__all__ = ["figure_files", "render_html", "write_report"]
+
+_GOOD = "#1b7837"
+_MARKED = "#d95f02"
+_BASELINE = "#7f7f7f"
+_SEED = "#2c7fb8"
+_DPI = 110
+_STAT_LABELS = {
+    "weighted_tau": "weighted τ",
+    "pearson": "Pearson",
+    "kendall_tau": "Kendall τ",
+    "spearman": "Spearman",
+}
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; margin: 0;
+       color: #222; background: #fafafa; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; background: #fff; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+p.lead { color: #555; margin-top: 0; }
+table { border-collapse: collapse; font-size: 0.86em; margin: 10px 0; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
+table.summary { font-size: 0.8em; }
+th { background: #f2f2f2; }
+td.name, th.name { text-align: left; }
+tr.baseline td { color: #666; background: #f7f7f7; font-style: italic; }
+tr.marked td.measure::after { content: " \\2717"; color: #d95f02; font-weight: bold; }
+tr.beats td.measure::after { content: " \\2713"; color: #1b7837; font-weight: bold; }
+div.scroll { overflow-x: auto; max-width: 100%; }
+td.flag { color: #b30000; font-weight: bold; }
+td.ok { color: #1b7837; }
+.ci { color: #777; font-size: 0.92em; }
+figure { margin: 18px 0; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.85em; }
+ul.notes li { font-size: 0.88em; color: #444; margin: 2px 0; }
+pre { background: #f6f6f6; padding: 10px; font-size: 0.8em; overflow-x: auto; white-space: pre-wrap; }
+.legend { font-size: 0.85em; color: #555; }
+"""
+
+
+def _figure_class() -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - matplotlib is in the report extra
+        raise ImportError("the benchmark report needs matplotlib; pip install 'ckptrank[report]'") from None
+    return Figure
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z._-]+", "_", name).strip("_") or "measure"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(number):
+        return "—"
+    return f"{number:.{digits}f}"
+
+
+def _fmt_ci(low: Any, high: Any) -> str:
+    if not (_finite(low) and _finite(high)):
+        return ""
+    return f"[{float(low):.2f}, {float(high):.2f}]"
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas NA (pandas may turn None into NaN in object/string columns)."""
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _seconds(value: Any) -> str:
+    if not _finite(value):
+        return "—"
+    number = float(value)
+    if number == 0:
+        return "0"
+    return f"{number:.3g}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures
+
+
+def _margins(
+    fig: Any, *, left_chars: int = 0, bottom: float = 0.55, top: float = 0.45, right: float = 0.2
+) -> None:
+    """Fixed margins in inches (``tight_layout`` would draw the figure twice)."""
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    left = 0.35 + 0.065 * left_chars
+    fig.subplots_adjust(
+        left=min(left / width, 0.6),
+        right=1.0 - right / width,
+        bottom=min(bottom / height, 0.5),
+        top=1.0 - top / height,
+    )
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI)
+    return buffer.getvalue()
+
+
+def _tau_figure(result: BenchResult) -> bytes:
+    """Mean weighted tau per measure with its bootstrap intervals, beside the baselines."""
+    Figure = _figure_class()
+    ev = result.evaluation
+    summary = ev.summary
+    measures = summary[summary["kind"] == "measure"].sort_values("weighted_tau", ascending=True)
+    baselines = summary[summary["kind"] == "baseline"]
+    rows = pd.concat([baselines, measures])
+    n = max(len(rows), 1)
+    longest = max((len(str(name)) for name in rows.index), default=8)
+    fig = Figure(figsize=(6.8 + 0.065 * longest, 1.2 + 0.42 * n))
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    for i, (_, row) in enumerate(rows.iterrows()):
+        color = _BASELINE if row["kind"] == "baseline" else _MARKED if bool(row["marked"]) else _GOOD
+        low, high = row["weighted_tau_ci_low"], row["weighted_tau_ci_high"]
+        if _finite(low) and _finite(high):
+            ax.plot([low, high], [i, i], color=color, linewidth=2.2, alpha=0.8, solid_capstyle="butt")
+        slow, shigh = row["weighted_tau_seed_ci_low"], row["weighted_tau_seed_ci_high"]
+        if _finite(slow) and _finite(shigh):
+            ax.plot([slow, shigh], [i - 0.22, i - 0.22], color=_SEED, linewidth=1.4, alpha=0.9)
+        if _finite(row["weighted_tau"]):
+            ax.plot([row["weighted_tau"]], [i], "o", color=color, markersize=6)
+            ax.text(
+                row["weighted_tau"],
+                i + 0.2,
+                f"{row['weighted_tau']:.3f}",
+                fontsize=7.5,
+                color=color,
+                va="bottom",
+            )
+    best = baselines["weighted_tau"].max() if len(baselines) else math.nan
+    if _finite(best):
+        ax.axvline(best, color=_BASELINE, linestyle="--", linewidth=1.0)
+        side = "right" if best > 0.5 else "left"
+        ax.text(
+            best, len(rows) - 0.45, " best baseline ", fontsize=7.5, color=_BASELINE, va="bottom", ha=side
+        )
+    ceiling = ev.mean_noise_ceiling()
+    if _finite(ceiling):
+        ax.axvline(ceiling, color=_SEED, linestyle=":", linewidth=1.2)
+        side = "right" if ceiling > 0.5 else "left"
+        ax.text(ceiling, -0.9, "noise ceiling ", fontsize=7.5, color=_SEED, va="bottom", ha=side)
+    ax.axvline(0.0, color="#cccccc", linewidth=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(name) for name in rows.index], fontsize=8.5)
+    ax.set_ylim(-1.0, len(rows) - 0.2)
+    ax.set_xlim(-1.05, 1.12)
+    ax.set_xlabel("mean weighted Kendall tau over tasks (scipy defaults)", fontsize=8.5)
+    ax.grid(axis="x", color="#eeeeee")
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    conf = round(100 * ev.config.get("confidence", 0.95))
+    ax.set_title(
+        f"{result.suite.name}: mean weighted tau, {conf}% bootstrap intervals\n"
+        "(thick: over checkpoints; thin blue: over ground-truth seeds)",
+        fontsize=9,
+    )
+    _margins(fig, left_chars=longest, top=0.6)
+    return _png(fig)
+
+
+def _heatmap_figure(result: BenchResult) -> bytes:
+    """Weighted tau of every measure and baseline on every task."""
+    Figure = _figure_class()
+    table = result.evaluation.task_table("weighted_tau")
+    values = table.to_numpy(dtype=float)
+    n_rows, n_cols = values.shape
+    longest = max((len(str(name)) for name in table.index), default=8)
+    tallest = max((len(str(name)) for name in table.columns), default=4)
+    fig = Figure(
+        figsize=(1.6 + 0.065 * longest + 0.62 * max(n_cols, 1), 1.0 + 0.05 * tallest + 0.36 * max(n_rows, 1))
+    )
+    ax = fig.subplots()
+    masked = np.ma.masked_invalid(values)
+    image = ax.imshow(masked, cmap="RdBu", vmin=-1.0, vmax=1.0, aspect="auto")
+    for r in range(n_rows):
+        for c in range(n_cols):
+            if np.isfinite(values[r, c]):
+                color = "white" if abs(values[r, c]) > 0.6 else "black"
+                ax.text(c, r, f"{values[r, c]:.2f}", ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(np.arange(n_cols))
+    ax.set_xticklabels([str(c) for c in table.columns], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(np.arange(n_rows))
+    ax.set_yticklabels([str(i) for i in table.index], fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).ax.tick_params(labelsize=7)
+    ax.set_title("weighted tau per task (blank: not evaluated)", fontsize=9)
+    _margins(fig, left_chars=longest, bottom=0.3 + 0.05 * tallest, right=0.9)
+    return _png(fig)
+
+
+def _cost_figure(result: BenchResult) -> bytes | None:
+    """Median seconds per checkpoint vs mean weighted tau (None when no timing is known)."""
+    summary = result.evaluation.summary
+    measures = summary[(summary["kind"] == "measure") & summary["seconds"].apply(_finite)]
+    measures = measures[measures["seconds"].astype(float) > 0]
+    if measures.empty:
+        return None
+    Figure = _figure_class()
+    fig = Figure(figsize=(7.2, 4.6))
+    ax = fig.subplots()
+    for name, row in measures.iterrows():
+        color = _MARKED if bool(row["marked"]) else _GOOD
+        x, y = float(row["seconds"]), float(row["weighted_tau"])
+        if _finite(row["weighted_tau_ci_low"]) and _finite(row["weighted_tau_ci_high"]):
+            ax.plot([x, x], [row["weighted_tau_ci_low"], row["weighted_tau_ci_high"]], color=color, alpha=0.5)
+        ax.plot([x], [y], "o", color=color, markersize=6)
+        ax.annotate(str(name), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    for name, row in summary[summary["kind"] == "baseline"].iterrows():
+        if _finite(row["weighted_tau"]):
+            ax.axhline(row["weighted_tau"], color=_BASELINE, linestyle="--", linewidth=0.9)
+            ax.text(
+                0.01,
+                row["weighted_tau"],
+                f"{name} (free)",
+                transform=ax.get_yaxis_transform(),
+                fontsize=7,
+                color=_BASELINE,
+                va="bottom",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("median seconds to score one checkpoint on one task (extraction excluded)", fontsize=8.5)
+    ax.set_ylabel("mean weighted tau", fontsize=8.5)
+    ax.set_title("cost vs quality (up and left is better)", fontsize=9)
+    ax.grid(color="#eeeeee")
+    _margins(fig, left_chars=6)
+    return _png(fig)
+
+
+def _scatter_figure(result: BenchResult, measure: str) -> bytes:
+    """Score vs ground truth of one measure (or baseline), one panel per task."""
+    Figure = _figure_class()
+    ev = result.evaluation
+    pairs = ev.pairs[ev.pairs["measure"] == measure]
+    tasks = [t for t in ev.tasks if t in set(pairs["task"])]
+    n = max(len(tasks), 1)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.1 * cols, 2.7 * rows + 0.4))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    per_task = ev.per_task[(ev.per_task["measure"] == measure) & (ev.per_task["statistic"] == "weighted_tau")]
+    taus = dict(zip(per_task["task"], per_task["value"], strict=True))
+    kind = pairs["kind"].iloc[0] if len(pairs) else "measure"
+    color = _BASELINE if kind == "baseline" else "#4d4d4d"
+    for ax, task in zip(axes, tasks, strict=False):
+        rows_t = pairs[pairs["task"] == task]
+        x = rows_t["score"].to_numpy(dtype=float)
+        y = rows_t["truth"].to_numpy(dtype=float)
+        err = rows_t["truth_std"].to_numpy(dtype=float)
+        if np.isfinite(err).any():
+            ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="o", color=color, markersize=4, elinewidth=0.8)
+        else:
+            ax.plot(x, y, "o", color=color, markersize=4)
+        best = int(np.argmax(y))
+        ax.plot([x[best]], [y[best]], "o", color=_GOOD, markersize=6, fillstyle="none")
+        if len(x) <= 16:
+            for xi, yi, label in zip(x, y, rows_t["checkpoint"], strict=True):
+                ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(3, 2), fontsize=6)
+        ax.margins(x=0.18, y=0.12)
+        ax.set_title(f"{task}: τw = {_fmt(taus.get(task))}", fontsize=8.5)
+        ax.tick_params(labelsize=7)
+        ax.grid(color="#eeeeee")
+    for ax in axes[len(tasks) :]:
+        ax.set_visible(False)
+    suffix = " (target-blind baseline)" if kind == "baseline" else ""
+    fig.suptitle(f"{measure}{suffix}: score (x) vs fine-tuned accuracy (y)", fontsize=10)
+    # Fixed margins: tight_layout would draw every panel twice.
+    top = 1.0 - 0.55 / fig.get_figheight()
+    bottom = 0.45 / fig.get_figheight()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=bottom, top=top, wspace=0.28, hspace=0.45)
+    return _png(fig)
+
+
+def _reported_figure(result: BenchResult) -> bytes | None:
+    rep = result.evaluation.reported
+    if rep is None or not rep["recomputed"].apply(_finite).any():
+        return None
+    Figure = _figure_class()
+    fig = Figure(figsize=(5.4, 5.0))
+    ax = fig.subplots()
+    rows = rep[rep["recomputed"].apply(_finite)]
+    flagged = rows["flagged"].astype(bool).to_numpy()
+    ax.plot([-1, 1], [-1, 1], color="#bbbbbb", linewidth=0.8)
+    ax.plot(
+        rows["reported"][~flagged],
+        rows["recomputed"][~flagged],
+        "o",
+        color=_GOOD,
+        markersize=4,
+        label="agree",
+    )
+    ax.plot(rows["reported"][flagged], rows["recomputed"][flagged], "x", color="#b30000", label="disagree")
+    ax.set_xlabel("reported", fontsize=8.5)
+    ax.set_ylabel("recomputed from the scores", fontsize=8.5)
+    tol = result.evaluation.config.get("tolerance", 0.0015)
+    ax.set_title(
+        f"recomputed vs reported ({int((~flagged).sum())} of {len(rows)} agree within {tol:g})", fontsize=9
+    )
+    ax.legend(fontsize=8)
+    ax.grid(color="#eeeeee")
+    _margins(fig, left_chars=6)
+    return _png(fig)
+
+
+def figure_files(result: BenchResult) -> dict[str, bytes]:
+    """Every figure of the report as PNG bytes, keyed by file name."""
+    figures: dict[str, bytes] = {"weighted_tau.png": _tau_figure(result)}
+    figures["weighted_tau_per_task.png"] = _heatmap_figure(result)
+    cost = _cost_figure(result)
+    if cost is not None:
+        figures["cost_vs_quality.png"] = cost
+    reported = _reported_figure(result)
+    if reported is not None:
+        figures["reported_vs_recomputed.png"] = reported
+    for name in result.evaluation.summary.index:
+        figures[f"scores_{_slug(str(name))}.png"] = _scatter_figure(result, str(name))
+    return figures
+
+
+# ------------------------------------------------------------------------------------------------
+# HTML
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _summary_table(result: BenchResult) -> str:
+    summary = result.evaluation.summary
+    ks = result.evaluation.config.get("ks", [1, 3])
+    head = ["measure", "weighted τ", "CI checkpoints", "CI seeds", "Kendall τ", "Pearson", "Spearman"]
+    head += [f"Rel@{k}" for k in ks] + [f"hit@{k}" for k in ks]
+    head += ["regret", "s / ckpt", "tasks", "P(> base)", "best baseline"]
+    out = ["<div class='scroll'><table class='summary'><thead><tr>"]
+    out += [f"<th class='{'name' if h == 'measure' else ''}'>{_e(h)}</th>" for h in head]
+    out.append("</tr></thead><tbody>")
+    for name, row in summary.iterrows():
+        classes = []
+        if row["kind"] == "baseline":
+            classes.append("baseline")
+        elif not _missing(row["beats_baseline"]):
+            classes.append("marked" if bool(row["marked"]) else "beats")
+        cells = [
+            f"<td class='name measure'>{_e(name)}</td>",
+            f"<td><b>{_fmt(row['weighted_tau'])}</b></td>",
+            f"<td class='ci'>{_fmt_ci(row['weighted_tau_ci_low'], row['weighted_tau_ci_high'])}</td>",
+            f"<td class='ci'>{_fmt_ci(row['weighted_tau_seed_ci_low'], row['weighted_tau_seed_ci_high'])}"
+            "</td>",
+            f"<td>{_fmt(row['kendall_tau'])}</td>",
+            f"<td>{_fmt(row['pearson'])}</td>",
+            f"<td>{_fmt(row['spearman'])}</td>",
+        ]
+        cells += [f"<td>{_fmt(row.get(f'rel@{k}'))}</td>" for k in ks]
+        cells += [f"<td>{_fmt(row.get(f'hit@{k}'), 2)}</td>" for k in ks]
+        cells.append(f"<td>{_fmt(row['top1_regret'], 2)}</td>")
+        cells.append(f"<td>{'free' if row['kind'] == 'baseline' else _seconds(row['seconds'])}</td>")
+        cells.append(f"<td>{int(row['n_tasks'])}</td>")
+        cells.append(f"<td>{_fmt(row['p_beats_baseline'], 2)}</td>")
+        best = row["best_baseline"]
+        best_text = "" if _missing(best) else _e(best)
+        title = "" if not best_text else f" title='mean weighted tau {_fmt(row['best_baseline_tau'])}'"
+        cells.append(f"<td class='name'{title}>{best_text}</td>")
+        out.append(f"<tr class='{' '.join(classes)}'>{''.join(cells)}</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _task_table(result: BenchResult) -> str:
+    table = result.evaluation.task_table("weighted_tau")
+    kinds = result.evaluation.summary["kind"]
+    out = ["<div class='scroll'><table><thead><tr><th class='name'>measure</th>"]
+    out += [f"<th>{_e(c)}</th>" for c in table.columns]
+    out.append("</tr></thead><tbody>")
+    for name, row in table.iterrows():
+        cls = "baseline" if kinds.get(name) == "baseline" else ""
+        out.append(f"<tr class='{cls}'><td class='name'>{_e(name)}</td>")
+        out += [f"<td>{_fmt(v)}</td>" for v in row.to_numpy(dtype=float)]
+        out.append("</tr>")
+    ceiling = result.evaluation.noise_ceiling.set_index("task")["noise_ceiling"]
+    if ceiling.apply(_finite).any():
+        out.append("<tr class='baseline'><td class='name'>noise ceiling</td>")
+        for column in table.columns:
+            value = result.evaluation.mean_noise_ceiling() if column == "mean" else ceiling.get(column)
+            out.append(f"<td>{_fmt(value)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _noise_table(result: BenchResult) -> str:
+    ceiling = result.evaluation.noise_ceiling
+    if ceiling.empty or not ceiling["noise_ceiling"].apply(_finite).any():
+        seeds = sorted(set(ceiling["n_seeds"].astype(int))) if len(ceiling) else []
+        return (
+            "<p>No noise ceiling: the ground truth has "
+            f"{' / '.join(str(s) for s in seeds) or 'no'} seed(s) per task; at least 2 are needed.</p>"
+        )
+    out = [
+        "<table><thead><tr><th class='name'>task</th><th>seeds</th><th>noise ceiling (mean pairwise τw)</th>"
+    ]
+    out.append("</tr></thead><tbody>")
+    for row in ceiling.itertuples(index=False):
+        out.append(f"<tr><td class='name'>{_e(row.task)}</td><td>{int(row.n_seeds)}</td>")
+        out.append(f"<td>{_fmt(row.noise_ceiling)}</td></tr>")
+    out.append(
+        f"<tr class='baseline'><td class='name'>mean</td><td></td>"
+        f"<td>{_fmt(result.evaluation.mean_noise_ceiling())}</td></tr>"
+    )
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _reported_table(result: BenchResult) -> str:
+    rep = result.evaluation.reported
+    if rep is None or rep.empty:
+        return ""
+    tol = result.evaluation.config.get("tolerance", 0.0015)
+    compared = rep[rep["agrees"].notna()]
+    agree = int(compared["agrees"].astype(bool).sum())
+    lead = (
+        f"<p>{agree} of {len(compared)} recomputed values agree with the reported ones within {tol:g}; "
+        f"disagreements are flagged (red, ✗; hover for the difference). {len(rep) - len(compared)} reported "
+        "value(s) have no scores to recompute them from.</p>"
+    )
+    stats_order = list(dict.fromkeys(rep["statistic"]))
+    out = [lead, "<div class='scroll'><table><thead><tr><th class='name' rowspan='2'>task</th>"]
+    out.append("<th class='name' rowspan='2'>measure</th>")
+    out += [f"<th colspan='2'>{_e(_STAT_LABELS.get(stat, stat))}</th>" for stat in stats_order]
+    out.append("</tr><tr>")
+    out += ["<th>reported</th><th>recomputed</th>" for _ in stats_order]
+    out.append("</tr></thead><tbody>")
+    cells = {(r.task, r.measure, r.statistic): r for r in rep.itertuples(index=False)}
+    for task, measure in dict.fromkeys(zip(rep["task"], rep["measure"], strict=True)):
+        out.append(f"<tr><td class='name'>{_e(task)}</td><td class='name'>{_e(measure)}</td>")
+        for stat in stats_order:
+            row = cells.get((task, measure, stat))
+            if row is None:
+                out.append("<td></td><td></td>")
+                continue
+            if _missing(row.agrees):
+                cls, title = "", "nothing to recompute from"
+            elif bool(row.agrees):
+                cls, title = "ok", f"agrees (diff {_fmt(row.diff, 4)})"
+            else:
+                cls, title = "flag", f"DISAGREES: diff {_fmt(row.diff, 4)}"
+            mark = " ✗" if cls == "flag" else ""
+            out.append(
+                f"<td>{_fmt(row.reported)}</td><td class='{cls}' title='{_e(title)}'>"
+                f"{_fmt(row.recomputed, 4)}{mark}</td>"
+            )
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _reported_means(result: BenchResult) -> str:
+    from .evaluate import reported_summary
+
+    summary = reported_summary(result.evaluation)
+    out = [
+        "<p class='legend'>Mean over the source's tasks of the values it reports, the same mean recomputed "
+        "(when scores exist) and the best target-blind baseline on the same tasks; ✗: the reported mean does "
+        "not exceed that baseline.</p><div class='scroll'><table><thead><tr>"
+    ]
+    for h in ("measure", "statistic", "tasks", "reported", "recomputed", "best baseline", ""):
+        out.append(
+            f"<th class='{'name' if h in ('measure', 'statistic', 'best baseline') else ''}'>{_e(h)}</th>"
+        )
+    out.append("</tr></thead><tbody>")
+    for row in summary.itertuples(index=False):
+        if _missing(row.beats_baseline):
+            verdict, cls = "", ""
+        elif row.beats_baseline:
+            verdict, cls = "✓", "ok"
+        else:
+            verdict, cls = "✗", "flag"
+        baseline = (
+            ""
+            if _missing(row.best_baseline)
+            else f"{_e(row.best_baseline)} ({_fmt(row.best_baseline_value)})"
+        )
+        out.append(
+            f"<tr><td class='name'>{_e(row.measure)}</td>"
+            f"<td class='name'>{_e(_STAT_LABELS.get(row.statistic, row.statistic))}</td>"
+            f"<td>{row.n_tasks}</td><td>{_fmt(row.reported)}</td><td>{_fmt(row.recomputed)}</td>"
+            f"<td class='name'>{baseline}</td><td class='{cls}'>{verdict}</td></tr>"
+        )
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _img(name: str, data: bytes, caption: str) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    return (
+        f"<figure><img src='data:image/png;base64,{encoded}' alt='{_e(name)}' data-file='{_e(name)}'>"
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def render_html(result: BenchResult, figures: dict[str, bytes] | None = None) -> str:
+    """The report page as one self-contained HTML string."""
+    figures = figure_files(result) if figures is None else figures
+    ev = result.evaluation
+    suite = result.suite
+    source = {
+        "scored": "scores computed here (through the feature cache and the results store)",
+        "published": "the score table published with the suite",
+        "file": f"the score file {result.config.get('scores')}",
+        "table": "a score table given by the caller",
+        "none": "no scores: only the static baselines",
+    }.get(result.source, result.source)
+    marked = [m for m in ev.measures if bool(ev.summary.loc[m, "marked"])]
+    beating = [
+        m
+        for m in ev.measures
+        if not _missing(ev.summary.loc[m, "beats_baseline"]) and bool(ev.summary.loc[m, "beats_baseline"])
+    ]
+    verdict = ""
+    if ev.baselines and ev.measures:
+        verdict = (
+            f"<p><b>{len(beating)} of {len(ev.measures)}</b> measures beat the best static baseline "
+            f"(mean weighted tau){': ' + _e(', '.join(beating)) if beating else ''}. "
+            f"Marked ✗: {_e(', '.join(marked)) or 'none'}.</p>"
+        )
+    captions = {
+        "weighted_tau.png": "Mean weighted tau over tasks per measure, with bootstrap intervals; grey = "
+        "target-blind baselines, orange = does not beat the best baseline, green = beats it.",
+        "weighted_tau_per_task.png": "Weighted tau of every measure and baseline on every task.",
+        "cost_vs_quality.png": "Median scoring time per checkpoint against mean weighted tau.",
+        "reported_vs_recomputed.png": "Weighted tau / Pearson recomputed from the published scores "
+        "against the values the source reports.",
+    }
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>ckptrank bench: {_e(suite.name)}</title><style>{_CSS}</style></head><body><main>",
+        f"<h1>ckptrank bench: {_e(suite.name)}</h1>",
+        f"<p class='lead'>{_e(suite.description)}</p>",
+        f"<p>{len(ev.tasks)} task(s), {len(suite.checkpoints)} checkpoint(s); scores: {_e(source)}; "
+        f"ground-truth protocol: {_e(result.config.get('protocol'))}; "
+        f"{ev.config.get('n_bootstrap')} bootstrap resamples, "
+        f"{round(100 * ev.config.get('confidence', 0.95))}% intervals.</p>",
+        verdict,
+        "<h2>Summary (mean over tasks)</h2>",
+        "<p class='legend'>Weighted τ is <code>scipy.stats.weightedtau</code> with its defaults "
+        "(comparable with published numbers). CI checkpoints: bootstrap over checkpoints; CI seeds: "
+        "bootstrap over fine-tuning seeds. Grey rows are target-blind baselines; ✗ marks a measure whose "
+        "mean weighted τ does not exceed the best baseline's on the same tasks, ✓ one that does. "
+        "P(&gt; baseline): share of checkpoint resamples in which it does. s / ckpt: median seconds to "
+        "score one checkpoint (feature extraction excluded).</p>",
+        _summary_table(result),
+        "<h2>Weighted τ per task</h2>",
+        _task_table(result),
+        "<h2>Ground-truth noise ceiling</h2>",
+        _noise_table(result),
+    ]
+    if ev.reported is not None and not ev.reported.empty:
+        parts += ["<h2>Reported by the source</h2>", _reported_means(result)]
+        if ev.reported["agrees"].notna().any():
+            parts += ["<h2>Recomputed vs reported</h2>", _reported_table(result)]
+    parts.append("<h2>Figures</h2>")
+    for name, data in figures.items():
+        if name.startswith("scores_"):
+            continue
+        parts.append(_img(name, data, captions.get(name, name)))
+    parts.append("<h2>Score vs ground truth</h2>")
+    for name, data in figures.items():
+        if name.startswith("scores_"):
+            parts.append(_img(name, data, "Each point is a checkpoint; the green ring marks the best one."))
+    parts.append("<h2>Notes</h2><ul class='notes'>")
+    notes = list(dict.fromkeys([*result.notes, *ev.notes]))
+    parts += [f"<li>{_e(note)}</li>" for note in notes] or ["<li>none</li>"]
+    parts.append("</ul>")
+    parts += ["<h2>Provenance</h2>", f"<pre>{_e(suite.provenance or 'not stated')}</pre>"]
+    config = {**ev.config, **result.config}
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    parts += [
+        "<h2>Configuration</h2>",
+        f"<pre>{_e(json.dumps(config, indent=2, default=str))}</pre>",
+        f"<p class='legend'>Generated by ckptrank {_e(_version())} on {_e(created)}.</p>",
+        "</main></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _version() -> str:
+    import ckptrank
+
+    return ckptrank.__version__
+
+
+def write_report(result: BenchResult, directory: str | Path) -> dict[str, Path]:
+    """Write ``report.html``, the PNG figures and the tables to ``directory``.
+
+    Parameters
+    ----------
+    result : BenchResult
+        A result of :func:`ckptrank.bench.harness.bench`.
+    directory : str or path
+        Output folder, created if missing; files of the same names are replaced.
+
+    Returns
+    -------
+    dict
+        ``"html"``, ``"summary"``, ``"per_task"``, ``"scores"``, ``"json"``, ``"reported"``
+        (when any) and one ``"figure:NAME"`` per PNG -> path written.
+
+    Raises
+    ------
+    ValueError
+        ``directory`` exists and is not a folder.
+    """
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--report {str(out)!r} exists and is not a folder; choose a folder path")
+    figures_dir = out / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    figures = figure_files(result)
+    written: dict[str, Path] = {}
+    for name, data in figures.items():
+        path = figures_dir / name
+        path.write_bytes(data)
+        written[f"figure:{name}"] = path
+    html_path = out / "report.html"
+    html_path.write_text(render_html(result, figures), encoding="utf-8")
+    written["html"] = html_path
+    ev = result.evaluation
+    ev.summary.reset_index().to_csv(out / "summary.csv", index=False)
+    written["summary"] = out / "summary.csv"
+    ev.per_task.to_csv(out / "per_task.csv", index=False)
+    written["per_task"] = out / "per_task.csv"
+    result.scores.to_csv(out / "scores.csv", index=False)
+    written["scores"] = out / "scores.csv"
+    if ev.reported is not None:
+        ev.reported.to_csv(out / "reported.csv", index=False)
+        written["reported"] = out / "reported.csv"
+    (out / "evaluation.json").write_text(
+        json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"
+    )
+    written["json"] = out / "evaluation.json"
+    return written

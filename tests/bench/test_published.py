@@ -1,0 +1,237 @@
+"""Published suites: packaged data, provenance, and the recomputed-vs-reported comparison.
+
+The recomputations are done here independently, straight from the packaged CSVs with
+``scipy.stats.weightedtau`` / ``pearsonr``, and compared with what the harness reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from ckptrank.bench.evaluate import reported_summary
+from ckptrank.bench.harness import bench
+from ckptrank.bench.published import PUBLISHED_SUITES, data_files, read_published_table
+from ckptrank.bench.suite import get_suite, list_suites
+
+DATA = resources.files("ckptrank.bench") / "published_data"
+TOL = 0.0015
+
+
+def _provenance_rows() -> dict[str, list[str]]:
+    rows = {}
+    for line in (DATA / "PROVENANCE.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def test_every_packaged_file_has_provenance_and_its_checksum():
+    rows = _provenance_rows()
+    csvs = [name for name in data_files() if name.endswith(".csv")]
+    assert sorted(rows) == sorted(csvs)
+    for name, cells in rows.items():
+        digest = hashlib.sha256((DATA / name).read_bytes()).hexdigest()
+        assert cells[3] == digest, name
+        if name != "torchvision_imagenet1k_v1.csv":
+            assert re.search(r"[\w.-]+/[\w.-]+ @ [0-9a-f]{40}", cells[1]), cells[1]  # repo @ commit
+            assert cells[2], name  # path in the repository
+
+
+def test_torchvision_baseline_table_matches_torchvision_metadata():
+    from torchvision import models
+
+    table = read_published_table("torchvision_imagenet1k_v1.csv")
+    for row in table.itertuples(index=False):
+        meta = models.get_model_weights(row.model)["IMAGENET1K_V1"].meta
+        assert meta["num_params"] == row.num_params
+        assert meta["_metrics"]["ImageNet-1K"]["acc@1"] == pytest.approx(row.imagenet_top1)
+
+
+def test_every_published_suite_loads_with_its_shape():
+    assert set(PUBLISHED_SUITES) <= set(list_suites())
+    shapes = {
+        "published:tllib": (8, 10, 80),
+        "published:sfda-group1": (11, 11, 121),
+        "published:sfda-group2": (11, 12, 132),
+        "published:modelspider": (8, 10, 80),
+        "published:emms-vit": (11, 13, 143),
+        "published:parc": (7, 32, 196),
+        "published:stable-transfer": (9, 19, 342),
+    }
+    for name, (tasks, checkpoints, rows) in shapes.items():
+        suite = get_suite(name)
+        assert (len(suite.tasks), len(suite.checkpoints), len(suite.ground_truth)) == (
+            tasks,
+            checkpoints,
+            rows,
+        )
+        assert suite.provenance and "@" in suite.provenance
+        assert not suite.can_score
+    assert get_suite("published:stable-transfer").protocols == ["finetune", "linear"]
+
+
+# --- tllib: 37 of 64 reported values agree --------------------------------------------------------------
+
+
+def _tllib_independent() -> pd.DataFrame:
+    gt = pd.read_csv(DATA / "tllib_finetune_acc.csv").set_index("model")
+    scores = pd.read_csv(DATA / "tllib_metric_scores.csv")
+    reported = pd.read_csv(DATA / "tllib_reported_correlations.csv")
+    rows = []
+    for r in reported.itertuples(index=False):
+        s = scores[(scores.dataset == r.dataset) & (scores.metric == r.metric)].set_index("model")["score"]
+        a = gt.loc[s.index, r.dataset]
+        if r.statistic == "Weighted Tau":
+            value = sps.weightedtau(s.to_numpy(), a.to_numpy()).statistic
+        else:
+            value = sps.pearsonr(s.to_numpy(), a.to_numpy()).statistic
+        rows.append((r.dataset, r.metric, r.statistic, r.value, value))
+    return pd.DataFrame(rows, columns=["dataset", "metric", "statistic", "reported", "recomputed"])
+
+
+def test_tllib_recomputed_vs_reported_counts():
+    independent = _tllib_independent()
+    agree = (independent["recomputed"] - independent["reported"]).abs() <= TOL
+    assert len(independent) == 64 and int(agree.sum()) == 37
+    aircraft = independent[independent.dataset == "Aircraft"]
+    assert not ((aircraft["recomputed"] - aircraft["reported"]).abs() <= TOL).any()  # all 8 far off
+    assert (aircraft["recomputed"] - aircraft["reported"]).abs().max() > 0.4
+
+    result = bench("published:tllib", n_bootstrap=0)
+    rep = result.evaluation.reported
+    assert len(rep) == 64 and int(rep["agrees"].astype(bool).sum()) == 37
+    assert int(rep["flagged"].sum()) == 27
+    tasks = {"Aircraft": "aircraft", "OxfordIIITPets": "pets", "StanfordCars": "cars"}
+    merged = independent.assign(
+        task=independent.dataset.map(lambda d: tasks.get(d, d.lower())),
+        stat=independent.statistic.map({"Weighted Tau": "weighted_tau", "Pearson Corr": "pearson"}),
+    ).merge(rep, left_on=["task", "metric", "stat"], right_on=["task", "measure", "statistic"])
+    assert len(merged) == 64
+    np.testing.assert_allclose(merged["recomputed_x"], merged["recomputed_y"], atol=1e-12)
+    # the DTD NCE column duplicates LogME upstream: identical recomputed values
+    dtd = rep[(rep.task == "dtd") & (rep.statistic == "weighted_tau")].set_index("measure")["recomputed"]
+    assert dtd["NCE"] == dtd["LogME"]
+
+
+def test_tllib_baselines_match_landscape():
+    summary = bench("published:tllib", n_bootstrap=0).evaluation.summary
+    assert summary.loc["source_accuracy", "weighted_tau"] == pytest.approx(0.724, abs=5e-4)
+    assert summary.loc["LogME", "weighted_tau"] == pytest.approx(
+        np.mean(_tllib_independent().query("metric == 'LogME' and statistic == 'Weighted Tau'")["recomputed"])
+    )
+    # no published measure beats the best target-blind baseline on this table
+    assert summary.loc[["HScore", "LEEP", "LogME", "NCE"], "marked"].all()
+
+
+# --- Model Spider: 4 of 72 -------------------------------------------------------------------------------
+
+
+def test_modelspider_recomputed_vs_reported_counts():
+    gt = pd.read_csv(DATA / "modelspider_single_source_finetune.csv")
+    scores = pd.read_csv(DATA / "modelspider_baseline_metric_scores.csv")
+    reported = pd.read_csv(DATA / "modelspider_reported_weighted_tau.csv").set_index("method")
+    datasets = {"aircraft": "Aircraft", "caltech101": "Caltech101", "cars": "Cars", "cifar10": "CIFAR10"}
+    datasets |= {"cifar100": "CIFAR100", "dtd": "DTD", "pets": "Pet", "sun397": "SUN397"}
+    columns = {"H-Score": "H-Score", "NCE": "NCE", "LEEP": "LEEP", "N-LEEP": "NLEEP", "LogME": "LogME"}
+    columns |= {"PACTran": "PACTranDirichlet", "OTCE": "OTCE", "LFC": "LFC", "GBC": "GBC"}
+    agree = total = 0
+    for method, column in columns.items():
+        for task, dataset in datasets.items():
+            s = scores[scores.Dataset == dataset].set_index("Model")[column]
+            a = gt[gt.dataset == dataset].set_index("model")["finetune_score"].loc[s.index]
+            value = sps.weightedtau(s.to_numpy(), a.to_numpy()).statistic
+            total += 1
+            agree += abs(value - reported.loc[method, task]) <= TOL
+    assert (agree, total) == (4, 72)
+
+    rep = bench("published:modelspider", n_bootstrap=0).evaluation.reported
+    compared = rep[rep["agrees"].notna()]
+    assert len(compared) == 72 and int(compared["agrees"].astype(bool).sum()) == 4
+    assert set(rep.loc[rep["agrees"].isna(), "measure"]) == {"ModelSpider"}  # reported only, no scores
+
+
+# --- SFDA group 1: baselines and the reported table --------------------------------------------------------
+
+
+def test_sfda_group1_baselines_and_reported_values():
+    result = bench("published:sfda-group1", n_bootstrap=0)
+    summary = result.evaluation.summary
+    assert result.source == "none" and result.evaluation.measures == []
+    assert summary.loc["source_accuracy", "weighted_tau"] == pytest.approx(0.654, abs=5e-4)
+    assert summary.loc["num_parameters", "weighted_tau"] == pytest.approx(0.578, abs=5e-4)
+    rep = result.evaluation.reported
+    assert len(rep) == 55 and rep["agrees"].isna().all()
+    sfda_mean = rep[rep.measure == "SFDA"]["reported"].mean()
+    assert sfda_mean == pytest.approx(0.710, abs=5e-4)  # ALGORITHMS.md 5.1
+    # LANDSCAPE.md 3.1: the target-blind ImageNet accuracy beats every reported measure but SFDA
+    means = reported_summary(result.evaluation).set_index("measure")
+    assert means["best_baseline"].eq("source_accuracy").all()
+    assert means["beats_baseline"].to_dict() == {
+        "LEEP": False,
+        "LogME": False,
+        "NLEEP": False,
+        "PARC": False,
+        "SFDA": True,
+    }
+    assert means.loc["NLEEP", "reported"] == pytest.approx(0.61145, abs=1e-5)
+
+
+def test_user_scores_against_a_published_suite_are_compared_with_reported(tmp_path):
+    gt = read_published_table("sfda_group1_finetune_acc.csv").set_index("model")
+    # a "measure" that is the ground truth itself: weighted tau 1 on every task
+    rows = [(task, model, "SFDA", gt.loc[model, task]) for task in gt.columns for model in gt.index]
+    path = tmp_path / "scores.csv"
+    pd.DataFrame(rows, columns=["task", "checkpoint", "measure", "score"]).to_csv(path, index=False)
+    result = bench("published:sfda-group1", scores=path, n_bootstrap=0)
+    assert result.evaluation.summary.loc["SFDA", "weighted_tau"] == pytest.approx(1.0)
+    assert not result.evaluation.summary.loc["SFDA", "marked"]
+    rep = result.evaluation.reported
+    sfda = rep[rep.measure == "SFDA"]
+    assert len(sfda) == 11 and sfda["flagged"].all()
+    np.testing.assert_allclose(sfda["recomputed"], 1.0, atol=1e-12)
+
+
+def test_two_published_ground_truths_disagree_as_landscape_says():
+    tllib = get_suite("published:tllib").mean_truth()
+    sfda = get_suite("published:sfda-group1").mean_truth()
+    shared_tasks = [t for t in tllib.index if t in sfda.index]
+    shared_models = [m for m in tllib.columns if m in sfda.columns]
+    assert len(shared_tasks) == 8 and len(shared_models) == 10
+    taus = [
+        sps.weightedtau(
+            tllib.loc[t, shared_models].to_numpy(), sfda.loc[t, shared_models].to_numpy()
+        ).statistic
+        for t in shared_tasks
+    ]
+    assert np.mean(taus) == pytest.approx(0.541, abs=5e-4)
+
+
+def test_published_suite_without_scores_or_baselines_asks_for_a_score_file():
+    with pytest.raises(ValueError, match=r"no published score table and no static baseline.*--scores FILE"):
+        bench("published:sfda-group2")
+    with pytest.raises(ValueError, match="has no measure 'sfda'; measures: HScore, LEEP, LogME, NCE"):
+        bench("published:tllib", measures="sfda")
+    result = bench("published:tllib", measures="logme,nce", n_bootstrap=0)
+    assert result.evaluation.measures == ["LogME", "NCE"]
+
+
+def test_stable_transfer_protocols():
+    linear = bench(
+        "published:stable-transfer",
+        scores=pd.DataFrame(
+            {"task": ["cifar10"] * 3, "checkpoint": ["resnet50", "vgg16", "xception"]}
+        ).assign(measure="m", score=[1.0, 2.0, 3.0]),
+        protocol="linear",
+        n_bootstrap=0,
+    )
+    assert linear.config["protocol"] == "linear"
+    with pytest.raises(ValueError, match="no ground truth for protocol 'full'"):
+        bench("published:stable-transfer", scores=linear.scores, protocol="full")
