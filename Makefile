@@ -4,24 +4,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ckptrank-installed
 
-.PHONY: setup data demo test lint bench clean
+.PHONY: setup data system-packages demo test lint bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.14.1 is pinned in pyproject.toml: the wheel on the build machines' disk is used.
 	$(PY) -m pip install --quiet -e ".[all,test]"
 	touch $(STAMP)
 
 data:
-	bash scripts/install-system-data.sh
+	bash scripts/install-system-packages.sh --data-only
+
+system-packages:
+	bash scripts/install-system-packages.sh
 
 demo: setup data
 	$(VENV)/bin/ckptrank demo
 
-test: setup data
+test: setup system-packages
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/ckptrank
 
