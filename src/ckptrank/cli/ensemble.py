@@ -1,0 +1,129 @@
+"""``ckptrank ensemble``: pick complementary checkpoints by SFDA ensemble selection."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ._errors import debug_enabled, run_with_error_mapping
+from .rank import (
+    BatchSizeOpt,
+    CacheDirOpt,
+    DataOpt,
+    DeviceOpt,
+    ModelsOpt,
+    PerClassOpt,
+    SeedOpt,
+    TrustOpt,
+    check_format,
+    epilog,
+    print_notes,
+    progress_for,
+)
+
+__all__ = ["register"]
+
+EXAMPLES = [
+    "ckptrank ensemble --data builtin:fashion-mnist --per-class 40 "
+    "--models efficientnet-lite0,efficientnet-lite1,efficientnet-lite2 --k 2",
+    "ckptrank ensemble --data feats.npz --models models.txt --k 3 --format json",
+]
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def ensemble_command(
+    data: DataOpt,
+    models: ModelsOpt,
+    k: Annotated[int, typer.Option("--k", min=1, help="Number of checkpoints to select.")] = 3,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="greedy_concat (SFDA of the concatenated features) or confmix_coupled "
+            "(a low-confidence reading of the paper).",
+        ),
+    ] = "greedy_concat",
+    pca_dims: Annotated[
+        float | None,
+        typer.Option(
+            "--pca-dims", help="Reduce each checkpoint to N principal components (0<N<1: variance)."
+        ),
+    ] = None,
+    per_class: PerClassOpt = None,
+    seed: SeedOpt = 0,
+    output_format: Annotated[str, typer.Option("--format", help="human, json or quiet.")] = "human",
+    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchSizeOpt = 64,
+    trust_checkpoint: TrustOpt = False,
+) -> None:
+    """Select K complementary checkpoints for an ensemble (greedy SFDA selection).
+
+    The first pick is the checkpoint with the best SFDA score; each next pick is the checkpoint
+    whose features, joined to those already picked, give the best ensemble SFDA score.
+    """
+
+    def run() -> None:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        from ckptrank.ranking import choose_ensemble
+
+        fmt = check_format(output_format, ("human", "json", "quiet"))
+        choice = choose_ensemble(
+            data,
+            models,
+            k=k,
+            method=method,
+            pca_dims=int(pca_dims) if pca_dims is not None and pca_dims >= 1 else pca_dims,
+            per_class=per_class,
+            seed=seed,
+            cache_dir=cache_dir,
+            device=device,
+            batch_size=batch_size,
+            progress=progress_for(fmt),
+            trust_checkpoint=trust_checkpoint,
+            on_error="raise" if debug_enabled() else "record",
+        )
+        result = choice.to_dict()
+        if fmt == "json":
+            typer.echo(json.dumps(result, indent=2))
+            return
+        if fmt == "quiet":
+            typer.echo("\n".join(choice.selected))
+            return
+        table = Table(
+            title=f"ckptrank ensemble: {len(choice.selected)} of {len(choice.config['models'])} checkpoints",
+            caption="SFDA: higher = predicted more transferable. 'ensemble SFDA' scores the concatenated "
+            "features of the checkpoints picked so far.",
+            caption_justify="left",
+        )
+        for column, justify in (("pick", "right"), ("checkpoint", "left"), ("own SFDA", "right")):
+            table.add_column(column, justify=justify)
+        table.add_column("ensemble SFDA", justify="right")
+        for entry in result["selected"]:
+            table.add_row(
+                str(entry["order"]),
+                escape(entry["checkpoint"]),
+                _fmt(entry["individual_score"]),
+                _fmt(entry["ensemble_score"]),
+            )
+        Console(soft_wrap=False).print(table)
+        others = [spec for spec in result["individual_scores"] if spec not in choice.selected]
+        if others:
+            scored = ", ".join(f"{spec} ({_fmt(result['individual_scores'][spec])})" for spec in others)
+            typer.echo(f"not selected: {scored}")
+        print_notes(choice.notes)
+
+    run_with_error_mapping(run)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``ckptrank ensemble`` to the app."""
+    app.command("ensemble", epilog=epilog(EXAMPLES))(ensemble_command)

@@ -1,0 +1,1148 @@
+"""Rank checkpoints for a target task: extract features through the cache, score, combine.
+
+:func:`rank` is the library behind ``ckptrank rank``: it loads the target data (training
+split), runs every checkpoint once over it (features, plus source-class probabilities when the
+checkpoint has a head), scores the outputs with each requested measure and returns one row per
+checkpoint with the per-measure scores, a consensus rank and two target-blind baselines
+(parameter count, and the source accuracy the checkpoint's card states).
+
+Consensus rank
+    For each measure, the checkpoints it scored are ranked 1 (predicted best) .. M, ties
+    averaged (:func:`scipy.stats.rankdata`, ``method="average"``), using the measure's
+    ``higher_is_better``. The consensus rank of a checkpoint is the mean of its per-measure
+    ranks over the measures that scored *every* successfully run checkpoint (a measure that
+    skipped some checkpoints, e.g. LEEP for checkpoints without a head, is shown but left out
+    of the consensus so that all checkpoints are compared on the same measures; when no
+    measure scored every checkpoint, the mean over the available ranks is used and a note
+    says so). The final ``rank`` orders the consensus ranks, ties sharing the smaller rank
+    ("1, 2, 2, 4").
+
+Failures
+    A checkpoint that cannot be loaded or run is kept as a row with ``status="failed"`` and the
+    reason in ``error`` and the notes; the others are still ranked. :func:`rank` raises only
+    when every checkpoint failed, or when no requested measure could score any checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import inspect
+import json
+import logging
+import math
+import platform
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DEFAULT_MEASURES",
+    "EnsembleChoice",
+    "check_output_dir",
+    "choose_ensemble",
+    "csv_frame",
+    "parse_models",
+    "rank",
+    "ranking_records",
+    "resolve_measures",
+    "save_ranking",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Measures used when none are requested: fast on a CPU, strong in the published comparisons,
+#: and of different kinds (evidence, discriminant analysis, covariance, mixture, source head).
+DEFAULT_MEASURES: tuple[str, ...] = ("logme", "sfda", "reg_hscore", "nleep", "leep")
+
+#: Columns that precede and follow the per-measure score columns of a ranking.
+LEADING_COLUMNS = ("rank", "checkpoint")
+TRAILING_COLUMNS = (
+    "consensus_rank",
+    "seconds",
+    "num_parameters",
+    "source_accuracy",
+    "num_parameters_rank",
+    "source_accuracy_rank",
+    "status",
+    "error",
+    "has_head",
+    "feature_dim",
+    "from_cache",
+    "extract_seconds",
+    "score_seconds",
+)
+
+OnError = Literal["record", "raise"]
+
+
+# --------------------------------------------------------------------------------------------
+# Seams to the other layers (imported lazily, so that ``import ckptrank`` stays light and tests
+# can replace them).
+
+
+def _load_dataset(spec: str, *, per_class: int | None, seed: int) -> Any:
+    from ckptrank.data import load_dataset
+
+    return load_dataset(spec, split="train", per_class=per_class, seed=seed)
+
+
+def _load_checkpoint(spec: str, *, trust_checkpoint: bool, device: str | None) -> Any:
+    from ckptrank.adapters import load_checkpoint
+
+    return load_checkpoint(spec, trust_checkpoint=trust_checkpoint, device=device or "cpu")
+
+
+def _check_spec(spec: str) -> None:
+    """Fail fast on a spec that names no checkpoint (unknown prefix or built-in name, bad syntax)."""
+    from ckptrank.adapters import list_builtin_checkpoints
+    from ckptrank.adapters._source import get_source, parse_spec
+
+    parsed = parse_spec(spec, list_builtin_checkpoints())
+    get_source(parsed.prefix, spec)
+
+
+def _make_cache(cache_dir: str | Path | None) -> Any:
+    from ckptrank.engine.cache import FeatureCache
+
+    return FeatureCache(root=cache_dir)
+
+
+def _extract(
+    checkpoint: Any, dataset: Any, *, batch_size: int, device: str | None, cache: Any, progress: bool | None
+) -> Any:
+    from ckptrank.engine.extract import extract
+
+    return extract(checkpoint, dataset, batch_size=batch_size, device=device, cache=cache, progress=progress)
+
+
+def _checkpoint_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mark one checkpoint as failed instead of aborting the ranking."""
+    return (ValueError, KeyError, OSError, RuntimeError, ImportError, TypeError, AttributeError)
+
+
+# --------------------------------------------------------------------------------------------
+# Argument parsing shared by the API and the CLI.
+
+
+def parse_models(models: str | Path | Sequence[str]) -> list[str]:
+    """Checkpoint specs from a list, a comma-separated string, or a file with one spec per line.
+
+    In a file, blank lines and everything after ``#`` are ignored. Duplicates are dropped
+    (first occurrence kept).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``models`` looks like a list file (``.txt``, ``.lst``, ``.list``) that does not exist.
+    ValueError
+        No checkpoint is given.
+
+    Examples
+    --------
+    >>> parse_models("efficientnet-lite0, efficientnet-lite1")
+    ['efficientnet-lite0', 'efficientnet-lite1']
+    """
+    if isinstance(models, Path) or (isinstance(models, str) and "," not in models):
+        path = Path(models)
+        if path.is_file():
+            specs = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                spec = line.split("#", 1)[0].strip()
+                if spec:
+                    specs.append(spec)
+            if not specs:
+                raise ValueError(
+                    f"the models file {str(path)!r} lists no checkpoint (one per line, # comments)"
+                )
+            return _dedupe(specs)
+        if path.suffix.lower() in (".txt", ".lst", ".list"):
+            raise FileNotFoundError(
+                f"models file {str(path)!r} not found; give an existing file (one checkpoint per line) "
+                "or a comma-separated list of checkpoints"
+            )
+    if isinstance(models, str | Path):
+        specs = [part.strip() for part in str(models).split(",")]
+    else:
+        specs = [str(part).strip() for part in models]
+    specs = [spec for spec in specs if spec]
+    if not specs:
+        raise ValueError("no checkpoint given; pass --models A,B,... or a file with one checkpoint per line")
+    return _dedupe(specs)
+
+
+def _check_specs(specs: Sequence[str]) -> None:
+    """Raise one error for every spec that names no checkpoint, before any work starts."""
+    errors: list[ValueError] = []
+    for spec in specs:
+        try:
+            _check_spec(spec)
+        except ValueError as err:
+            errors.append(err)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ValueError("; ".join(" ".join(str(err).split()) for err in errors)) from errors[0]
+
+
+def _dedupe(specs: list[str]) -> list[str]:
+    return list(dict.fromkeys(specs))
+
+
+def resolve_measures(measures: str | Sequence[str] | None) -> list[str]:
+    """Validated measure names: None -> :data:`DEFAULT_MEASURES`; ``"all"`` -> every static measure.
+
+    Raises
+    ------
+    KeyError
+        A name is not registered (the message lists the valid names and the closest match).
+    ValueError
+        The list is empty.
+    """
+    from ckptrank.measures import get_measure, list_measures
+
+    if measures is None:
+        names = [name for name in DEFAULT_MEASURES if name in list_measures()]
+    else:
+        parts = measures.split(",") if isinstance(measures, str) else list(measures)
+        names = []
+        for part in (str(p).strip().lower() for p in parts):
+            if part == "all":
+                names.extend(list_measures(kind="static"))
+            elif part:
+                names.append(part)
+    names = _dedupe(names)
+    if not names:
+        raise ValueError(f"no measure given; choose from {', '.join(list_measures())}")
+    for name in names:
+        get_measure(name)  # raises KeyError with the valid names and the closest match
+    return names
+
+
+def _resolve_options(
+    names: Sequence[str], measure_options: Mapping[str, Mapping[str, Any]] | None, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Per-measure keyword options; stochastic measures get ``random_state=seed`` unless given."""
+    from ckptrank.measures import get_measure
+    from ckptrank.measures._registry import unknown_name_message
+
+    measure_options = dict(measure_options or {})
+    for name in measure_options:
+        if name not in names:
+            raise ValueError(
+                f"options were given for measure {name!r}, which is not among the requested measures "
+                f"({', '.join(names)})"
+            )
+    resolved: dict[str, dict[str, Any]] = {}
+    for name in names:
+        spec = get_measure(name)
+        params = inspect.signature(spec.func).parameters
+        keyword_only = [p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        options = dict(measure_options.get(name, {}))
+        for option in options:
+            if option not in keyword_only and not accepts_any:
+                message = unknown_name_message(f"option of measure {name!r}", option, keyword_only)
+                raise ValueError(message)
+        if "random_state" in keyword_only and "random_state" not in options:
+            options["random_state"] = seed
+        resolved[name] = options
+    return resolved
+
+
+# --------------------------------------------------------------------------------------------
+# Running the checkpoints.
+
+
+@dataclass
+class _Run:
+    """One checkpoint's pass over the target data."""
+
+    spec: str
+    status: str = "ok"
+    error: str | None = None
+    name: str | None = None
+    features: Any = None
+    source_probs: Any = None
+    labels: Any = None
+    has_head: bool | None = None
+    num_parameters: int | None = None
+    source_accuracy: float | None = None
+    feature_dim: int | None = None
+    from_cache: bool | None = None
+    load_seconds: float = 0.0
+    extract_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, err: BaseException) -> _Run:
+        self.status = "failed"
+        self.error = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())
+        self.error = self.error or type(err).__name__
+        self.features = self.source_probs = None
+        return self
+
+
+def _card_accuracy(card: Any) -> float | None:
+    """The source accuracy a checkpoint card states, as a fraction in [0, 1], or None."""
+    if not isinstance(card, Mapping):
+        return None
+    value = card.get("source_accuracy")
+    if value is None:
+        return None
+    try:
+        accuracy = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(accuracy):
+        return None
+    return round(accuracy / 100.0, 10) if accuracy > 1.0 else accuracy
+
+
+def _iter_runs(
+    dataset: Any,
+    specs: Sequence[str],
+    *,
+    needs_features: bool,
+    cache: Any,
+    device: str | None,
+    batch_size: int,
+    progress: Any,
+    trust_checkpoint: bool,
+    on_error: OnError,
+) -> Iterator[_Run]:
+    """Load and run each checkpoint in turn; a failing one yields a ``failed`` run."""
+    for spec in specs:
+        run = _Run(spec=spec)
+        start = time.perf_counter()
+        try:
+            checkpoint = _load_checkpoint(spec, trust_checkpoint=trust_checkpoint, device=device)
+        except _checkpoint_errors() as err:
+            if on_error == "raise":
+                raise
+            logger.info("checkpoint %s failed to load: %s", spec, err)
+            yield run.fail(err)
+            continue
+        run.load_seconds = time.perf_counter() - start
+        run.name = str(getattr(checkpoint, "name", spec))
+        run.has_head = bool(getattr(checkpoint, "has_head", False))
+        if getattr(checkpoint, "layer", None) is None:
+            # The stated accuracy is of the whole network's head, not of an intermediate layer.
+            run.source_accuracy = _card_accuracy(getattr(checkpoint, "card", None))
+        with contextlib.suppress(*_checkpoint_errors()):
+            run.num_parameters = int(checkpoint.num_parameters())
+        if not needs_features and not run.has_head:
+            # Every requested measure needs the source head, and this checkpoint has none:
+            # do not spend an extraction on it.
+            run.status = "skipped"
+            yield run
+            continue
+        try:
+            extracted = _extract(
+                checkpoint, dataset, batch_size=batch_size, device=device, cache=cache, progress=progress
+            )
+        except _checkpoint_errors() as err:
+            if on_error == "raise":
+                raise
+            logger.info("checkpoint %s failed to run: %s", spec, err)
+            yield run.fail(err)
+            continue
+        finally:
+            del checkpoint
+        run.features = extracted.features
+        run.source_probs = extracted.source_probs
+        run.labels = extracted.labels
+        run.from_cache = bool(getattr(extracted, "from_cache", False))
+        run.extract_seconds = float(getattr(extracted, "seconds", 0.0) or 0.0)
+        run.feature_dim = int(np.shape(extracted.features)[1]) if np.ndim(extracted.features) == 2 else None
+        if run.source_probs is None:
+            run.has_head = False
+        yield run
+
+
+def _load_target(data: Any, per_class: int | None, seed: int) -> Any:
+    if per_class is not None and (not isinstance(per_class, int | np.integer) or per_class < 1):
+        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    if isinstance(data, str | Path):
+        dataset = _load_dataset(str(data), per_class=per_class, seed=seed)
+    else:
+        if per_class is not None:
+            raise ValueError(
+                "per_class applies only when data is a data spec; subsample the dataset yourself"
+            )
+        dataset = data
+    labels = np.asarray(dataset.labels)
+    classes = np.unique(labels)
+    if labels.size == 0:
+        raise ValueError(f"the target data {_data_name(data, dataset)!r} has no labelled samples")
+    if classes.size < 2:
+        raise ValueError(
+            f"the target data {_data_name(data, dataset)!r} has {classes.size} class "
+            f"({classes[0]!r}, {labels.size} samples); ranking needs labelled samples of at least 2 classes"
+        )
+    return dataset
+
+
+def _data_name(data: Any, dataset: Any = None) -> str:
+    if isinstance(data, str | Path):
+        return str(data)
+    return str(getattr(dataset, "name", None) or getattr(data, "name", "dataset"))
+
+
+def _dataset_notes(dataset: Any, per_class: int | None, seed: int) -> list[str]:
+    notes = [str(note) for note in (getattr(dataset, "notes", None) or [])]
+    split = getattr(dataset, "split", "train")
+    if split in (None, "train"):
+        if not any("training split" in note for note in notes):
+            notes.append("scored on the training split only (no test labels leak into the scores)")
+    elif split == "all":
+        if not any("split 'all'" in note or "no split" in note for note in notes):
+            notes.append(
+                "the data has no train/test split: every sample was scored; keep a test set apart yourself"
+            )
+    else:
+        notes.append(f"scored on the {split!r} split")
+    if per_class is not None and not any("per class" in note or "per_class" in note for note in notes):
+        notes.append(f"subsampled to at most {per_class} samples per class (seed {seed})")
+    return notes
+
+
+def _dataset_summary(data: Any, dataset: Any) -> dict[str, Any]:
+    labels = np.asarray(dataset.labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    return {
+        "name": _data_name(data, dataset),
+        "split": getattr(dataset, "split", None),
+        "modality": getattr(dataset, "modality", None),
+        "n_samples": int(labels.size),
+        "n_classes": int(classes.size),
+        "min_class_count": int(counts.min()),
+        "max_class_count": int(counts.max()),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring and ranking.
+
+
+def _score_run(
+    run: _Run,
+    names: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]],
+    on_error: OnError,
+) -> tuple[dict[str, float], float]:
+    """Score one run with every measure; skipped or failed measures give NaN and a note."""
+    from ckptrank.measures import get_measure, score
+
+    scores: dict[str, float] = {}
+    start = time.perf_counter()
+    for name in names:
+        spec = get_measure(name)
+        scores[name] = math.nan
+        if "source_probs" in spec.requires and run.source_probs is None:
+            run.notes.append(
+                f"{name} skipped: it needs the source-class probabilities of a classification head, "
+                "which this checkpoint (or the chosen layer) does not have"
+            )
+            continue
+        if "features" in spec.requires and run.features is None:
+            run.notes.append(f"{name} skipped: no features were extracted")
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                value = score(
+                    name,
+                    run.features if "features" in spec.requires else None,
+                    run.labels,
+                    source_probs=run.source_probs if "source_probs" in spec.requires else None,
+                    **options.get(name, {}),
+                )
+            except (ValueError, ArithmeticError, RuntimeError) as err:
+                if on_error == "raise":
+                    raise
+                run.notes.append(f"{name} failed: {' '.join(str(err).split())}")
+                value = math.nan
+        for warning in caught:
+            text = " ".join(str(warning.message).split())
+            text = text.removeprefix(f"{name}: ")
+            note = f"{name} warned: {text}"
+            if note not in run.notes:
+                run.notes.append(note)
+        if not math.isfinite(value) and not any(note.startswith(f"{name} ") for note in run.notes):
+            run.notes.append(f"{name} gave a non-finite score ({value}); left out of the ranks")
+        scores[name] = value if math.isfinite(value) else math.nan
+    return scores, time.perf_counter() - start
+
+
+def _ranks(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Ranks 1 = best among the finite values, ties averaged; NaN where the value is NaN."""
+    from scipy.stats import rankdata
+
+    out = np.full(values.shape, np.nan)
+    finite = np.isfinite(values)
+    if finite.any():
+        keyed = -values[finite] if higher_is_better else values[finite]
+        out[finite] = rankdata(keyed, method="average")
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import ckptrank
+
+    versions = {
+        "ckptrank": ckptrank.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    for module in ("torch", "scipy", "pandas"):
+        try:
+            versions[module] = __import__(module).__version__
+        except ImportError:  # pragma: no cover - torch is a dependency
+            versions[module] = "not installed"
+    return versions
+
+
+def rank(
+    data: Any,
+    models: str | Path | Sequence[str],
+    *,
+    measures: str | Sequence[str] | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    measure_options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Any = None,
+    trust_checkpoint: bool = False,
+    on_error: OnError = "record",
+) -> pd.DataFrame:
+    """Rank checkpoints for a target task by transferability measures.
+
+    Parameters
+    ----------
+    data : str or dataset
+        Target data spec (e.g. ``"builtin:fashion-mnist"``, an image folder, a CSV of texts, a
+        ``.npz`` of features), or an already loaded dataset with ``.labels``. Only its training
+        split is used.
+    models : str, path or sequence of str
+        Checkpoint specs: a list, a comma-separated string, or a file with one spec per line
+        (``#`` comments).
+    measures : str or sequence of str, optional
+        Measure names (comma-separated or a list; ``"all"`` = every static measure). Default
+        :data:`DEFAULT_MEASURES`. Measures needing source probabilities are skipped, with a note,
+        for checkpoints without a classification head.
+    per_class : int, optional
+        Use at most this many training samples per class (seeded subsample).
+    seed : int
+        Seed of the subsample and ``random_state`` of the stochastic measures (unless given in
+        ``measure_options``).
+    cache_dir : str or path, optional
+        Feature-cache folder (default: the cache's own default, ``$CKPTRANK_CACHE``).
+    device : str, optional
+        Where the checkpoints run (default CPU).
+    batch_size : int
+        Extraction batch size.
+    measure_options : dict, optional
+        ``{measure: {option: value}}`` passed to the measures.
+    progress : optional
+        Passed to the extraction engine (None = its default).
+    trust_checkpoint : bool
+        Allow loading checkpoint files that execute code (pickles).
+    on_error : {"record", "raise"}
+        ``"record"`` keeps a failing checkpoint or measure as a note; ``"raise"`` re-raises.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per checkpoint, best first, with columns ``rank``, ``checkpoint``, one per
+        measure (the score; NaN when skipped or failed), ``consensus_rank``, ``seconds``
+        (load + extraction + scoring), ``num_parameters``, ``source_accuracy`` (from the
+        checkpoint card, a fraction; NaN when not stated), the ranks these two baselines would
+        imply, ``status`` (``"ok"``, ``"failed"`` or ``"skipped"``) and ``error``. ``df.attrs``
+        holds ``notes`` (list of str), ``measures``, ``measure_ranks``, ``checkpoint_notes``,
+        ``run_notes``, ``dataset`` and ``config`` (the resolved configuration).
+
+    Raises
+    ------
+    KeyError
+        Unknown measure name.
+    ValueError
+        Bad options, fewer than 2 target classes, every checkpoint failed, or no requested measure
+        could score any checkpoint.
+    FileNotFoundError
+        The data or the models file does not exist.
+    """
+    if on_error not in ("record", "raise"):
+        raise ValueError(f"on_error must be 'record' or 'raise', got {on_error!r}")
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    specs = parse_models(models)
+    _check_specs(specs)
+    names = resolve_measures(measures)
+    options = _resolve_options(names, measure_options, seed)
+    from ckptrank.measures import get_measure
+
+    measure_specs = {name: get_measure(name) for name in names}
+    needs_features = any("features" in s.requires for s in measure_specs.values())
+    run_notes: list[str] = []
+    if measures is None:
+        missing = [name for name in DEFAULT_MEASURES if name not in names]
+        if missing:
+            run_notes.append(f"default measures not available in this installation: {', '.join(missing)}")
+
+    dataset = _load_target(data, per_class, seed)
+    run_notes.extend(_dataset_notes(dataset, per_class, seed))
+    if getattr(dataset, "modality", None) == "features" and len(specs) > 1:
+        run_notes.append(
+            "the target data are precomputed features: every checkpoint is scored on the same features"
+        )
+    cache = _make_cache(cache_dir)
+
+    rows: list[dict[str, Any]] = []
+    checkpoint_notes: dict[str, list[str]] = {}
+    for run in _iter_runs(
+        dataset,
+        specs,
+        needs_features=needs_features,
+        cache=cache,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        trust_checkpoint=trust_checkpoint,
+        on_error=on_error,
+    ):
+        rows.append(_row_for(run, names, options, on_error))
+        checkpoint_notes[run.spec] = list(dict.fromkeys(run.notes))
+    frame, consensus_measures, ranks_by_checkpoint = _combine(
+        rows, names, measure_specs, checkpoint_notes, run_notes
+    )
+
+    flat_notes = run_notes + _grouped_notes(checkpoint_notes)
+
+    config = {
+        "data": _data_name(data, dataset),
+        "split": getattr(dataset, "split", "train"),
+        "models": specs,
+        "measures": names,
+        "measure_options": options,
+        "consensus_measures": consensus_measures,
+        "per_class": per_class,
+        "seed": seed,
+        "batch_size": batch_size,
+        "device": device or "cpu",
+        "cache_dir": _cache_root(cache, cache_dir),
+        "trust_checkpoint": trust_checkpoint,
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    frame.attrs["notes"] = flat_notes
+    frame.attrs["run_notes"] = run_notes
+    frame.attrs["checkpoint_notes"] = checkpoint_notes
+    frame.attrs["measures"] = names
+    frame.attrs["consensus_measures"] = consensus_measures
+    frame.attrs["higher_is_better"] = {name: measure_specs[name].higher_is_better for name in names}
+    frame.attrs["measure_ranks"] = ranks_by_checkpoint
+    frame.attrs["dataset"] = _dataset_summary(data, dataset)
+    frame.attrs["config"] = config
+    return frame
+
+
+def _row_for(
+    run: _Run, names: Sequence[str], options: Mapping[str, Mapping[str, Any]], on_error: OnError
+) -> dict[str, Any]:
+    """Score one run and return its table row (features are released afterwards)."""
+    scores = dict.fromkeys(names, math.nan)
+    score_seconds = 0.0
+    if run.status == "ok":
+        scores, score_seconds = _score_run(run, names, options, on_error)
+    elif run.status == "skipped":
+        run.notes.append(
+            f"not run: every requested measure ({', '.join(names)}) needs a classification head, "
+            "which this checkpoint does not have"
+        )
+    else:
+        run.notes.append(f"failed: {run.error}")
+    run.features = run.source_probs = None  # release memory before the next checkpoint
+    ok = run.status == "ok"
+    return {
+        "checkpoint": run.spec,
+        **scores,
+        "seconds": run.load_seconds + run.extract_seconds + score_seconds if ok else math.nan,
+        "num_parameters": run.num_parameters,
+        "source_accuracy": run.source_accuracy if run.source_accuracy is not None else math.nan,
+        "status": run.status,
+        "error": run.error,
+        "has_head": run.has_head,
+        "feature_dim": run.feature_dim,
+        "from_cache": run.from_cache,
+        "extract_seconds": run.extract_seconds if ok else math.nan,
+        "score_seconds": score_seconds if ok else math.nan,
+    }
+
+
+def _combine(
+    rows: list[dict[str, Any]],
+    names: Sequence[str],
+    measure_specs: Mapping[str, Any],
+    checkpoint_notes: Mapping[str, list[str]],
+    run_notes: list[str],
+) -> tuple[pd.DataFrame, list[str], dict[str, dict[str, Any]]]:
+    """Per-measure ranks, consensus, baselines and final order; appends run-level notes."""
+    import pandas as pd
+
+    if all(row["status"] == "failed" for row in rows):
+        reasons = "; ".join(f"{row['checkpoint']}: {row['error']}" for row in rows)
+        what = "the checkpoint" if len(rows) == 1 else f"all {len(rows)} checkpoints"
+        raise ValueError(f"{what} failed: {reasons}")
+    frame = pd.DataFrame(rows)
+    ok = (frame["status"] == "ok").to_numpy()
+    scored = {name: np.isfinite(frame[name].to_numpy(dtype=float)) & ok for name in names}
+    if not any(mask.any() for mask in scored.values()):
+        raise ValueError(_nothing_scored_message(names, measure_specs, frame, checkpoint_notes))
+
+    measure_ranks = {
+        name: _ranks(
+            np.where(ok, frame[name].to_numpy(dtype=float), np.nan), measure_specs[name].higher_is_better
+        )
+        for name in names
+    }
+    ranks_by_checkpoint = {
+        spec: {name: _none_if_nan(measure_ranks[name][i]) for name in names}
+        for i, spec in enumerate(frame["checkpoint"])
+    }
+    complete = [name for name in names if scored[name].sum() == ok.sum()]
+    partial = [name for name in names if name not in complete and scored[name].any()]
+    consensus_measures = complete or partial
+    if complete and partial:
+        run_notes.append(
+            f"consensus over {', '.join(complete)} (the measures that scored every checkpoint); "
+            f"{', '.join(partial)} scored only some checkpoints and {'is' if len(partial) == 1 else 'are'} "
+            "shown but not averaged"
+        )
+    elif not complete:
+        run_notes.append(
+            "no measure scored every checkpoint; the consensus averages each checkpoint's available ranks, "
+            "which compares checkpoints on different measures"
+        )
+    for name in names:
+        if not scored[name].any():
+            run_notes.append(f"{name} scored no checkpoint (see the notes of each checkpoint)")
+        elif scored[name].sum() > 1 and _all_equal(frame.loc[scored[name], name].to_numpy(dtype=float)):
+            run_notes.append(
+                f"{name} gave every checkpoint the same score, so it cannot separate them here "
+                "(its ranks are tied; see its warnings)"
+            )
+    stacked = np.vstack([measure_ranks[name] for name in consensus_measures])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (failed rows) give NaN
+        consensus = np.where(ok, np.nanmean(stacked, axis=0), np.nan)
+    frame["consensus_rank"] = consensus
+    frame["rank"] = _final_rank(consensus)
+    for column in ("num_parameters", "source_accuracy"):
+        values = frame[column].to_numpy(dtype=float, na_value=np.nan)
+        frame[f"{column}_rank"] = _ranks(np.where(ok, values, np.nan), higher_is_better=True)
+    position = np.nan_to_num(frame["rank"].to_numpy(dtype=float), nan=np.inf)
+    frame = frame.iloc[np.lexsort((np.arange(len(frame)), position))].reset_index(drop=True)
+    frame["num_parameters"] = frame["num_parameters"].astype("Int64")
+    frame["rank"] = frame["rank"].astype("Int64")
+    return frame[[*LEADING_COLUMNS, *names, *TRAILING_COLUMNS]], consensus_measures, ranks_by_checkpoint
+
+
+def _all_equal(values: np.ndarray, rtol: float = 1e-6) -> bool:
+    return bool(np.ptp(values) <= rtol * max(1.0, float(np.abs(values).max())))
+
+
+def _grouped_notes(checkpoint_notes: Mapping[str, list[str]]) -> list[str]:
+    """``"a, b: text"`` for each distinct note, naming every checkpoint it applies to (first-seen order)."""
+    owners: dict[str, list[str]] = {}
+    for spec, notes in checkpoint_notes.items():
+        for note in notes:
+            owners.setdefault(note, []).append(spec)
+    return [f"{', '.join(specs)}: {note}" for note, specs in owners.items()]
+
+
+def _cache_root(cache: Any, cache_dir: str | Path | None) -> str | None:
+    root = getattr(cache, "root", None) or cache_dir
+    return None if root is None else str(root)
+
+
+def _final_rank(consensus: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    out = np.full(consensus.shape, np.nan)
+    finite = np.isfinite(consensus)
+    if finite.any():
+        out[finite] = rankdata(np.round(consensus[finite], 9), method="min")
+    return out
+
+
+def _none_if_nan(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, float | np.floating) and not math.isfinite(float(value)):
+            return None
+    except TypeError:
+        return value
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _nothing_scored_message(
+    names: Sequence[str], specs: Mapping[str, Any], frame: Any, notes: Mapping[str, list[str]]
+) -> str:
+    head_only = all("source_probs" in specs[name].requires for name in names)
+    if head_only:
+        return (
+            f"{', '.join(names)} need{'s' if len(names) == 1 else ''} the source-class probabilities of a "
+            "classification head, and none of the checkpoints has one (or an intermediate layer was chosen); "
+            "choose a feature-based measure such as logme or sfda"
+        )
+    reasons = []
+    for spec in frame["checkpoint"]:
+        for note in notes.get(spec, []):
+            reasons.append(f"{spec}: {note}")
+    detail = "; ".join(reasons[:4]) or "no details"
+    return f"no requested measure could score any checkpoint ({detail})"
+
+
+# --------------------------------------------------------------------------------------------
+# Output.
+
+
+def ranking_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The ranking as JSON-ready objects, one per checkpoint, best first.
+
+    Each object has ``rank``, ``checkpoint``, ``status``, ``error``, ``scores`` (measure -> value
+    or None when skipped), ``measure_ranks``, ``consensus_rank``, ``seconds``,
+    ``num_parameters``, ``source_accuracy``, ``baseline_ranks`` and ``notes`` (the run-level
+    notes followed by this checkpoint's own).
+    """
+    names = list(frame.attrs.get("measures", []))
+    run_notes = list(frame.attrs.get("run_notes", []))
+    checkpoint_notes = frame.attrs.get("checkpoint_notes", {})
+    measure_ranks = frame.attrs.get("measure_ranks", {})
+    records = []
+    for row in frame.to_dict(orient="records"):
+        spec = row["checkpoint"]
+        records.append(
+            {
+                "rank": _none_if_nan(_maybe_int(row["rank"])),
+                "checkpoint": spec,
+                "status": row["status"],
+                "error": _none_if_nan(row["error"]),
+                "scores": {name: _none_if_nan(row[name]) for name in names},
+                "measure_ranks": measure_ranks.get(spec, {}),
+                "consensus_rank": _none_if_nan(row["consensus_rank"]),
+                "seconds": _round(row["seconds"]),
+                "extract_seconds": _round(row["extract_seconds"]),
+                "score_seconds": _round(row["score_seconds"]),
+                "from_cache": _none_if_nan(row["from_cache"]),
+                "num_parameters": _none_if_nan(_maybe_int(row["num_parameters"])),
+                "source_accuracy": _none_if_nan(row["source_accuracy"]),
+                "baseline_ranks": {
+                    "num_parameters": _none_if_nan(row["num_parameters_rank"]),
+                    "source_accuracy": _none_if_nan(row["source_accuracy_rank"]),
+                },
+                "has_head": _none_if_nan(row["has_head"]),
+                "feature_dim": _none_if_nan(_maybe_int(row["feature_dim"])),
+                "notes": run_notes + list(checkpoint_notes.get(spec, [])),
+            }
+        )
+    return records
+
+
+def _maybe_int(value: Any) -> Any:
+    import pandas as pd
+
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def _round(value: Any, digits: int = 3) -> float | None:
+    value = _none_if_nan(value)
+    return None if value is None else round(float(value), digits)
+
+
+def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ranking as written to CSV: the main columns, without the bookkeeping ones."""
+    names = list(frame.attrs.get("measures", []))
+    columns = [
+        *LEADING_COLUMNS,
+        *names,
+        "consensus_rank",
+        "seconds",
+        "num_parameters",
+        "source_accuracy",
+        "num_parameters_rank",
+        "source_accuracy_rank",
+        "status",
+        "error",
+    ]
+    return frame[columns]
+
+
+def check_output_dir(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Refuse a non-empty output folder unless ``overwrite``; return it as a Path.
+
+    Raises
+    ------
+    ValueError
+        ``out`` is a file, or a non-empty folder and ``overwrite`` is False.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {str(path)!r} exists and is not a folder; choose a folder path")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(
+            f"output folder {str(path)!r} is not empty; choose another folder or pass --overwrite "
+            "(overwrite=True) to replace its files"
+        )
+    return path
+
+
+def save_ranking(
+    frame: pd.DataFrame, out: str | Path, *, overwrite: bool = False, plot: bool = True
+) -> dict[str, Path]:
+    """Write ``ranking.csv``, ``ranking.json``, ``config.json`` and ``scores.png`` to ``out``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A result of :func:`rank`.
+    out : str or path
+        Output folder, created if missing.
+    overwrite : bool
+        Allow writing into a non-empty folder (its files of the same names are replaced).
+    plot : bool
+        Draw ``scores.png`` (needs matplotlib, ``pip install ckptrank[report]``; without it the
+        other files are still written and ``"plot"`` is missing from the result).
+
+    Returns
+    -------
+    dict
+        File kind (``"csv"``, ``"json"``, ``"config"``, ``"plot"``) -> path written.
+
+    Raises
+    ------
+    ValueError
+        ``out`` is not empty and ``overwrite`` is False.
+    """
+    path = check_output_dir(out, overwrite=overwrite)
+    path.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    csv_frame(frame).to_csv(path / "ranking.csv", index=False)
+    written["csv"] = path / "ranking.csv"
+    (path / "ranking.json").write_text(json.dumps(ranking_records(frame), indent=2) + "\n", encoding="utf-8")
+    written["json"] = path / "ranking.json"
+    config = dict(frame.attrs.get("config", {}))
+    config["dataset"] = frame.attrs.get("dataset")
+    config["notes"] = list(frame.attrs.get("notes", []))
+    (path / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+    written["config"] = path / "config.json"
+    if plot:
+        try:
+            from ckptrank.plotting import plot_scores
+
+            written["plot"] = plot_scores(frame, path / "scores.png")
+        except ImportError as err:  # matplotlib is an optional extra
+            logger.warning("scores.png not drawn: %s", err)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Ensemble selection.
+
+
+@dataclass
+class EnsembleChoice:
+    """Result of :func:`choose_ensemble`.
+
+    Attributes
+    ----------
+    selected : list of str
+        Chosen checkpoints, in the order they were picked.
+    individual_scores : dict
+        Checkpoint -> its own SFDA score.
+    ensemble_scores : list of float
+        SFDA score of the ensemble after each pick (``ensemble_scores[i]`` for the first ``i+1``).
+    failed : dict
+        Checkpoint -> reason, for checkpoints that could not be run.
+    notes : list of str
+    config : dict
+    """
+
+    selected: list[str]
+    individual_scores: dict[str, float]
+    ensemble_scores: list[float]
+    failed: dict[str, str]
+    notes: list[str]
+    config: dict[str, Any]
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "selected": [
+                {
+                    "order": i + 1,
+                    "checkpoint": spec,
+                    "individual_score": _none_if_nan(self.individual_scores.get(spec, math.nan)),
+                    "ensemble_score": _none_if_nan(
+                        self.ensemble_scores[i] if i < len(self.ensemble_scores) else None
+                    ),
+                }
+                for i, spec in enumerate(self.selected)
+            ],
+            "individual_scores": {k: _none_if_nan(v) for k, v in self.individual_scores.items()},
+            "failed": self.failed,
+            "notes": self.notes,
+            "seconds": round(self.seconds, 3),
+            "config": self.config,
+        }
+
+
+def _select_ensemble(features_by_checkpoint: dict[str, Any], labels: Any, k: int, **options: Any) -> Any:
+    from ckptrank.ensemble import select_ensemble
+
+    return select_ensemble(features_by_checkpoint, labels, k, **options)
+
+
+def choose_ensemble(
+    data: Any,
+    models: str | Path | Sequence[str],
+    *,
+    k: int = 3,
+    method: str = "greedy_concat",
+    pca_dims: int | float | None = None,
+    standardize: bool = True,
+    per_class: int | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    progress: Any = None,
+    trust_checkpoint: bool = False,
+    on_error: OnError = "record",
+) -> EnsembleChoice:
+    """Pick ``k`` complementary checkpoints by SFDA ensemble selection.
+
+    Runs each checkpoint over the target training data (through the feature cache) and calls
+    :func:`ckptrank.ensemble.select_ensemble` (greedy forward selection on SFDA). ``method``,
+    ``pca_dims`` and ``standardize`` are passed to it; the other parameters are as in
+    :func:`rank`.
+
+    Raises
+    ------
+    ValueError
+        ``k`` is not in ``1..number of checkpoints that ran``, fewer than 2 target classes, or
+        every checkpoint failed.
+    """
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    specs = parse_models(models)
+    _check_specs(specs)
+    if k > len(specs):
+        raise ValueError(f"k={k} but only {len(specs)} checkpoints were given; choose k <= {len(specs)}")
+    start = time.perf_counter()
+    dataset = _load_target(data, per_class, seed)
+    notes = _dataset_notes(dataset, per_class, seed)
+    cache = _make_cache(cache_dir)
+    features: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    labels = None
+    for run in _iter_runs(
+        dataset,
+        specs,
+        needs_features=True,
+        cache=cache,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        trust_checkpoint=trust_checkpoint,
+        on_error=on_error,
+    ):
+        if run.status != "ok":
+            failed[run.spec] = run.error or run.status
+            notes.append(f"{run.spec}: failed: {run.error}")
+            continue
+        if labels is None:
+            labels = np.asarray(run.labels)
+        elif not np.array_equal(labels, np.asarray(run.labels)):
+            raise ValueError(
+                f"checkpoint {run.spec!r} returned the target samples in another order or number; "
+                "ensemble selection needs the same samples for every checkpoint"
+            )
+        features[run.spec] = run.features
+    if not features:
+        reasons = "; ".join(f"{spec}: {reason}" for spec, reason in failed.items())
+        raise ValueError(f"all {len(specs)} checkpoints failed: {reasons}")
+    if k > len(features):
+        raise ValueError(
+            f"k={k} but only {len(features)} checkpoint(s) ran ({len(failed)} failed); "
+            f"choose k <= {len(features)}"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _select_ensemble(
+            features, labels, int(k), method=method, pca_dims=pca_dims, standardize=standardize
+        )
+    for warning in caught:
+        note = " ".join(str(warning.message).split())
+        if note not in notes:
+            notes.append(note)
+    selected = [str(s) for s in _get(result, "selected")]
+    individual = _get(result, "individual_scores", None)
+    if individual is None:
+        from ckptrank.measures import score
+
+        individual = {spec: score("sfda", feats, labels) for spec, feats in features.items()}
+    ensemble_scores = _get(result, "ensemble_scores", None)
+    if ensemble_scores is None:
+        ensemble_scores = _get(result, "scores", [])
+    config = {
+        "data": _data_name(data, dataset),
+        "models": specs,
+        "k": int(k),
+        "measure": "sfda",
+        "method": method,
+        "pca_dims": pca_dims,
+        "standardize": standardize,
+        "per_class": per_class,
+        "seed": seed,
+        "batch_size": batch_size,
+        "device": device or "cpu",
+        "versions": _versions(),
+    }
+    return EnsembleChoice(
+        selected=selected,
+        individual_scores={str(key): float(value) for key, value in dict(individual).items()},
+        ensemble_scores=[float(v) for v in ensemble_scores],
+        failed=failed,
+        notes=notes,
+        config=config,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _get(obj: Any, name: str, *default: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, *default) if default else obj[name]
+    return getattr(obj, name, *default)

@@ -1,0 +1,334 @@
+"""Tests of :mod:`ckptrank.ranking` (rank, ensemble choice, outputs) with fake checkpoints.
+
+The checkpoint loader and the extraction engine are replaced by fakes whose features have a
+known quality (the class signal ``sep`` added to noise), so the expected order is known; the
+real loaders are exercised end to end in ``tests/cli/test_rank_cli.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ckptrank
+from ckptrank import ranking
+from ckptrank.data import TargetDataset
+from ckptrank.testing.synthetic import source_probs_for
+
+N_PER_CLASS, N_CLASSES, DIM = 40, 4, 16
+LABELS = np.repeat(np.arange(N_CLASSES), N_PER_CLASS)
+
+# name -> (class signal, has a head, parameters, card)
+ZOO = {
+    "strong": (4.0, True, 5_000_000, {"source_accuracy": 75.0}),
+    "medium": (1.5, True, 9_000_000, {"source_accuracy": 0.80}),
+    "weak": (0.3, False, 1_000_000, {}),
+}
+
+
+class FakeCheckpoint:
+    def __init__(self, spec: str) -> None:
+        base = spec.split("@")[0]
+        if base not in ZOO:
+            raise ckptrank_error(f"unknown built-in checkpoint {base!r}. Valid: {', '.join(ZOO)}")
+        self.spec = spec
+        self.name = spec
+        self.sep, self.has_head, self._params, self.card = ZOO[base]
+
+    def num_parameters(self) -> int:
+        return self._params
+
+
+def ckptrank_error(message: str) -> Exception:
+    from ckptrank.adapters._base import CheckpointError
+
+    return CheckpointError(message)
+
+
+def fake_extract(checkpoint, dataset, **kwargs):
+    y = np.asarray(dataset.labels)
+    rng = np.random.default_rng(zlib.crc32(checkpoint.spec.encode()))
+    X = rng.standard_normal((y.size, DIM))
+    X[np.arange(y.size), y] += checkpoint.sep
+    probs = source_probs_for(y, 10, strength=checkpoint.sep, random_state=1) if checkpoint.has_head else None
+    fake_extract.calls.append(kwargs)
+    return SimpleNamespace(features=X, source_probs=probs, labels=y, seconds=0.25, from_cache=False)
+
+
+fake_extract.calls = []
+
+
+def fake_check_spec(spec: str) -> None:
+    """Names starting with "typo" are unknown names (rejected up front); others fail, if at all, on load."""
+    if spec.startswith("typo"):
+        raise ckptrank_error(f"unknown built-in checkpoint {spec!r}. Did you mean 'strong'?")
+
+
+@pytest.fixture
+def zoo(monkeypatch, tmp_path):
+    """Replace the loader and the extraction engine by fakes; returns the dataset spec."""
+    fake_extract.calls = []
+    monkeypatch.setattr(
+        ranking, "_load_checkpoint", lambda spec, trust_checkpoint, device: FakeCheckpoint(spec)
+    )
+    monkeypatch.setattr(ranking, "_extract", fake_extract)
+    monkeypatch.setattr(ranking, "_make_cache", lambda cache_dir: None)
+    monkeypatch.setattr(ranking, "_check_spec", fake_check_spec)
+    path = tmp_path / "target.npz"
+    np.savez(path, features=np.zeros((LABELS.size, 2)), labels=LABELS, split=np.full(LABELS.size, "train"))
+    return str(path)
+
+
+def test_rank_orders_checkpoints_by_signal(zoo):
+    df = ranking.rank(zoo, "strong,medium,weak", measures="logme,sfda")
+    assert list(df["checkpoint"]) == ["strong", "medium", "weak"]
+    assert list(df["rank"]) == [1, 2, 3]
+    assert list(df["consensus_rank"]) == [1.0, 2.0, 3.0]
+    expected = ["rank", "checkpoint", "logme", "sfda", "consensus_rank", "seconds", "num_parameters"]
+    assert list(df.columns[: len(expected)]) == expected
+    assert "source_accuracy" in df.columns
+    # scores equal the measures called directly on the same features
+    X = fake_extract(FakeCheckpoint("medium"), SimpleNamespace(labels=LABELS)).features
+    assert df.loc[1, "logme"] == pytest.approx(ckptrank.score("logme", X, LABELS))
+    assert (df["status"] == "ok").all()
+    assert df.attrs["measures"] == ["logme", "sfda"]
+
+
+def test_rank_baselines_are_target_blind(zoo):
+    df = ranking.rank(zoo, ["weak", "medium", "strong"], measures=["logme"]).set_index("checkpoint")
+    assert df.loc["medium", "num_parameters"] == 9_000_000
+    assert df.loc["medium", "num_parameters_rank"] == 1.0
+    assert df.loc["weak", "num_parameters_rank"] == 3.0
+    # 75.0 (percent) and 0.80 (fraction) are both read as fractions
+    assert df.loc["strong", "source_accuracy"] == pytest.approx(0.75)
+    assert df.loc["medium", "source_accuracy"] == pytest.approx(0.80)
+    assert math.isnan(df.loc["weak", "source_accuracy"])
+    assert df.loc["medium", "source_accuracy_rank"] == 1.0
+    assert math.isnan(df.loc["weak", "source_accuracy_rank"])
+
+
+def test_head_measure_skipped_with_note_and_left_out_of_consensus(zoo):
+    df = ranking.rank(zoo, "weak,strong,medium", measures="logme,leep")
+    weak = df.set_index("checkpoint").loc["weak"]
+    assert math.isnan(weak["leep"])
+    assert np.isfinite(df.set_index("checkpoint").loc["strong", "leep"])
+    assert df.attrs["consensus_measures"] == ["logme"]
+    assert any("weak: leep skipped" in note for note in df.attrs["notes"])
+    assert any("consensus over logme" in note for note in df.attrs["notes"])
+    assert list(df["consensus_rank"]) == [1.0, 2.0, 3.0]
+
+
+def test_only_head_measures_and_no_head_is_an_error(zoo):
+    with pytest.raises(ValueError, match=r"classification head.*logme"):
+        ranking.rank(zoo, "weak", measures="leep")
+    assert fake_extract.calls == []  # nothing was extracted for nothing to score
+
+
+def test_head_measure_only_for_some_checkpoints(zoo):
+    df = ranking.rank(zoo, "weak,strong", measures="leep")
+    weak = df.set_index("checkpoint").loc["weak"]
+    assert weak["status"] == "skipped"
+    assert pd.isna(weak["rank"])
+    assert df.loc[0, "checkpoint"] == "strong"
+    assert len(fake_extract.calls) == 1
+
+
+def test_failed_checkpoint_does_not_abort_the_others(zoo):
+    df = ranking.rank(zoo, "strong,nosuch,weak", measures="logme")
+    assert list(df["checkpoint"]) == ["strong", "weak", "nosuch"]
+    failed = df.set_index("checkpoint").loc["nosuch"]
+    assert failed["status"] == "failed"
+    assert "unknown built-in checkpoint 'nosuch'" in failed["error"]
+    assert pd.isna(failed["rank"])
+    assert any(note.startswith("nosuch: failed:") for note in df.attrs["notes"])
+    records = ranking.ranking_records(df)
+    assert records[-1]["rank"] is None and records[-1]["scores"] == {"logme": None}
+
+
+def test_unknown_checkpoint_names_fail_before_any_work(zoo):
+    with pytest.raises(ValueError, match=r"unknown built-in checkpoint 'typo1'.*; .*'typo2'"):
+        ranking.rank(zoo, "strong,typo1,typo2", measures="logme")
+    assert fake_extract.calls == []
+
+
+def test_all_failed_is_an_error(zoo):
+    with pytest.raises(ValueError, match=r"all 2 checkpoints failed: nosuch:.*; other:"):
+        ranking.rank(zoo, "nosuch,other", measures="logme")
+
+
+def test_on_error_raise_reraises(zoo):
+    with pytest.raises(ValueError, match="unknown built-in checkpoint"):
+        ranking.rank(zoo, "strong,nosuch", measures="logme", on_error="raise")
+
+
+def test_consensus_ties_are_averaged():
+    ranks = ranking._ranks(np.array([0.5, 0.9, 0.5, np.nan]), higher_is_better=True)
+    np.testing.assert_array_equal(ranks[:3], [2.5, 1.0, 2.5])
+    assert np.isnan(ranks[3])
+    lower = ranking._ranks(np.array([3.0, 1.0, 2.0]), higher_is_better=False)
+    np.testing.assert_array_equal(lower, [3.0, 1.0, 2.0])
+    np.testing.assert_array_equal(ranking._final_rank(np.array([1.5, 1.5, 3.0, np.nan]))[:3], [1, 1, 3])
+
+
+def test_consensus_is_mean_of_measure_ranks(zoo):
+    df = ranking.rank(zoo, "strong,medium,weak", measures="logme,sfda")
+    ranks = df.attrs["measure_ranks"]
+    for row in df.itertuples():
+        assert row.consensus_rank == pytest.approx(
+            np.mean([ranks[row.checkpoint][m] for m in ("logme", "sfda")])
+        )
+
+
+def test_stochastic_measures_get_the_seed(zoo):
+    df = ranking.rank(zoo, "strong,weak", measures="nleep", seed=3)
+    assert df.attrs["config"]["measure_options"]["nleep"]["random_state"] == 3
+    df2 = ranking.rank(zoo, "strong,weak", measures="nleep", measure_options={"nleep": {"random_state": 5}})
+    assert df2.attrs["config"]["measure_options"]["nleep"]["random_state"] == 5
+
+
+def test_unknown_measure_lists_valid_names_and_closest(zoo):
+    with pytest.raises(KeyError, match="Did you mean 'logme'"):
+        ranking.rank(zoo, "strong", measures="logmee")
+
+
+def test_unknown_measure_option(zoo):
+    with pytest.raises(ValueError, match="option of measure 'sfda'"):
+        ranking.rank(zoo, "strong", measures="sfda", measure_options={"sfda": {"nope": 1}})
+    with pytest.raises(ValueError, match="not among the requested measures"):
+        ranking.rank(zoo, "strong", measures="sfda", measure_options={"logme": {}})
+
+
+def test_single_class_data_is_an_error(zoo, tmp_path):
+    path = tmp_path / "one.npz"
+    np.savez(path, features=np.zeros((10, 2)), labels=np.zeros(10, dtype=int))
+    with pytest.raises(ValueError, match=r"1 class.*at least 2"):
+        ranking.rank(str(path), "strong", measures="logme")
+
+
+def test_missing_data_path_is_an_error(zoo, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ranking.rank(str(tmp_path / "missing.npz"), "strong", measures="logme")
+
+
+def test_rank_accepts_a_loaded_dataset(zoo):
+    dataset = TargetDataset(
+        items=np.zeros((LABELS.size, 2)),
+        labels=LABELS,
+        modality="features",
+        features=np.zeros((LABELS.size, 2)),
+        split="train",
+        name="mine",
+    )
+    df = ranking.rank(dataset, "strong,weak", measures="logme")
+    assert df.attrs["dataset"]["name"] == "mine"
+    with pytest.raises(ValueError, match="per_class applies only"):
+        ranking.rank(dataset, "strong", measures="logme", per_class=3)
+
+
+def test_notes_mention_training_split_and_subsample(zoo):
+    df = ranking.rank(zoo, "strong,weak", measures="logme", per_class=10)
+    notes = " | ".join(df.attrs["notes"])
+    assert "at most 10 samples per class" in notes
+    assert df.attrs["dataset"]["n_samples"] == 10 * N_CLASSES
+    assert df.attrs["config"]["per_class"] == 10
+    assert "torch" in df.attrs["config"]["versions"]
+
+
+def test_parse_models(tmp_path):
+    assert ranking.parse_models(" a , b,,a ") == ["a", "b"]
+    assert ranking.parse_models(["x", "y"]) == ["x", "y"]
+    path = tmp_path / "models.txt"
+    path.write_text("# my zoo\nefficientnet-lite0  # small\n\nefficientnet-lite1@blocks.3\n")
+    assert ranking.parse_models(str(path)) == ["efficientnet-lite0", "efficientnet-lite1@blocks.3"]
+    with pytest.raises(FileNotFoundError, match="models file"):
+        ranking.parse_models(str(tmp_path / "nope.txt"))
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="lists no checkpoint"):
+        ranking.parse_models(str(tmp_path / "empty.txt"))
+    with pytest.raises(ValueError, match="no checkpoint given"):
+        ranking.parse_models(" , ")
+
+
+def test_resolve_measures_defaults_and_all():
+    assert ranking.resolve_measures("LogME, sfda") == ["logme", "sfda"]
+    static = ckptrank.list_measures(kind="static")
+    assert ranking.resolve_measures("all") == static
+    defaults = ranking.resolve_measures(None)
+    assert set(defaults) <= set(ranking.DEFAULT_MEASURES)
+
+
+def test_save_ranking_writes_files_and_refuses_overwrite(zoo, tmp_path):
+    df = ranking.rank(zoo, "strong,medium,weak,nosuch", measures="logme,leep")
+    out = tmp_path / "out"
+    written = ranking.save_ranking(df, out)
+    assert sorted(p.name for p in written.values()) == [
+        "config.json",
+        "ranking.csv",
+        "ranking.json",
+        "scores.png",
+    ]
+    assert (out / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(out / "ranking.csv")
+    assert list(table["checkpoint"]) == ["strong", "medium", "weak", "nosuch"]
+    assert {"rank", "logme", "leep", "consensus_rank", "num_parameters", "source_accuracy"} <= set(
+        table.columns
+    )
+    records = json.loads((out / "ranking.json").read_text())
+    assert records[0]["checkpoint"] == "strong" and records[0]["rank"] == 1
+    assert records[2]["scores"]["leep"] is None
+    config = json.loads((out / "config.json").read_text())
+    assert config["models"] == ["strong", "medium", "weak", "nosuch"]
+    assert config["measures"] == ["logme", "leep"]
+    assert set(config["versions"]) >= {"ckptrank", "torch", "numpy"}
+    with pytest.raises(ValueError, match=r"not empty.*--overwrite"):
+        ranking.save_ranking(df, out)
+    ranking.save_ranking(df, out, overwrite=True, plot=False)
+
+
+def test_choose_ensemble_with_fake_selection(zoo, monkeypatch):
+    seen = {}
+
+    def fake_select(features_by_checkpoint, labels, k, **options):
+        seen["names"] = list(features_by_checkpoint)
+        seen["k"] = k
+        seen["options"] = options
+        return SimpleNamespace(
+            selected=["strong", "weak"], ensemble_scores=[0.9, 0.95], individual_scores=None
+        )
+
+    monkeypatch.setattr(ranking, "_select_ensemble", fake_select)
+    choice = ranking.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=2)
+    assert seen == {
+        "names": ["strong", "medium", "weak"],
+        "k": 2,
+        "options": {"method": "greedy_concat", "pca_dims": None, "standardize": True},
+    }
+    assert choice.selected == ["strong", "weak"]
+    assert choice.failed.keys() == {"nosuch"}
+    assert choice.individual_scores["strong"] > choice.individual_scores["weak"]
+    data = choice.to_dict()
+    assert data["selected"][1] == {
+        "order": 2,
+        "checkpoint": "weak",
+        "individual_score": pytest.approx(choice.individual_scores["weak"]),
+        "ensemble_score": 0.95,
+    }
+    with pytest.raises(ValueError, match="k=5 but only 4"):
+        ranking.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=5)
+    with pytest.raises(ValueError, match="k=4 but only 3 checkpoint"):
+        ranking.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=4)
+
+
+def test_choose_ensemble_real_selection(zoo):
+    choice = ranking.choose_ensemble(zoo, "weak,medium,strong", k=2)
+    assert choice.selected[0] == "strong"
+    assert len(choice.ensemble_scores) == 2
+    assert choice.ensemble_scores[0] == pytest.approx(choice.individual_scores["strong"])
+    assert choice.individual_scores["strong"] > choice.individual_scores["weak"]
+    assert choice.config["k"] == 2 and choice.config["method"] == "greedy_concat"
