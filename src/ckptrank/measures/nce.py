@@ -1,0 +1,116 @@
+"""NCE: Negative Conditional Entropy of the target labels given the source head's hard labels.
+
+A. T. Tran, C. V. Nguyen, T. Hassner, "Transferability and Hardness of Supervised
+Classification Tasks", ICCV 2019, https://arxiv.org/abs/1908.08142
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._registry import register_measure
+from ._validation import check_labels, check_source_probs, to_numpy
+
+__all__ = ["nce"]
+
+
+def _hard_source_labels(source: Any, n_samples: int) -> np.ndarray:
+    """Source labels in 0..Z-1: argmax of probabilities (lowest index on ties) or re-indexed hard labels."""
+    arr = to_numpy(source, name="source_probs")
+    if arr.ndim == 2 and arr.shape[1] == 1 and arr.dtype.kind in "iub":
+        arr = arr[:, 0]
+    if arr.ndim == 1:
+        if arr.dtype.kind not in "iub":
+            raise ValueError(
+                f"source_probs is 1-D with dtype {arr.dtype}; pass a 2-D (n_samples, n_source_classes) "
+                "probability matrix or a 1-D integer array of hard source labels"
+            )
+        if arr.shape[0] != n_samples:
+            raise ValueError(
+                f"source labels have {arr.shape[0]} entries but labels has {n_samples}; "
+                "they must describe the same samples"
+            )
+        return np.unique(arr, return_inverse=True)[1].ravel()
+    theta = check_source_probs(source, n_samples=n_samples)
+    return np.argmax(theta, axis=1)  # numpy's argmax returns the first maximum on ties
+
+
+def _conditional_entropy_score(z: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+    """-H(Y | Z) in nats for labels ``y`` in 0..C-1 and source labels ``z`` in 0..Z-1."""
+    n = y.shape[0]
+    n_source = int(z.max()) + 1
+    joint = np.bincount(z * n_classes + y, minlength=n_source * n_classes).reshape(n_source, n_classes)
+    marginal = joint.sum(axis=1, keepdims=True)
+    nz = joint > 0
+    counts = joint[nz].astype(np.float64)
+    return float(np.sum(counts * np.log(counts / np.broadcast_to(marginal, joint.shape)[nz])) / n)
+
+
+@register_measure(
+    "nce",
+    requires=("source_probs",),
+    higher_is_better=True,
+    citation="Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019",
+    invariances=("sample_order", "label_permutation", "source_permutation"),
+    score_range="[-H(Y), 0]",
+)
+def nce(source_probs: Any, labels: Any) -> float:
+    r"""Negative conditional entropy of the target labels given the source head's predicted class.
+
+    .. math::
+
+        z_i = \arg\max_s \theta_{is}, \qquad
+        \hat P(y, z) = \frac{1}{n} \#\{i : y_i = y, z_i = z\}, \qquad
+        \mathrm{NCE} = -H(Y \mid Z) = \sum_{y, z:\, \hat P(y, z) > 0}
+        \hat P(y, z) \log \frac{\hat P(y, z)}{\hat P(z)}
+
+    Parameters
+    ----------
+    source_probs : array-like or torch.Tensor of shape (n_samples, n_source_classes) or (n_samples,)
+        Softmax probabilities :math:`\theta` of the checkpoint's own head (the hard label is
+        their argmax, the lowest index on ties), or a 1-D integer array of hard source labels
+        :math:`z_i` (any integers; only which samples share a value matters).
+    labels : array-like of shape (n_samples,)
+        Target labels of any hashable type.
+
+    Returns
+    -------
+    float
+        NCE in :math:`[-H(\hat Y), 0]` (nats); higher is better. 0 iff the source label
+        determines the target label; :math:`-H(\hat Y)` iff they are independent (e.g. a
+        constant source label).
+
+    Raises
+    ------
+    ValueError
+        If the probabilities are invalid (NaN/inf, negative, rows not summing to one), a
+        1-D ``source_probs`` is not integer, the lengths differ, or ``labels`` has a single class.
+
+    Notes
+    -----
+    Empty cells contribute :math:`0 \log 0 = 0`; no smoothing is added. PARC's reference
+    code adds 1e-5 to every cell of the joint and marginal before the log, a bias that grows
+    with the number of cells; it is deliberately not reproduced. LOGME/TLLIB add 1e-20
+    inside the log (negligible). With one-hot probabilities NCE equals
+    :func:`~ckptrank.measures.leep.leep`. Source-class permutation invariance holds for
+    probabilities without exact ties in a row (ties are broken by column index).
+
+    References
+    ----------
+    .. [1] A. T. Tran, C. V. Nguyen, T. Hassner, "Transferability and Hardness of Supervised
+       Classification Tasks", ICCV 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(nce(np.array([0, 0, 1, 1]), [0, 1, 1, 1]), 6)
+    -0.346574
+    >>> theta = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
+    >>> round(nce(theta, ["a", "a", "b", "b"]), 6)
+    -0.693147
+    """
+    info = check_labels(labels)
+    z = _hard_source_labels(source_probs, info.n_samples)
+    return _conditional_entropy_score(z, info.y, info.n_classes)
