@@ -390,3 +390,16 @@ def test_subprocess_errors_are_one_line(tmp_path):
     debug = run_cli(*args, cache=tmp_path / "cache", env={"CKPTRANK_DEBUG": "1"})
     assert debug.returncode != 0
     assert "Traceback (most recent call last)" in debug.stderr and "CheckpointError" in debug.stderr
+
+
+def test_epochs_and_time_budget_reach_dynamic_measures_only() -> None:
+    from ckptrank.cli.rank import add_budget_options
+
+    options: dict = {"beff": {"lr": 0.05}}
+    add_budget_options(options, "logme,beff,probe_accuracy", epochs=3, time_budget=20.0)
+    assert options == {
+        "beff": {"lr": 0.05, "epochs": 3, "max_epochs": 50, "time_budget": 20.0},
+        "probe_accuracy": {"epochs": 3, "max_epochs": 50, "time_budget": 20.0},
+    }
+    with pytest.raises(ValueError, match="dynamic measures only"):
+        add_budget_options({}, "logme", epochs=3, time_budget=None)

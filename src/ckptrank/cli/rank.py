@@ -24,6 +24,7 @@ __all__ = [
     "PerClassOpt",
     "SeedOpt",
     "TrustOpt",
+    "add_budget_options",
     "epilog",
     "parse_measure_options",
     "print_notes",
@@ -78,6 +79,8 @@ EXAMPLES = [
     "ckptrank rank --data ./photos --models models.txt --measures logme,sfda --out results/",
     "ckptrank rank --data texts.csv --models all-minilm-l6-v2,glove-6b-50d --format json",
     "ckptrank rank --data feats.npz --models a,b --option nleep.random_state=1 --format csv",
+    "ckptrank rank --data builtin:digits --models efficientnet-lite0,efficientnet-lite1 "
+    "--measures beff,probe_accuracy --epochs 5 --time-budget 60",
 ]
 
 
@@ -105,6 +108,34 @@ def _parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def add_budget_options(
+    options: dict[str, dict[str, Any]],
+    measures: str | None,
+    *,
+    epochs: int | None,
+    time_budget: float | None,
+) -> None:
+    """Give every requested dynamic measure the ``--epochs`` / ``--time-budget`` training budget."""
+    if epochs is None and time_budget is None:
+        return
+    from ckptrank import get_measure, list_measures
+
+    requested = [m.strip() for m in (measures or "").split(",") if m.strip()]
+    dynamic = [m for m in requested if m in list_measures(kind="dynamic")]
+    if not dynamic:
+        raise ValueError(
+            "--epochs/--time-budget apply to dynamic measures only; request one with --measures "
+            f"(dynamic measures: {', '.join(list_measures(kind='dynamic'))})"
+        )
+    for name in dynamic:
+        get_measure(name)
+        if epochs is not None:
+            options.setdefault(name, {}).setdefault("epochs", epochs)
+            options[name].setdefault("max_epochs", max(epochs, 50))
+        if time_budget is not None:
+            options.setdefault(name, {}).setdefault("time_budget", time_budget)
 
 
 def parse_measure_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -279,6 +310,20 @@ def rank_command(
         ),
     ] = None,
     trust_checkpoint: TrustOpt = False,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs",
+            min=1,
+            help="Training budget of dynamic measures (beff, probe_accuracy): early epochs run.",
+        ),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget", min=0.0, help="Seconds of training per checkpoint for dynamic measures."
+        ),
+    ] = None,
 ) -> None:
     """Rank checkpoints for your target task by transferability measures.
 
@@ -293,6 +338,7 @@ def rank_command(
 
         fmt = check_format(output_format)
         options = parse_measure_options(option)
+        add_budget_options(options, measures, epochs=epochs, time_budget=time_budget)
         if out is not None:
             check_output_dir(out, overwrite=overwrite)  # refuse before spending minutes on extraction
         frame = rank(
