@@ -178,3 +178,15 @@ def test_errors(features, options, match):
         parc(features, y, **options)
     with pytest.raises(ValueError, match="same samples"):
         parc(features, y[:-1])
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_extreme_magnitudes_give_the_same_score_without_warnings(scale: float) -> None:
+    import warnings
+
+    from ckptrank.testing.synthetic import blobs
+
+    X, y = blobs(200, 16, 4, 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parc(X * scale, y) == pytest.approx(parc(X, y), rel=1e-12)

@@ -301,3 +301,12 @@ def test_input_errors():
     X_nan[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         sfda(X_nan, y)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e160])
+def test_extreme_magnitudes_are_refused_with_the_fix(scale: float) -> None:
+    from ckptrank.testing.synthetic import blobs
+
+    X, y = blobs(200, 16, 4, 2.0)
+    with pytest.raises(ValueError, match="rescale the features"):
+        sfda(X * scale, y)

@@ -1,24 +1,46 @@
-"""Transferability measures: one module per measure, all registered in :mod:`._registry`."""
+"""Transferability measures: one module per measure, all registered in :mod:`._registry`.
+
+Importing this package imports every measure module, so that its ``@register_measure``
+decorator runs.
+"""
 
 from __future__ import annotations
-
-import importlib
-import pkgutil
 
 from ._api import score
 from ._registry import MeasureSpec, get_measure, list_measures, register_measure
 from ._validation import DegenerateInputWarning
-
-# Import every measure module so that its @register_measure decorator runs.
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+from .beff import beff, probe_accuracy
+from .gbc import gbc
+from .hscore import hscore, reg_hscore
+from .knn import knn
+from .leep import leep
+from .linear_probe import linear_probe
+from .logme import logme
+from .nce import nce
+from .nleep import nleep
+from .parc import parc
+from .sfda import sfda
+from .transrate import transrate
 
 __all__ = [
     "DegenerateInputWarning",
     "MeasureSpec",
+    "beff",
+    "gbc",
     "get_measure",
+    "hscore",
+    "knn",
+    "leep",
+    "linear_probe",
     "list_measures",
+    "logme",
+    "nce",
+    "nleep",
+    "parc",
+    "probe_accuracy",
+    "reg_hscore",
     "register_measure",
     "score",
+    "sfda",
+    "transrate",
 ]

@@ -18,10 +18,11 @@ __all__ = [
     "DegenerateInputWarning",
     "LabelInfo",
     "check_features",
+    "check_features_and_labels",
     "check_labels",
+    "check_magnitude",
     "check_random_state",
     "check_source_probs",
-    "check_features_and_labels",
     "to_numpy",
     "warn_degenerate",
     "warn_small_classes",
@@ -194,7 +195,8 @@ def check_labels(labels: Any, *, n_samples: int | None = None, name: str = "labe
         )
     if n_samples is not None and arr.shape[0] != n_samples:
         raise ValueError(
-            f"features has {n_samples} rows but {name} has {arr.shape[0]}; they must describe the same samples"
+            f"features has {n_samples} rows but {name} has {arr.shape[0]}; "
+            "they must describe the same samples"
         )
     if arr.dtype.kind == "f":
         n_missing = int(np.isnan(arr).sum())
@@ -228,6 +230,35 @@ def check_labels(labels: Any, *, n_samples: int | None = None, name: str = "labe
             "transferability needs at least 2 samples in some class - collect more samples per class"
         )
     return LabelInfo(y=np.asarray(y, dtype=np.int64).ravel(), classes=classes, counts=counts.astype(np.int64))
+
+
+def check_magnitude(X: np.ndarray, measure: str, *, low: float = 1e-100, high: float = 1e100) -> None:
+    """Refuse features whose largest magnitude would overflow or underflow a scale-dependent measure.
+
+    All-zero features pass (measures handle them as documented).
+
+    Raises
+    ------
+    ValueError
+        When ``max |X|`` lies outside ``[low, high]``.
+    """
+    top = float(np.abs(X).max())
+    if top != 0.0 and not low <= top <= high:
+        raise ValueError(
+            f"{measure}: the largest feature magnitude is {top:.3g}, outside [{low:g}, {high:g}]; "
+            "float64 statistics of such features overflow or underflow - rescale the features"
+        )
+
+
+def power_of_two_scaled(X: np.ndarray) -> np.ndarray:
+    """``X`` times a power of two (exact) so that its largest magnitude lies in [0.5, 1); zeros unchanged.
+
+    For scale-invariant measures: removes overflow and underflow without changing the score.
+    """
+    top = float(np.abs(X).max())
+    if top == 0.0:
+        return X
+    return np.ldexp(X, -int(np.frexp(top)[1]))
 
 
 def check_features_and_labels(features: Any, labels: Any) -> tuple[np.ndarray, LabelInfo]:
@@ -290,7 +321,9 @@ def check_random_state(random_state: int | np.random.Generator | None) -> np.ran
         return np.random.default_rng(0)
     if isinstance(random_state, (int, np.integer)):
         return np.random.default_rng(int(random_state))
-    raise ValueError(f"random_state must be an int, None or a numpy Generator, got {type(random_state).__name__}")
+    raise ValueError(
+        f"random_state must be an int, None or a numpy Generator, got {type(random_state).__name__}"
+    )
 
 
 def warn_small_classes(info: LabelInfo, measure: str, *, min_count: int = 2) -> None:

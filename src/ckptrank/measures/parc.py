@@ -18,7 +18,13 @@ import numpy as np
 
 from ._linalg import pca_project
 from ._registry import register_measure
-from ._validation import LabelInfo, check_features_and_labels, check_random_state, warn_degenerate
+from ._validation import (
+    LabelInfo,
+    check_features_and_labels,
+    check_random_state,
+    power_of_two_scaled,
+    warn_degenerate,
+)
 
 __all__ = ["parc"]
 
@@ -217,6 +223,7 @@ def parc(
     True
     """
     X, info = check_features_and_labels(features, labels)
+    X = power_of_two_scaled(X)  # PARC is scale invariant: avoid overflow/underflow of the variances
     if n_components is not None and (isinstance(n_components, bool) or int(n_components) < 2):
         raise ValueError(f"n_components must be None or an int >= 2, got {n_components!r}")
     if pca_solver not in ("randomized", "full"):

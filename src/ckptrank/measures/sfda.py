@@ -18,7 +18,7 @@ from scipy import linalg, sparse
 from scipy.special import log_softmax
 
 from ._registry import register_measure
-from ._validation import LabelInfo, check_features_and_labels, warn_degenerate
+from ._validation import LabelInfo, check_features_and_labels, check_magnitude, warn_degenerate
 
 __all__ = ["sfda"]
 
@@ -397,6 +397,7 @@ def sfda(
     True
     """
     X, info = check_features_and_labels(features, labels)
+    check_magnitude(X, "sfda")
     _check_options(a, lambda_floor, power_iterations, shrinkage)
     if standardize:
         X = _standardize(X)
