@@ -16,14 +16,17 @@ solved here: ``coef[1] - coef[0]`` is scikit-learn's ``coef_[0]`` and
 
 The solver is limited-memory BFGS with a backtracking Armijo line search (the objective is
 strictly convex, so every accepted step has ``s.y > 0``), run on the per-sample-averaged
-objective like scikit-learn's. It works in *preconditioned* coordinates ``W = P U``, where
-``P = V diag(h)^{-1/2} V^T`` comes from the eigendecomposition ``V diag(e) V^T`` of the centred
-feature covariance and ``h = e / K + 1 / (n C_reg)`` approximates the Hessian of the averaged
-objective at uniform class probabilities (curvature ``1/K`` per class). This change of
-variables is exact, so the optimum is unchanged; it only removes the ill-conditioning of
-decaying feature spectra. The intercept is scaled by ``sqrt(K)`` for the same reason. With
-warm starts, a regularisation path or a cross-validation loop costs a few dozen
-gradient evaluations per fit.
+objective like scikit-learn's, on centred features (exact: the unpenalised intercept absorbs
+the shift). It works in *preconditioned* coordinates ``W = P U`` with
+``P = V diag(h)^{-1/2} V^T + h_tail^{-1/2} (I - V V^T)``, where ``V, e`` are the leading
+eigenpairs of the feature covariance and ``h = e / K + 1 / (n C_reg)`` approximates the
+Hessian of the averaged objective at uniform class probabilities (curvature ``1/K`` per
+class); the remaining directions share the next eigenvalue. This change of variables is
+exact, so the optimum is unchanged; it only tames the ill-conditioning of decaying feature
+spectra. The intercept is scaled by ``sqrt(K)`` for the same reason. The stopping test
+certifies the distance to the optimum (see ``tol`` of :func:`fit_logistic`), so the result
+does not depend on the solver's path. With warm starts, a regularisation path or a
+cross-validation loop costs a few dozen gradient evaluations per fit.
 """
 
 from __future__ import annotations
@@ -296,16 +299,19 @@ def fit_logistic(
     C_reg : float
         Inverse regularisation strength, ``> 0``.
     n_classes : int, optional
-        Number of classes (default ``max(y) + 1``); absent classes get a finite, very
-        negative intercept only through the penalty-free direction, so pass every class.
+        Number of classes (default ``max(y) + 1``). A class absent from ``y`` has no
+        optimum (its intercept drifts to minus infinity until the float-precision stop), so
+        re-index the labels to the classes present, as the linear probe does.
     tol : float
         Certified relative accuracy of the weights. The per-sample-averaged objective is
         strongly convex in ``W`` with modulus ``alpha = 1 / (C_reg n)``, so
         ``||W - W*|| <= ||grad f|| / alpha``; the fit stops when
-        ``||grad f||_2 <= tol * alpha * ||W||_F``, i.e. when ``W`` is within a relative
-        distance ``tol`` of the optimum (the intercept, unpenalised, is included in the
-        gradient but not certified). Unlike a plain gradient threshold this does not stop
-        early on weakly regularised, nearly separable problems.
+        ``||grad f||_2 <= tol * alpha * ||W||_F`` (gradient with respect to ``W`` and ``b``),
+        i.e. when ``W`` is within a relative distance ``tol`` of the optimum (exact when the
+        unpenalised intercept is optimal, a close approximation otherwise). Unlike a plain
+        gradient threshold this does not stop early on weakly regularised, nearly
+        separable problems. Below about ``1e-7`` the float-precision stop (``ftol``, or no
+        measurable decrease) usually comes first.
     gtol : float
         Also stop when the largest absolute gradient entry is at most ``gtol``
         (scikit-learn's lbfgs criterion; 0 disables it).
