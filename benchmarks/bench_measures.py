@@ -117,7 +117,9 @@ def _machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3, help="timed runs per measure (median reported)")
     parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma list of {list(SIZES)}")
     parser.add_argument("--measures", default=None, help="comma list (default: every static measure)")
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {_machine()}. Device option: {args.device or 'default (CPU, float64)'}. "
         f"Median of {args.runs} runs, each measure in a fresh process; peak = resident-memory increase "
-        "during the call. Features: `realistic_features` (float32); LEEP/NCE get 1000-way source probabilities.",
+        "during the call. Features: `realistic_features` (float32); "
+        "LEEP/NCE get 1000-way source probabilities.",
         f"Command: `python benchmarks/bench_measures.py --runs {args.runs}`"
         + (f" --device {args.device}" if args.device else ""),
         "",
@@ -144,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SIZES[size]
         results = _run_isolated(size, names, args.runs, args.device)
         total = sum(statistics.median(r["seconds"]) for r in results.values())
+        total_static = sum(
+            statistics.median(r["seconds"]) for name, r in results.items() if name != "linear_probe"
+        )
         lines += [
             f"### n={cfg['n']:,}, d={cfg['d']:,}, C={cfg['n_classes']}",
             "",
@@ -161,12 +167,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['peak_mb']:.0f} | {target:.0f} | {'yes' if ok else '**no**'} | {r['value']:.4g} |"
             )
             print(f"[{size}] {name:14s} median {med:7.2f}s  peak {r['peak_mb']:7.0f} MB", file=sys.stderr)
-        ok_all = total < ALL_TARGET
+        ok_all = total_static < ALL_TARGET
         all_ok &= ok_all
         lines += [
             "",
-            f"All {len(names)} measures together on this matrix: **{total:.1f} s** "
-            f"(target < {ALL_TARGET:.0f} s: {'met' if ok_all else '**not met**'}).",
+            f"All measures but `linear_probe` together on this matrix: **{total_static:.1f} s** "
+            f"(target < {ALL_TARGET:.0f} s: {'met' if ok_all else '**not met**'}); "
+            f"all {len(names)} including `linear_probe`: {total:.1f} s. "
+            f"Load average (1 min) when this size finished: {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores.",
             "",
         ]
     lines.append(END)
