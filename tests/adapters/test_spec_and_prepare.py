@@ -110,7 +110,7 @@ def test_bad_specs(spec: str, message: str) -> None:
 
 def test_list_sources() -> None:
     infos = {s.prefix: s for s in list_sources()}
-    assert set(infos) == {"builtin", "file", "hf", "py", "st", "timm", "torchvision"}
+    assert set(infos) == {"builtin", "file", "hf", "py", "st", "timm", "torchvision", "zoo"}
     assert "weights" in infos["timm"].options and infos["timm"].requires == "timm"
     assert BUILTINS == [
         "efficientnet-lite0",

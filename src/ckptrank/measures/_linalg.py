@@ -70,9 +70,7 @@ def pca_project(
         from sklearn.utils.extmath import randomized_svd
 
         k = int(min(n_components, k_max))
-        U, s, Vt = randomized_svd(
-            Xc, k, n_iter=iterated_power, random_state=random_state, flip_sign=False
-        )
+        U, s, Vt = randomized_svd(Xc, k, n_iter=iterated_power, random_state=random_state, flip_sign=False)
     elif solver in ("full", "randomized"):
         if d <= n:
             # Eigen-decomposition of the d x d Gram matrix is much cheaper than an SVD of X when n >> d;

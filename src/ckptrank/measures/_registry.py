@@ -169,4 +169,3 @@ def list_measures(*, kind: str | None = None, requires: str | None = None) -> li
         for name, spec in _MEASURES.items()
         if (kind is None or spec.kind == kind) and (requires is None or requires in spec.requires)
     )
-
