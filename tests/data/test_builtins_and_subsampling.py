@@ -12,7 +12,10 @@ from ckptrank.data.builtins import FASHION_MNIST_CLASSES, WORDNET_NOUN_LEXNAMES
 
 
 def test_list_builtin_datasets() -> None:
-    assert list_builtin_datasets() == ["digits", "fashion-mnist", "wordnet-supersense"]
+    names = list_builtin_datasets()
+    assert names == sorted(names)
+    # The core sets; benchmark suites (e.g. neucrab-mini) may register their task sets beside them.
+    assert {"digits", "fashion-mnist", "wordnet-supersense"} <= set(names)
 
 
 def test_fashion_mnist_train_and_test() -> None:
