@@ -1,0 +1,873 @@
+"""Ground-truth fine-tuning: the ``full`` and ``linear`` protocols, grid search, seeds, resumable.
+
+The protocol follows the seed papers (ALGORITHMS.md 4.1-4.2), scaled by options:
+
+* **Data.** A target task is a training *pool* and a test set. A validation split is carved from
+  the pool, stratified per class and seeded by the task's data seed (``val_fraction`` of every
+  class, at least one sample when the class has two or more); the rest trains. The same split
+  serves every checkpoint and every seed, so checkpoints are compared on identical data.
+* **full.** The whole checkpoint is fine-tuned together with a new linear head on its
+  penultimate features (or on the pooled output of the ``@layer`` it names; every parameter is
+  trainable, including frozen-by-default ones such as GloVe's table), in two stages (LP-FT, Kumar
+  et al., ICLR 2022): the head is first trained alone on the frozen pre-trained features for
+  ``probe_epochs``, then everything is fine-tuned for ``epochs``. The head reads the features
+  centred by the mean of the pre-trained features on the training part and divided by their
+  root-mean-square norm (fixed constants: a re-parametrised linear head whose input starts with
+  norm about 1), so one learning-rate grid suits checkpoints whose feature scales differ by orders
+  of magnitude; the head learns at ``head_lr_multiplier`` times the learning rate. Batch-norm
+  statistics stay frozen (``freeze_batchnorm``) and the gradient norm of every fine-tuning step is
+  clipped (``max_grad_norm``). Model inputs are prepared once by the checkpoint's own
+  preprocessing; no augmentation.
+* **linear.** Features are extracted once (through the feature cache when given), standardised
+  with the mean and standard deviation of the training part, and a linear head is trained on them.
+* **Optimisation (both).** SGD, momentum 0.9 (Nesterov by default), weight decay applied to every
+  parameter, learning rate following a cosine schedule from ``lr`` to 0 over all steps (no
+  warm-up), mini-batches reshuffled every epoch, cross-entropy loss.
+* **Selection.** The ``lr x weight_decay`` grid is searched once, with the first seed; the
+  configuration with the highest validation accuracy is selected (ties: lower validation loss,
+  then grid order). The selected configuration is then re-run with every other seed. A seed fixes
+  the head's initialisation, dropout and the batch order; the data split stays fixed.
+* **Result.** Test accuracy on the task's test split of the model trained on the training part
+  (no re-training on train + validation: a deviation from SFDA/NeuCRaB that keeps the cost at one
+  run per seed; the validation accuracy of every run is recorded too).
+
+Every run is recorded in the :class:`~ckptrank.bench.store.ResultsStore` as soon as it finishes,
+keyed by (suite, task, checkpoint, protocol, seed, lr, weight_decay): a re-run skips recorded keys,
+and a killed run leaves no partial row, so it redoes only the run that was interrupted. A recorded
+run whose configuration (or, once the checkpoint is loaded, whose weights fingerprint) differs from
+the current one is an error, never silently reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional
+
+from ckptrank.data import TargetDataset, load_dataset
+
+from .store import ResultsStore
+
+__all__ = [
+    "DEFAULT_EPOCHS",
+    "PROTOCOLS",
+    "FinetuneConfig",
+    "FinetuneTask",
+    "RunResult",
+    "finetune",
+    "finetune_checkpoint",
+    "load_task",
+    "select_config",
+    "stratified_split",
+    "summarize_runs",
+]
+
+logger = logging.getLogger(__name__)
+
+PROTOCOLS = ("full", "linear")
+#: Epochs when none are given: full fine-tuning is expensive, a linear head on cached features is not.
+DEFAULT_EPOCHS = {"full": 10, "linear": 30}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# configuration and data
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of one fine-tuning protocol (everything but the checkpoint and the task).
+
+    Parameters
+    ----------
+    protocol : {"full", "linear"}
+    lrs : tuple of float, default (0.01, 0.03)
+        Learning-rate grid.
+    weight_decays : tuple of float, default (0.0, 1e-3)
+        Weight-decay grid (searched as the product ``lrs x weight_decays``).
+    epochs : int, optional
+        Passes over the training part; default :data:`DEFAULT_EPOCHS` of the protocol.
+    batch_size : int, default 32
+    momentum : float, default 0.9
+    nesterov : bool, default True
+    seeds : tuple of int, default (0, 1, 2)
+        The grid is searched with the first; the selected configuration is re-run with the others.
+    val_fraction : float, default 0.2
+        Share of every class of the training pool held out for selection.
+    freeze_batchnorm : bool, default True
+        Protocol ``full`` only: keep batch-norm layers in evaluation mode while fine-tuning (their
+        running statistics stay the pre-trained ones; their scale and shift still learn). With
+        small batches of a target domain far from the source, batch statistics make training-mode
+        features disagree with evaluation-mode ones; False uses batch statistics as usual.
+    probe_epochs : int, default 30
+        Protocol ``full`` only: epochs of a first stage that trains the new head alone on the frozen
+        pre-trained features (at the head's learning rate) before everything is fine-tuned: LP-FT
+        (Kumar et al., ICLR 2022). 0 fine-tunes from a randomly initialised head.
+    max_grad_norm : float or None, default 1.0
+        Protocol ``full`` only: clip the global gradient norm of each fine-tuning step to this value
+        (None: no clipping).
+    head_lr_multiplier : float, default 30
+        Protocol ``full`` only: the new head learns at ``lr * head_lr_multiplier`` (the pre-trained
+        part at ``lr``). The head's input has norm about 1 (see the module notes), so it needs a far
+        larger step than the pre-trained weights to train in a short schedule; 1 is the seed papers'
+        single learning rate.
+    device : str, default "cpu"
+    eval_batch_size : int, default 128
+    """
+
+    protocol: str = "full"
+    lrs: tuple[float, ...] = (0.01, 0.03)
+    weight_decays: tuple[float, ...] = (0.0, 1e-3)
+    epochs: int | None = None
+    batch_size: int = 32
+    momentum: float = 0.9
+    nesterov: bool = True
+    seeds: tuple[int, ...] = (0, 1, 2)
+    val_fraction: float = 0.2
+    freeze_batchnorm: bool = True
+    probe_epochs: int = 30
+    max_grad_norm: float | None = 1.0
+    head_lr_multiplier: float = 30.0
+    device: str = "cpu"
+    eval_batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
+        for label, grid in (("lrs", self.lrs), ("weight_decays", self.weight_decays), ("seeds", self.seeds)):
+            if len(grid) == 0:
+                raise ValueError(f"{label} must hold at least one value")
+            if len(set(grid)) != len(grid):
+                raise ValueError(f"{label} has duplicate values: {list(grid)}")
+        if any(not (lr > 0 and math.isfinite(lr)) for lr in self.lrs):
+            raise ValueError(f"learning rates must be positive and finite, got {list(self.lrs)}")
+        if any(not (wd >= 0 and math.isfinite(wd)) for wd in self.weight_decays):
+            raise ValueError(f"weight decays must be non-negative and finite, got {list(self.weight_decays)}")
+        if self.max_grad_norm is not None and not (
+            self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)
+        ):
+            raise ValueError(f"max_grad_norm must be positive and finite (or None), got {self.max_grad_norm}")
+        if self.probe_epochs < 0:
+            raise ValueError(f"probe_epochs must be at least 0, got {self.probe_epochs}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("batch sizes must be at least 1")
+        if not (self.head_lr_multiplier > 0 and math.isfinite(self.head_lr_multiplier)):
+            raise ValueError(f"head_lr_multiplier must be positive and finite, got {self.head_lr_multiplier}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction}")
+        object.__setattr__(self, "lrs", tuple(float(v) for v in self.lrs))
+        object.__setattr__(self, "weight_decays", tuple(float(v) for v in self.weight_decays))
+        object.__setattr__(self, "seeds", tuple(int(v) for v in self.seeds))
+
+    @property
+    def resolved_epochs(self) -> int:
+        return int(self.epochs if self.epochs is not None else DEFAULT_EPOCHS[self.protocol])
+
+    @property
+    def grid(self) -> list[tuple[float, float]]:
+        """The ``(lr, weight_decay)`` pairs in search order."""
+        return [(lr, wd) for lr in self.lrs for wd in self.weight_decays]
+
+    def recipe(self) -> dict[str, Any]:
+        """The settings that define a result (everything but the seeds and the device)."""
+        out = asdict(self)
+        for key in ("seeds", "device", "eval_batch_size"):
+            out.pop(key)
+        out["epochs"] = self.resolved_epochs
+        if self.protocol == "linear":
+            out.pop("head_lr_multiplier")
+            out.pop("freeze_batchnorm")
+            out.pop("probe_epochs")
+            out.pop("max_grad_norm")
+        else:
+            out["head_input"] = "(features - mean) / rms norm, pre-trained training-part constants"
+        out["lrs"] = list(self.lrs)
+        out["weight_decays"] = list(self.weight_decays)
+        out["schedule"] = "cosine to 0 over all steps, no warm-up"
+        out["optimizer"] = "SGD"
+        return out
+
+
+@dataclass
+class FinetuneTask:
+    """A target task: a training pool (train + validation) and a test set.
+
+    Attributes
+    ----------
+    name : str
+    pool : TargetDataset
+        Training pool; the validation split is carved from it (:func:`stratified_split`).
+    test : TargetDataset
+    split_seed : int
+        Seed of the validation split (and of the subsamples that built the pool and the test set).
+    spec : dict
+        How the task was built (data spec, per-class counts), recorded with every run.
+    """
+
+    name: str
+    pool: TargetDataset
+    test: TargetDataset
+    split_seed: int = 0
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.pool.n_classes)
+
+
+def load_task(
+    data: str,
+    *,
+    name: str | None = None,
+    per_class: int | None = None,
+    test_per_class: int | None = None,
+    seed: int = 0,
+) -> FinetuneTask:
+    """Build a task from a dataset spec: its ``train`` split (subsampled) and ``test`` split.
+
+    Parameters
+    ----------
+    data : str
+        Spec for :func:`ckptrank.data.load_dataset`; it must have ``train`` and ``test`` splits.
+    per_class, test_per_class : int, optional
+        Stratified subsample sizes of the pool and of the test set (None: everything).
+    seed : int, default 0
+        Seed of both subsamples and of the validation split.
+    """
+    pool = load_dataset(data, split="train", per_class=per_class, seed=seed)
+    test = load_dataset(data, split="test", per_class=test_per_class, seed=seed)
+    if pool.split != "train" or test.split != "test":
+        raise ValueError(
+            f"dataset {data!r} has no train/test split structure (got {pool.split!r}/{test.split!r}); "
+            "fine-tuning needs both"
+        )
+    if tuple(pool.classes or ()) != tuple(test.classes or ()):
+        raise ValueError(f"dataset {data!r}: the train and test splits list different classes")
+    spec = {"data": data, "per_class": per_class, "test_per_class": test_per_class, "seed": int(seed)}
+    return FinetuneTask(name or pool.name, pool, test, int(seed), spec)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices: ``round(val_fraction * n_c)`` of every class ``c`` (at least 1
+    when ``n_c >= 2``, never all), drawn with ``default_rng([seed, c])``; both sorted.
+
+    >>> tr, va = stratified_split(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1]), 0.25, seed=0)
+    >>> len(tr), len(va)
+    (7, 2)
+    """
+    labels = np.asarray(labels)
+    train: list[np.ndarray] = []
+    val: list[np.ndarray] = []
+    for code in np.unique(labels):
+        idx = np.flatnonzero(labels == code)
+        n_val = round(val_fraction * idx.size)
+        n_val = min(max(n_val, 1), idx.size - 1) if idx.size >= 2 else 0
+        perm = np.random.default_rng([int(seed), int(code)]).permutation(idx)
+        val.append(perm[:n_val])
+        train.append(perm[n_val:])
+    return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(val)).astype(np.int64)
+
+
+def _config_id(recipe: Mapping[str, Any], task: FinetuneTask, spec: str) -> str:
+    text = json.dumps({"recipe": recipe, "task": task.spec, "checkpoint": spec}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of one fine-tuning run."""
+
+    val_accuracy: float
+    val_loss: float
+    test_accuracy: float
+    seconds: float
+    cpu_seconds: float
+    n_train: int
+    n_val: int
+    n_test: int
+    steps: int
+
+
+def _cosine(total_steps: int) -> Callable[[int], float]:
+    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+
+
+def _optimizer(params: Any, lr: float, wd: float, cfg: FinetuneConfig) -> torch.optim.SGD:
+    """SGD over ``params`` (a parameter list or a list of param-group dicts)."""
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd)
+
+
+def _move(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {k: _move(v, device) for k, v in batch.items()}
+    return batch
+
+
+class _Trainer:
+    """Loads what one (checkpoint, task) pair needs once; :meth:`run` trains one configuration."""
+
+    def __init__(self, task: FinetuneTask, cfg: FinetuneConfig) -> None:
+        self.task = task
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        self.train_idx, self.val_idx = stratified_split(task.pool.labels, cfg.val_fraction, task.split_seed)
+        if self.train_idx.size == 0 or self.val_idx.size == 0:
+            raise ValueError(
+                f"task {task.name!r}: the pool of {len(task.pool)} samples is too small for a validation "
+                f"split of {cfg.val_fraction:g}; give more samples per class"
+            )
+        self.y_pool = torch.tensor(np.asarray(task.pool.labels), dtype=torch.long)
+        self.y_test = torch.tensor(np.asarray(task.test.labels), dtype=torch.long)
+
+    def run(self, lr: float, wd: float, seed: int) -> RunResult:
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            steps = self._train(lr, wd, seed)
+            val_acc, val_loss = self._evaluate("val")
+            test_acc, _ = self._evaluate("test")
+        return RunResult(
+            val_accuracy=val_acc,
+            val_loss=val_loss,
+            test_accuracy=test_acc,
+            seconds=time.perf_counter() - t0,
+            cpu_seconds=time.process_time() - c0,
+            n_train=int(self.train_idx.size),
+            n_val=int(self.val_idx.size),
+            n_test=len(self.y_test),
+            steps=steps,
+        )
+
+    def _batches(self, seed: int) -> Any:
+        gen = torch.Generator().manual_seed(int(seed))
+        n = self.train_idx.size
+        for _ in range(self.cfg.resolved_epochs):
+            order = self.train_idx[torch.randperm(n, generator=gen).numpy()]
+            for start in range(0, n, self.cfg.batch_size):
+                yield order[start : start + self.cfg.batch_size]
+
+    def _n_steps(self) -> int:
+        return self.cfg.resolved_epochs * math.ceil(self.train_idx.size / self.cfg.batch_size)
+
+    def _train(self, lr: float, wd: float, seed: int) -> int:
+        raise NotImplementedError
+
+    def _evaluate(self, which: str) -> tuple[float, float]:
+        raise NotImplementedError
+
+
+class _LinearTrainer(_Trainer):
+    """Linear head on standardised, cached features."""
+
+    def __init__(
+        self, ckpt: Any, task: FinetuneTask, cfg: FinetuneConfig, cache: Any, batch_size: int
+    ) -> None:
+        super().__init__(task, cfg)
+        from ckptrank.engine import extract
+
+        pool = extract(ckpt, task.pool, cache=cache, batch_size=batch_size, device=cfg.device).features
+        test = extract(ckpt, task.test, cache=cache, batch_size=batch_size, device=cfg.device).features
+        pool64 = np.asarray(pool, dtype=np.float64)
+        mean = pool64[self.train_idx].mean(axis=0)
+        std = pool64[self.train_idx].std(axis=0)
+        # A feature is constant when its spread is negligible next to the largest one (the scale of the
+        # features themselves is irrelevant: an untrained network may output values near 1e-8).
+        std = np.where(std > 1e-6 * float(std.max(initial=0.0)), std, 1.0)
+        self.x_pool = torch.as_tensor((pool64 - mean) / std, dtype=torch.float32, device=self.device)
+        self.x_test = torch.as_tensor(
+            (np.asarray(test, np.float64) - mean) / std, dtype=torch.float32, device=self.device
+        )
+        self.head: nn.Linear | None = None
+
+    def _train(self, lr: float, wd: float, seed: int) -> int:
+        head = nn.Linear(self.x_pool.shape[1], self.task.n_classes).to(self.device)
+        opt = _optimizer(head.parameters(), lr, wd, self.cfg)
+        total = self._n_steps()
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total))
+        y = self.y_pool.to(self.device)
+        for idx in self._batches(seed):
+            loss = functional.cross_entropy(head(self.x_pool[idx]), y[idx])
+            if not torch.isfinite(loss):
+                break  # diverged: evaluated as it is (selection will not pick it)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        self.head = head
+        return total
+
+    def _evaluate(self, which: str) -> tuple[float, float]:
+        assert self.head is not None
+        if which == "val":
+            x, y = self.x_pool[self.val_idx], self.y_pool[self.val_idx]
+        else:
+            x, y = self.x_test, self.y_test
+        with torch.no_grad():
+            logits = self.head(x).cpu()
+        return _scores(logits, y)
+
+
+def _scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy; non-finite logits (a diverged run) count as wrong, loss inf."""
+    finite = torch.isfinite(logits).all(1)
+    correct = (logits.argmax(1) == y) & finite
+    loss = float(functional.cross_entropy(logits, y)) if bool(finite.all()) else math.inf
+    return float(correct.float().mean()), loss
+
+
+def _training_features(ckpt: Any, batch: Any) -> torch.Tensor:
+    """Differentiable features of a TorchCheckpoint (its layer capture or penultimate pass)."""
+    out = ckpt._capture_layer(batch) if ckpt.layer is not None else ckpt._penultimate(batch)
+    return out.features
+
+
+class _FullTrainer(_Trainer):
+    """The whole checkpoint plus a new linear head, restored to the pre-trained weights before every run."""
+
+    def __init__(self, ckpt: Any, task: FinetuneTask, cfg: FinetuneConfig) -> None:
+        super().__init__(task, cfg)
+        from ckptrank.adapters._torch import TorchCheckpoint
+
+        if not isinstance(ckpt, TorchCheckpoint):
+            raise ValueError(
+                f"protocol 'full' needs a PyTorch checkpoint; {ckpt.spec!r} is a {type(ckpt).__name__} "
+                "(use protocol 'linear')"
+            )
+        self.ckpt = ckpt
+        self.module: nn.Module = ckpt.module
+        ckpt.to(self.device)
+        self.initial = copy.deepcopy(self.module.state_dict())
+        self.text = ckpt.modality == "text"
+        self.x_pool = self._prepare(task.pool.items)
+        self.x_test = self._prepare(task.test.items)
+        self.head: nn.Module | None = None
+        # The head's input is centred by the pre-trained features' mean on the training part and divided
+        # by their root-mean-square norm (one scalar: per-feature scaling would blow up near-constant
+        # features as soon as fine-tuning moves them), so it starts with norm about 1 whatever the
+        # checkpoint. Fixed for the run: a re-parametrised linear head.
+        self.module.eval()
+        feats = self._features(self.x_pool, self.train_idx).double()
+        mean = feats.mean(0)
+        scale = float(((feats - mean) ** 2).sum(1).mean().sqrt())
+        self.mean = mean.float().to(self.device)
+        self.std = torch.tensor(scale if scale > 1e-12 else 1.0, dtype=torch.float32, device=self.device)
+        self.num_features = int(feats.shape[1])
+        self.probe_x = ((feats - mean) / float(self.std)).float().to(self.device)  # rows of train_idx
+
+    def _prepare(self, items: Any) -> Any:
+        if self.text:
+            return list(items)
+        chunks = [self.ckpt.prepare(items[i : i + 256]) for i in range(0, len(items), 256)]
+        return torch.cat(chunks)
+
+    def _inputs(self, source: Any, idx: np.ndarray) -> Any:
+        if self.text:
+            return _move(self.ckpt.prepare([source[int(i)] for i in idx]), self.device)
+        return source[torch.as_tensor(idx, dtype=torch.long)].to(self.device)
+
+    def _features(self, source: Any, idx: np.ndarray) -> torch.Tensor:
+        """Features in eval mode without gradients (batches of ``eval_batch_size``), on the CPU."""
+        parts = []
+        with torch.no_grad():
+            for start in range(0, idx.size, self.cfg.eval_batch_size):
+                x = self._inputs(source, idx[start : start + self.cfg.eval_batch_size])
+                parts.append(_training_features(self.ckpt, x).float().cpu())
+        return torch.cat(parts)
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        assert self.head is not None
+        return self.head((features - self.mean) / self.std)
+
+    def _probe(self, head: nn.Linear, lr: float, wd: float, seed: int) -> None:
+        """Stage 1 (LP-FT): train the head alone on the frozen pre-trained features."""
+        epochs = self.cfg.probe_epochs
+        n = self.probe_x.shape[0]
+        steps_per_epoch = math.ceil(n / self.cfg.batch_size)
+        opt = _optimizer(head.parameters(), lr, wd, self.cfg)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(epochs * steps_per_epoch))
+        gen = torch.Generator().manual_seed(int(seed) + 1_000_003)
+        y = self.y_pool[torch.as_tensor(self.train_idx)].to(self.device)
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            for start in range(0, n, self.cfg.batch_size):
+                idx = order[start : start + self.cfg.batch_size]
+                loss = functional.cross_entropy(head(self.probe_x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+
+    def _train(self, lr: float, wd: float, seed: int) -> int:
+        self.module.load_state_dict(self.initial)
+        for p in self.module.parameters():
+            p.requires_grad_(True)
+        head = nn.Linear(self.num_features, self.task.n_classes).to(self.device)
+        self.head = head
+        if self.cfg.probe_epochs:
+            self._probe(head, lr * self.cfg.head_lr_multiplier, wd, seed)
+        groups = [
+            {"params": list(self.module.parameters())},
+            {"params": list(head.parameters()), "lr": lr * self.cfg.head_lr_multiplier},
+        ]
+        params = [p for g in groups for p in g["params"]]
+        opt = _optimizer(groups, lr, wd, self.cfg)
+        total = self._n_steps()
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total))
+        self.module.train()
+        if self.cfg.freeze_batchnorm:
+            for sub in self.module.modules():
+                if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                    sub.eval()
+        for idx in self._batches(seed):
+            x = self._inputs(self.x_pool, idx)
+            y = self.y_pool[torch.as_tensor(idx)].to(self.device)
+            loss = functional.cross_entropy(self._head(_training_features(self.ckpt, x)), y)
+            if not torch.isfinite(loss):
+                break  # diverged: evaluated as it is (selection will not pick it)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+        self.module.eval()
+        return total
+
+    def _evaluate(self, which: str) -> tuple[float, float]:
+        assert self.head is not None
+        if which == "val":
+            source, idx, y = self.x_pool, self.val_idx, self.y_pool[torch.as_tensor(self.val_idx)]
+        else:
+            source, idx, y = self.x_test, np.arange(len(self.y_test)), self.y_test
+        parts = []
+        with torch.no_grad():
+            for start in range(0, idx.size, self.cfg.eval_batch_size):
+                x = self._inputs(source, idx[start : start + self.cfg.eval_batch_size])
+                parts.append(self._head(_training_features(self.ckpt, x)).float().cpu())
+        return _scores(torch.cat(parts), y)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# selection, the store, the driver
+
+
+def select_config(
+    runs: pd.DataFrame, grid: Sequence[tuple[float, float]] | None = None
+) -> tuple[float, float]:
+    """The selected ``(lr, weight_decay)`` among the grid runs of one seed.
+
+    Highest ``val_accuracy``; ties broken by lower ``val_loss`` (when the column is present), then
+    by the order of ``grid`` (default: ascending lr, then weight decay).
+
+    >>> runs = pd.DataFrame({"lr": [0.01, 0.1], "weight_decay": [0.0, 0.0], "val_accuracy": [0.5, 0.7]})
+    >>> select_config(runs)
+    (0.1, 0.0)
+    """
+    if len(runs) == 0:
+        raise ValueError("no runs to select from")
+    order = (
+        list(grid)
+        if grid is not None
+        else sorted({(float(a), float(b)) for a, b in zip(runs.lr, runs.weight_decay, strict=True)})
+    )
+    rank = {pair: i for i, pair in enumerate(order)}
+    best_key: tuple[float, float, int] | None = None
+    best: tuple[float, float] | None = None
+    for row in runs.itertuples(index=False):
+        pair = (float(row.lr), float(row.weight_decay))
+        loss = getattr(row, "val_loss", None)
+        loss = float(loss) if loss is not None and np.isfinite(loss) else math.inf
+        key = (-float(row.val_accuracy), loss, rank.get(pair, len(rank)))
+        if best_key is None or key < best_key:
+            best_key, best = key, pair
+    assert best is not None
+    return best
+
+
+def _runs(store: ResultsStore, suite: str, task: str, checkpoint: str, protocol: str) -> pd.DataFrame:
+    rows = store.table("finetune_runs", suite=suite, task=task, checkpoint=checkpoint, protocol=protocol)
+    if len(rows):
+        cfg = rows["config"].map(json.loads)
+        rows["val_loss"] = cfg.map(lambda c: c.get("val_loss", math.nan)).astype(float)
+        rows["config_id"] = cfg.map(lambda c: c.get("config_id"))
+    return rows
+
+
+def _mark_selected(store: ResultsStore, **key: Any) -> None:
+    """Set the ``selected`` flag of one recorded run (a derived flag, never a result)."""
+    mark = getattr(store, "mark_selected", None)
+    if callable(mark):
+        mark(**key)
+        return
+    # Fallback until ResultsStore grows mark_selected: the same single-row update.
+    with store._transaction() as conn:
+        conn.execute(
+            "UPDATE finetune_runs SET selected=1 WHERE suite=? AND task=? AND checkpoint=? AND protocol=? "
+            "AND seed=? AND lr=? AND weight_decay=?",
+            (
+                key["suite"],
+                key["task"],
+                key["checkpoint"],
+                key["protocol"],
+                int(key["seed"]),
+                float(key["lr"]),
+                float(key["weight_decay"]),
+            ),
+        )
+
+
+def _check_recorded(rows: pd.DataFrame, config_id: str, what: str, store: ResultsStore) -> None:
+    stale = rows[rows["config_id"] != config_id]
+    if len(stale):
+        raise ValueError(
+            f"the results store {store.path} already holds {len(stale)} run(s) of {what} recorded under "
+            f"another configuration (config_id {stale['config_id'].iloc[0]} vs {config_id} now: different "
+            "epochs, grid, data or checkpoint spec); use another results file or suite name, or delete "
+            "those rows"
+        )
+
+
+def finetune_checkpoint(
+    spec: str,
+    task: FinetuneTask,
+    config: FinetuneConfig,
+    store: ResultsStore,
+    *,
+    suite: str = "custom",
+    checkpoint: str | None = None,
+    cache: Any = None,
+    batch_size: int = 64,
+    on_change: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Run (or resume) the protocol for one checkpoint on one task; every run goes to ``store``.
+
+    Parameters
+    ----------
+    spec : str
+        Checkpoint spec for :func:`ckptrank.adapters.load_checkpoint` (loaded only if a run is missing;
+        unused when the task holds precomputed features, which only the linear protocol accepts).
+    task : FinetuneTask
+    config : FinetuneConfig
+    store : ResultsStore
+    suite : str, default "custom"
+        Suite name in the store's key.
+    checkpoint : str, optional
+        Checkpoint name in the store's key (default: ``spec``).
+    cache : FeatureCache, optional
+        Feature cache for the linear protocol's extraction.
+    batch_size : int, default 64
+        Extraction batch size (linear protocol).
+    on_change : callable, optional
+        Called after every recorded run and after the selection is marked (e.g. to rewrite a CSV).
+    log : callable, optional
+        Receives one line per finished run.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The selected runs (one per seed) with columns lr, weight_decay, seed, val_accuracy,
+        test_accuracy.
+
+    Raises
+    ------
+    ValueError
+        A recorded run of this key has a different configuration; bad task or checkpoint.
+    """
+    name = checkpoint or spec
+    protocol = config.protocol
+    say = log or logger.info
+    recipe = config.recipe()
+    config_id = _config_id(recipe, task, spec)
+    what = f"{name} on {task.name} ({protocol})"
+    base = dict(suite=suite, task=task.name, checkpoint=name, protocol=protocol)
+    rows = _runs(store, **base)
+    if len(rows):
+        _check_recorded(rows, config_id, what, store)
+    done = {(int(r.seed), float(r.lr), float(r.weight_decay)) for r in rows.itertuples()}
+    grid_seed = config.seeds[0]
+    trainer: _Trainer | None = None
+    fingerprint: str | None = None
+
+    def get_trainer() -> _Trainer:
+        nonlocal trainer, fingerprint
+        if trainer is None:
+            from ckptrank.adapters import load_checkpoint
+
+            if task.pool.modality == "features":
+                if protocol != "linear":
+                    raise ValueError(
+                        f"task {task.name!r} holds precomputed features: only protocol 'linear' applies to it"
+                    )
+                trainer = _LinearTrainer(None, task, config, None, batch_size)
+                return trainer
+            ckpt = load_checkpoint(spec)
+            fingerprint = ckpt.weights_fingerprint()
+            recorded = (
+                {c.get("weights_fingerprint") for c in rows["config"].map(json.loads)} if len(rows) else set()
+            )
+            recorded.discard(None)
+            if recorded and recorded != {fingerprint}:
+                raise ValueError(
+                    f"the results store {store.path} holds runs of {what} made with other weights "
+                    f"(fingerprint {sorted(recorded)[0][:12]} vs {fingerprint[:12]} now); use another "
+                    "results file, suite or checkpoint name, or delete those rows"
+                )
+            if ckpt.modality != task.pool.modality:
+                raise ValueError(
+                    f"checkpoint {spec!r} takes {ckpt.modality} inputs but task {task.name!r} holds "
+                    f"{task.pool.modality} samples"
+                )
+            if protocol == "linear":
+                trainer = _LinearTrainer(ckpt, task, config, cache, batch_size)
+            else:
+                trainer = _FullTrainer(ckpt, task, config)
+        return trainer
+
+    def run_one(seed: int, lr: float, wd: float, selected: bool) -> None:
+        result = get_trainer().run(lr, wd, seed)
+        run_config = {
+            **recipe,
+            "config_id": config_id,
+            "checkpoint_spec": spec,
+            "weights_fingerprint": fingerprint,
+            "task": task.spec,
+            "grid_seed": grid_seed,
+            "val_loss": result.val_loss,
+            "n_train": result.n_train,
+            "n_val": result.n_val,
+            "n_test": result.n_test,
+            "steps": result.steps,
+            "cpu_seconds": round(result.cpu_seconds, 3),
+            "device": config.device,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
+        store.add_run(
+            **base,
+            seed=seed,
+            lr=lr,
+            weight_decay=wd,
+            val_accuracy=result.val_accuracy,
+            test_accuracy=result.test_accuracy,
+            selected=selected,
+            epochs=config.resolved_epochs,
+            seconds=round(result.seconds, 3),
+            config=run_config,
+        )
+        done.add((seed, lr, wd))
+        say(
+            f"{task.name} | {name} | {protocol} seed {seed} lr {lr:g} wd {wd:g}: "
+            f"val {result.val_accuracy:.4f} test {result.test_accuracy:.4f} ({result.seconds:.1f} s)"
+        )
+        if on_change is not None:
+            on_change()
+
+    for lr, wd in config.grid:
+        if (grid_seed, lr, wd) not in done:
+            run_one(grid_seed, lr, wd, selected=False)
+    rows = _runs(store, **base)
+    grid_rows = rows[
+        (rows.seed == grid_seed) & rows.apply(lambda r: (r.lr, r.weight_decay) in config.grid, axis=1)
+    ]
+    lr_s, wd_s = select_config(grid_rows, config.grid)
+    chosen = grid_rows[(grid_rows.lr == lr_s) & (grid_rows.weight_decay == wd_s)]
+    if not bool(chosen.selected.iloc[0]):
+        _mark_selected(store, **base, seed=grid_seed, lr=lr_s, weight_decay=wd_s)
+        if on_change is not None:
+            on_change()
+    for seed in config.seeds[1:]:
+        if (seed, lr_s, wd_s) not in done:
+            run_one(seed, lr_s, wd_s, selected=True)
+    rows = _runs(store, **base)
+    picked = rows[(rows.lr == lr_s) & (rows.weight_decay == wd_s) & rows.seed.isin(config.seeds)]
+    return (
+        picked[["seed", "lr", "weight_decay", "val_accuracy", "test_accuracy"]]
+        .sort_values("seed")
+        .reset_index(drop=True)
+    )
+
+
+def finetune(
+    checkpoints: Mapping[str, str] | Sequence[str],
+    tasks: Sequence[FinetuneTask],
+    config: FinetuneConfig,
+    store: ResultsStore,
+    *,
+    suite: str = "custom",
+    cache: Any = None,
+    on_change: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Run the protocol for every (task, checkpoint) pair; returns :func:`summarize_runs` of the store.
+
+    ``checkpoints`` maps names to specs (or is a list of specs used as names).
+    """
+    named = dict(checkpoints) if isinstance(checkpoints, Mapping) else {s: s for s in checkpoints}
+    for task in tasks:
+        for name, spec in named.items():
+            finetune_checkpoint(
+                spec,
+                task,
+                config,
+                store,
+                suite=suite,
+                checkpoint=name,
+                cache=cache,
+                on_change=on_change,
+                log=log,
+            )
+    runs = store.table("finetune_runs", suite=suite, protocol=config.protocol)
+    runs = runs[runs.task.isin([t.name for t in tasks]) & runs.checkpoint.isin(list(named))]
+    return summarize_runs(runs)
+
+
+def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, checkpoint, protocol): the selected lr and weight decay, the number of seeds, and the
+    mean, standard deviation, minimum and maximum test accuracy of the selected runs."""
+    sel = runs[runs["selected"].astype(bool)]
+    if len(sel) == 0:
+        return pd.DataFrame(
+            columns=[
+                "task",
+                "checkpoint",
+                "protocol",
+                "lr",
+                "weight_decay",
+                "seeds",
+                "mean",
+                "std",
+                "min",
+                "max",
+            ]
+        )
+    grouped = sel.groupby(["task", "checkpoint", "protocol"], sort=False)
+    out = grouped.agg(
+        lr=("lr", "first"),
+        weight_decay=("weight_decay", "first"),
+        seeds=("seed", "nunique"),
+        mean=("test_accuracy", "mean"),
+        std=("test_accuracy", lambda s: float(np.std(s, ddof=1)) if len(s) > 1 else 0.0),
+        min=("test_accuracy", "min"),
+        max=("test_accuracy", "max"),
+    )
+    return out.reset_index()
