@@ -162,12 +162,32 @@ def _offset_in_train(offset: str) -> bool:
     return int.from_bytes(digest, "big") % 100 < _WORDNET_TRAIN_PERCENT
 
 
-@functools.lru_cache(maxsize=1)
-def _wordnet_rows(path: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-    """Glosses, label codes and a train mask, parsed from ``data.noun``."""
+def read_wordnet_glosses(
+    path: str | Path, *, first_lexfile: int, n_lexfiles: int, part_of_speech: str, needed_by: str
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Glosses, lexicographer-file codes ``0..n_lexfiles-1`` and an 80/20 train mask from a WordNet data file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A WordNet ``data.POS`` file (lines ``offset lex_filenum ss_type ... | gloss``).
+    first_lexfile, n_lexfiles : int
+        Lexicographer files of this part of speech are ``first_lexfile .. first_lexfile + n_lexfiles - 1``.
+    part_of_speech : str
+        Used in error messages (``"noun"``, ``"verb"``).
+    needed_by : str
+        What needs the file, for the missing-package message.
+
+    Returns
+    -------
+    texts : tuple of str
+    codes : ndarray of shape (n,), int64
+    train : ndarray of shape (n,), bool
+        Train membership by a hash of the synset offset (stable across versions and runs).
+    """
     if not Path(path).is_file():
         raise FileNotFoundError(
-            f"{path} not found; builtin:wordnet-supersense needs the Debian package wordnet-base "
+            f"{path} not found; {needed_by} needs the Debian package wordnet-base "
             "(apt-get install wordnet-base)"
         )
     texts: list[str] = []
@@ -179,16 +199,28 @@ def _wordnet_rows(path: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
                 continue  # licence header
             head, gloss = line.split("|", 1)
             fields = head.split()
-            lexfile = int(fields[1])
-            code = lexfile - _FIRST_NOUN_LEXFILE
-            if not 0 <= code < len(WORDNET_NOUN_LEXNAMES):
+            code = int(fields[1]) - first_lexfile
+            if not 0 <= code < n_lexfiles:
                 raise ValueError(
-                    f"{path}: synset {fields[0]} has lexicographer file {lexfile}, not a noun file"
+                    f"{path}: synset {fields[0]} has lexicographer file {fields[1]}, "
+                    f"not a {part_of_speech} file"
                 )
             texts.append(gloss.strip())
             codes.append(code)
             train.append(_offset_in_train(fields[0]))
     return tuple(texts), np.asarray(codes, dtype=np.int64), np.asarray(train, dtype=bool)
+
+
+@functools.lru_cache(maxsize=1)
+def _wordnet_rows(path: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Glosses, label codes and a train mask, parsed from ``data.noun``."""
+    return read_wordnet_glosses(
+        path,
+        first_lexfile=_FIRST_NOUN_LEXFILE,
+        n_lexfiles=len(WORDNET_NOUN_LEXNAMES),
+        part_of_speech="noun",
+        needed_by="builtin:wordnet-supersense",
+    )
 
 
 def _wordnet_supersense(split: str) -> TargetDataset:

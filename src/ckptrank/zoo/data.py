@@ -15,12 +15,13 @@ The text source task reads WordNet 3.0 *verb* glosses (Debian ``wordnet-base``,
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ckptrank.data.builtins import read_wordnet_glosses
 
 __all__ = [
     "FASHION_SOURCE_HOLDOUT",
@@ -148,37 +149,16 @@ def _fashion_rotation() -> SourceData:
     )
 
 
-def _in_train(offset: str) -> bool:
-    digest = hashlib.blake2b(offset.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 100 < _WORDNET_TRAIN_PERCENT
-
-
 @functools.lru_cache(maxsize=1)
 def wordnet_verbs(path: str = str(WORDNET_DATA_VERB)) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """Verb glosses, their lexicographer-file codes ``0..14`` and an 80/20 train mask (hash of offset)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"{path} not found; the zoo's text source task needs the Debian package wordnet-base "
-            "(apt-get install wordnet-base)"
-        )
-    texts: list[str] = []
-    codes: list[int] = []
-    train: list[bool] = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith(" ") or "|" not in line:
-                continue  # licence header
-            head, gloss = line.split("|", 1)
-            fields = head.split()
-            code = int(fields[1]) - _FIRST_VERB_LEXFILE
-            if not 0 <= code < len(WORDNET_VERB_LEXNAMES):
-                raise ValueError(
-                    f"{path}: synset {fields[0]} has lexicographer file {fields[1]}, not a verb file"
-                )
-            texts.append(gloss.strip())
-            codes.append(code)
-            train.append(_in_train(fields[0]))
-    return tuple(texts), np.asarray(codes, dtype=np.int64), np.asarray(train, dtype=bool)
+    return read_wordnet_glosses(
+        path,
+        first_lexfile=_FIRST_VERB_LEXFILE,
+        n_lexfiles=len(WORDNET_VERB_LEXNAMES),
+        part_of_speech="verb",
+        needed_by="the zoo's text source task",
+    )
 
 
 def _wordnet_verb_task() -> SourceData:
