@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from ckptrank.ranking import LEADING_COLUMNS, TRAILING_COLUMNS
+
 from . import stats
 from .suite import BASELINE_COLUMNS, normalize_name
 
@@ -81,24 +83,8 @@ _SCORE_SYNONYMS = {
     "measure": ("measure", "metric", "method", "score_name"),
     "score": ("score", "value"),
 }
-_NOT_MEASURES = {
-    "rank",
-    "consensus_rank",
-    "seconds",
-    "num_parameters",
-    "source_accuracy",
-    "num_parameters_rank",
-    "source_accuracy_rank",
-    "status",
-    "error",
-    "has_head",
-    "feature_dim",
-    "from_cache",
-    "extract_seconds",
-    "score_seconds",
-    "seed",
-    "group",
-}
+# Columns of a ``ckptrank rank`` table (and of suite tables) that are not measure scores.
+_NOT_MEASURES = {*LEADING_COLUMNS, *TRAILING_COLUMNS, "seed", "group"} - {"checkpoint"}
 _STAT_ALIASES = {
     "weightedtau": "weighted_tau",
     "wtau": "weighted_tau",
