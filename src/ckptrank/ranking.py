@@ -272,6 +272,7 @@ class _Run:
     name: str | None = None
     features: Any = None
     source_probs: Any = None
+    model: Any = None
     labels: Any = None
     has_head: bool | None = None
     num_parameters: int | None = None
@@ -286,7 +287,7 @@ class _Run:
         self.status = "failed"
         self.error = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())
         self.error = self.error or type(err).__name__
-        self.features = self.source_probs = None
+        self.features = self.source_probs = self.model = None
         return self
 
 
@@ -317,8 +318,13 @@ def _iter_runs(
     progress: Any,
     trust_checkpoint: bool,
     on_error: OnError,
+    needs_model: bool = False,
 ) -> Iterator[_Run]:
-    """Load and run each checkpoint in turn; a failing one yields a ``failed`` run."""
+    """Load and run each checkpoint in turn; a failing one yields a ``failed`` run.
+
+    With ``needs_model`` the yielded run also holds the loaded checkpoint and the raw samples
+    (``run.model``, a :class:`~ckptrank.capacitance.backbone.ModelInput`) until the next one loads.
+    """
     for spec in specs:
         run = _Run(spec=spec)
         start = time.perf_counter()
@@ -338,7 +344,7 @@ def _iter_runs(
             run.source_accuracy = _card_accuracy(getattr(checkpoint, "card", None))
         with contextlib.suppress(*_checkpoint_errors()):
             run.num_parameters = int(checkpoint.num_parameters())
-        if not needs_features and not run.has_head:
+        if not needs_features and not needs_model and not run.has_head:
             # Every requested measure needs the source head, and this checkpoint has none:
             # do not spend an extraction on it.
             run.status = "skipped"
@@ -354,8 +360,6 @@ def _iter_runs(
             logger.info("checkpoint %s failed to run: %s", spec, err)
             yield run.fail(err)
             continue
-        finally:
-            del checkpoint
         run.features = extracted.features
         run.source_probs = extracted.source_probs
         run.labels = extracted.labels
@@ -364,7 +368,16 @@ def _iter_runs(
         run.feature_dim = int(np.shape(extracted.features)[1]) if np.ndim(extracted.features) == 2 else None
         if run.source_probs is None:
             run.has_head = False
+        if needs_model:
+            from ckptrank.capacitance.backbone import ModelInput
+
+            fingerprint = getattr(dataset, "fingerprint", None)
+            run.model = ModelInput(
+                checkpoint, dataset.items, fingerprint() if callable(fingerprint) else None
+            )
+        del checkpoint
         yield run
+        run.model = None
 
 
 def _load_target(data: Any, per_class: int | None, seed: int) -> Any:
@@ -455,6 +468,9 @@ def _score_run(
         if "features" in spec.requires and run.features is None:
             run.notes.append(f"{name} skipped: no features were extracted")
             continue
+        if "model" in spec.requires and run.model is None:
+            run.notes.append(f"{name} skipped: it trains the checkpoint itself, which was not loaded")
+            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -463,6 +479,7 @@ def _score_run(
                     run.features if "features" in spec.requires else None,
                     run.labels,
                     source_probs=run.source_probs if "source_probs" in spec.requires else None,
+                    model=run.model if "model" in spec.requires else None,
                     **options.get(name, {}),
                 )
             except (ValueError, ArithmeticError, RuntimeError) as err:
@@ -593,6 +610,7 @@ def rank(
 
     measure_specs = {name: get_measure(name) for name in names}
     needs_features = any("features" in s.requires for s in measure_specs.values())
+    needs_model = any("model" in s.requires for s in measure_specs.values())
     run_notes: list[str] = []
     if measures is None:
         missing = [name for name in DEFAULT_MEASURES if name not in names]
@@ -619,6 +637,7 @@ def rank(
         progress=progress,
         trust_checkpoint=trust_checkpoint,
         on_error=on_error,
+        needs_model=needs_model,
     ):
         rows.append(_row_for(run, names, options, on_error))
         checkpoint_notes[run.spec] = list(dict.fromkeys(run.notes))

@@ -3,6 +3,7 @@ and meta-tests that every registered measure is documented, tested, exported and
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 import ckptrank
 from ckptrank import get_measure, list_measures, register_measure
+from ckptrank.capacitance.backbone import ModelInput
 from ckptrank.measures import _registry
 from ckptrank.measures._validation import check_features_and_labels, check_labels, check_source_probs
 from ckptrank.testing.strategies import make_problem
@@ -39,9 +41,19 @@ EXPECTED_STATIC = {
 
 #: Small probes for the dynamic measures, whose defaults train for seconds.
 FAST_OPTIONS: dict[str, dict[str, Any]] = {
-    "beff": {"epochs": 1, "widths": (8, 8, 4)},
-    "probe_accuracy": {"epochs": 1, "widths": (8, 8, 4)},
+    name: {"epochs": 1, "widths": (8, 8, 4)}
+    for name in ("beff", "probe_accuracy", "beff_finetune", "probe_accuracy_finetune")
 }
+
+
+@functools.cache
+def _model() -> ModelInput:
+    """A real (zoo) checkpoint and 30 random grey images: the input of the measures that train it."""
+    import ckptrank.zoo  # noqa: F401  # registers zoo:
+    from ckptrank.adapters import load_checkpoint
+
+    images = np.random.default_rng(0).integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
+    return ModelInput(load_checkpoint("zoo:cnn-fm04"), images)
 
 
 def _problem() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,10 +108,10 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def test_score_equals_the_measure_function(name: str) -> None:
     X, y, P = _problem()
     spec = get_measure(name)
-    inputs = {"features": X, "source_probs": P}
+    inputs = {"features": X, "source_probs": P, "model": _model()}
     options = FAST_OPTIONS.get(name, {})
     direct = spec.func(*[inputs[r] for r in spec.requires], y, **options)
-    result = ckptrank.score(name, X, y, source_probs=P, **options)
+    result = ckptrank.score(name, X, y, source_probs=P, model=_model(), **options)
     assert type(result) is float
     assert result == direct
 
@@ -163,13 +175,15 @@ def test_missing_inputs_are_named(registry: dict[str, Any]) -> None:
 @pytest.mark.parametrize("name", MEASURES)
 def test_real_measure_missing_inputs_are_named(name: str) -> None:
     X, y, P = _problem()
-    inputs = {"features": X, "source_probs": P}
+    inputs = {"features": X, "source_probs": P, "model": _model()}
     for missing in get_measure(name).requires:
         given = {**inputs, missing: None}
         with pytest.raises(ValueError, match=f"needs {missing}"):
-            ckptrank.score(name, given["features"], y, source_probs=given["source_probs"])
+            ckptrank.score(
+                name, given["features"], y, source_probs=given["source_probs"], model=given["model"]
+            )
     with pytest.raises(ValueError, match="needs labels"):
-        ckptrank.score(name, X, None, source_probs=P)
+        ckptrank.score(name, X, None, source_probs=P, model=_model())
 
 
 def test_unknown_option_lists_the_valid_ones(registry: dict[str, Any]) -> None:
@@ -188,7 +202,7 @@ def test_real_measure_unknown_option_lists_the_valid_ones(name: str) -> None:
     params = inspect.signature(get_measure(name).func).parameters.values()
     options = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
     with pytest.raises(ValueError, match="has no option 'not_an_option'") as excinfo:
-        ckptrank.score(name, X, y, source_probs=P, not_an_option=1)
+        ckptrank.score(name, X, y, source_probs=P, model=_model(), not_an_option=1)
     for option in options:
         assert option in str(excinfo.value)
 
@@ -216,10 +230,11 @@ def test_list_measures_filters(registry: dict[str, Any]) -> None:
 def test_list_measures_filters_on_the_real_registry() -> None:
     for kind in ("static", "dynamic"):
         assert all(get_measure(n).kind == kind for n in list_measures(kind=kind))
-    for requirement in ("features", "source_probs"):
+    requirements = ("features", "source_probs", "model")
+    for requirement in requirements:
         assert all(requirement in get_measure(n).requires for n in list_measures(requires=requirement))
     by_kind = set(list_measures(kind="static")) | set(list_measures(kind="dynamic"))
-    by_input = set(list_measures(requires="features")) | set(list_measures(requires="source_probs"))
+    by_input = set().union(*(list_measures(requires=r) for r in requirements))
     assert by_kind == by_input == set(MEASURES)
 
 
@@ -267,7 +282,7 @@ def test_registered_specs_are_consistent() -> None:
         spec = get_measure(name)
         assert spec.name == name
         assert spec.invariances <= _registry.INVARIANCE_TAGS
-        assert spec.requires and set(spec.requires) <= {"features", "source_probs"}
+        assert spec.requires and set(spec.requires) <= {"features", "source_probs", "model"}
         params = list(inspect.signature(spec.func).parameters.values())
         positional = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
         assert positional == [*spec.requires, "labels"], f"{name}: positional arguments {positional}"

@@ -5,10 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import ckptrank
+import ckptrank.zoo  # registers zoo:
+from ckptrank.adapters import load_checkpoint
+from ckptrank.capacitance.backbone import ModelInput, train_probe_backbone
 from ckptrank.capacitance.line_graph import beta_eff
 from ckptrank.capacitance.probe import train_probe
+from ckptrank.data import TargetDataset
 from ckptrank.measures._validation import DegenerateInputWarning
-from ckptrank.measures.beff import beff, extrapolate_beta, probe_accuracy, within_run_prediction
+from ckptrank.measures.beff import (
+    beff,
+    beff_finetune,
+    cross_model_prediction,
+    extrapolate_beta,
+    probe_accuracy,
+    probe_accuracy_finetune,
+    within_run_prediction,
+)
 from ckptrank.testing.synthetic import blobs
 
 SMALL = dict(widths=(16, 8, 4), epochs=3, max_epochs=10)
@@ -143,3 +156,92 @@ def test_nan_features_are_refused() -> None:
     X[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         beff(X, y, **SMALL)
+
+
+# -- fine-tuned backbone: the measures (the training itself: tests/capacitance/test_backbone.py) --------
+
+
+def _squares(n_per_class: int = 20, seed: int = 1) -> TargetDataset:
+    """Dark vs bright noisy 28 x 28 grey squares: separable for any backbone."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n_per_class)
+    base = np.where(y[:, None, None] == 1, 170, 80)
+    img = np.clip(base + rng.normal(0, 40, (2 * n_per_class, 28, 28)), 0, 255).astype(np.uint8)
+    return TargetDataset(items=img, labels=y, modality="image", classes=("dark", "bright"), split="train")
+
+
+FT_SMALL = dict(widths=(16, 8, 4), epochs=2, max_epochs=10, batch_size=16)
+
+
+def test_measures_share_one_run_and_rank_real_checkpoints() -> None:
+    data = _squares()
+    ckpt = load_checkpoint("zoo:cnn-fm04")
+    model = ModelInput(ckpt, data.items, data.fingerprint())
+    value = beff_finetune(model, data.labels, **FT_SMALL)
+    accuracy = probe_accuracy_finetune(model, data.labels, **FT_SMALL)
+    run = train_probe_backbone(ckpt, data.items, data.labels, **FT_SMALL)
+    assert value == pytest.approx(run.beta[-1], rel=1e-9)
+    assert accuracy == run.val_accuracy[-1]
+    assert ckptrank.score("beff_finetune", labels=data.labels, model=model, **FT_SMALL) == value
+
+    frame = ckptrank.rank(
+        data,
+        ["zoo:cnn-fm04", "zoo:cnn-random"],
+        measures=["beff_finetune", "probe_accuracy_finetune", "logme"],
+        measure_options={"beff_finetune": FT_SMALL, "probe_accuracy_finetune": FT_SMALL},
+        progress=False,
+    )
+    assert frame["status"].tolist() == ["ok", "ok"]
+    assert frame[["beff_finetune", "probe_accuracy_finetune", "logme"]].notna().all().all()
+
+
+def test_a_failing_candidate_leaves_the_others_ranked() -> None:
+    data = _squares()
+    frame = ckptrank.rank(
+        data,
+        ["zoo:cnn-fm04", "zoo:cnn-random"],
+        measures=["beff_finetune", "logme"],
+        measure_options={"beff_finetune": {**FT_SMALL, "lr": 1e12}},
+        progress=False,
+    )
+    assert frame["beff_finetune"].isna().all() and frame["logme"].notna().all()
+    notes = frame.attrs["checkpoint_notes"]["zoo:cnn-fm04"]
+    assert any("beff_finetune failed" in n and "diverged" in n for n in notes)
+
+
+# -- cross-model Bayesian ridge -------------------------------------------------------------------
+
+
+def test_cross_model_prediction_recovers_an_exact_linear_relation() -> None:
+    beta = np.array([0.5, 1.0, 1.5, 2.0, 3.0])
+    accuracy = 0.3 + 0.2 * beta
+    predicted = cross_model_prediction(beta, accuracy, [2.5, 0.75])
+    np.testing.assert_allclose(predicted, 0.3 + 0.2 * np.array([2.5, 0.75]), atol=1e-4)
+    # The sign is learnt from the references (ALGORITHMS.md 2.13.2 f): a falling relation is kept.
+    falling = cross_model_prediction(beta, 0.9 - 0.2 * beta, [0.25, 3.5])
+    assert falling[0] > falling[1]
+    # Several score columns (beta_eff and the early accuracy) and clipping to [0, 1].
+    two = np.column_stack([beta, [0.1, 0.4, 0.2, 0.5, 0.3]])
+    target = 0.1 * two[:, 0] + 0.5 * two[:, 1]
+    np.testing.assert_allclose(cross_model_prediction(two, target, two), target, atol=1e-3)
+    assert cross_model_prediction(beta, accuracy, [100.0])[0] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("refs", "accs", "cands", "match"),
+    [
+        ([1.0], [0.5], [1.0], "at least 2 reference"),
+        ([1.0, 2.0], [0.5], [1.0], "2 reference scores but 1 reference accuracies"),
+        ([[1.0, 2.0], [2.0, 1.0]], [0.5, 0.6], [1.0], "2 score columns but candidates 1"),
+        ([1.0, np.nan], [0.5, 0.6], [1.0], "reference scores contain NaN"),
+    ],
+)
+def test_cross_model_prediction_bad_inputs(refs: list, accs: list, cands: list, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        cross_model_prediction(refs, accs, cands)
+
+
+def test_unknown_cross_model_mode_points_to_the_function() -> None:
+    X, y = blobs(100, 4, 2, 3.0)
+    with pytest.raises(ValueError, match="use cross_model_prediction"):
+        beff(X, y, mode="cross_model_brr", **SMALL)

@@ -459,6 +459,20 @@ class TorchCheckpoint(Checkpoint):
             self.num_features = int(out.features.shape[1])
         return out
 
+    def trainable_features(self, batch: Any) -> torch.Tensor:
+        """Features of a batch (already on :attr:`device`) with gradients, for fine-tuning.
+
+        Unlike :meth:`forward`, this runs outside ``inference_mode`` and leaves the module's
+        train/eval mode to the caller, so the backbone can be trained through it.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch_size, num_features)
+            The selected layer's features, or the penultimate features of the full model.
+        """
+        out = self._capture_layer(batch) if self.layer is not None else self._penultimate(batch)
+        return out.features
+
     # -- machinery ------------------------------------------------------------------------
     def select_layer(self, layer: str) -> None:
         """Extract features at the module named ``layer`` instead of the penultimate layer."""

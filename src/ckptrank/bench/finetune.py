@@ -434,12 +434,6 @@ def _scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     return float(correct.float().mean()), loss
 
 
-def _training_features(ckpt: Any, batch: Any) -> torch.Tensor:
-    """Differentiable features of a TorchCheckpoint (its layer capture or penultimate pass)."""
-    out = ckpt._capture_layer(batch) if ckpt.layer is not None else ckpt._penultimate(batch)
-    return out.features
-
-
 class _FullTrainer(_Trainer):
     """The whole checkpoint plus a new linear head, restored to the pre-trained weights before every run."""
 
@@ -490,7 +484,7 @@ class _FullTrainer(_Trainer):
         with torch.no_grad():
             for start in range(0, idx.size, self.cfg.eval_batch_size):
                 x = self._inputs(source, idx[start : start + self.cfg.eval_batch_size])
-                parts.append(_training_features(self.ckpt, x).float().cpu())
+                parts.append(self.ckpt.trainable_features(x).float().cpu())
         return torch.cat(parts)
 
     def _head(self, features: torch.Tensor) -> torch.Tensor:
@@ -540,7 +534,7 @@ class _FullTrainer(_Trainer):
         for idx in self._batches(seed):
             x = self._inputs(self.x_pool, idx)
             y = self.y_pool[torch.as_tensor(idx)].to(self.device)
-            loss = functional.cross_entropy(self._head(_training_features(self.ckpt, x)), y)
+            loss = functional.cross_entropy(self._head(self.ckpt.trainable_features(x)), y)
             if not torch.isfinite(loss):
                 break  # diverged: evaluated as it is (selection will not pick it)
             opt.zero_grad(set_to_none=True)
@@ -562,7 +556,7 @@ class _FullTrainer(_Trainer):
         with torch.no_grad():
             for start in range(0, idx.size, self.cfg.eval_batch_size):
                 x = self._inputs(source, idx[start : start + self.cfg.eval_batch_size])
-                parts.append(self._head(_training_features(self.ckpt, x)).float().cpu())
+                parts.append(self._head(self.ckpt.trainable_features(x)).float().cpu())
         return _scores(torch.cat(parts), y)
 
 

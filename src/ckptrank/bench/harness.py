@@ -116,6 +116,7 @@ def _load_run(
     progress: Any,
     trust_checkpoint: bool,
     on_error: str,
+    needs_model: bool = False,
 ) -> _Run:
     """Features (and source probabilities) of one checkpoint on one task."""
     from ckptrank import ranking
@@ -150,6 +151,7 @@ def _load_run(
             progress=progress,
             trust_checkpoint=trust_checkpoint,
             on_error=on_error,
+            needs_model=needs_model,
         )
     )
 
@@ -247,6 +249,7 @@ def score_suite(
     options = ranking._resolve_options(names, measure_options, seed)
     specs = {name: get_measure(name) for name in names}
     needs_features = any("features" in s.requires for s in specs.values())
+    needs_model = any("model" in s.requires for s in specs.values())
     results, own = _open(store)
     notes: list[str] = []
     runs: list[dict[str, Any]] = []
@@ -311,6 +314,7 @@ def score_suite(
                     checkpoint,
                     dataset,
                     needs_features=needs_features,
+                    needs_model=needs_model,
                     cache=cache,
                     device=device,
                     batch_size=batch_size,
@@ -369,7 +373,7 @@ def score_suite(
                         error=error,
                     )
                     done.add((task, checkpoint, name, _canonical(full_key)))
-                run.features = run.source_probs = None
+                run.features = run.source_probs = run.model = None
         table = results.table("scores", suite=suite.name)
     finally:
         if own:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,17 @@ from sklearn.model_selection import train_test_split
 from ckptrank.capacitance.line_graph import beta_eff
 from ckptrank.measures._validation import check_features_and_labels, warn_degenerate
 
-__all__ = ["ProbeRun", "graph_matrices", "train_probe"]
+__all__ = [
+    "InputMap",
+    "ProbeRun",
+    "build_probe",
+    "check_probe_options",
+    "fit_input_map",
+    "graph_matrices",
+    "probe_split",
+    "run_probe_epochs",
+    "train_probe",
+]
 
 
 @dataclass(frozen=True)
@@ -54,31 +64,101 @@ class ProbeRun:
     options: dict[str, Any]
 
 
-def _project_to_width(X: np.ndarray, train_idx: np.ndarray, width: int) -> np.ndarray:
-    """Map features to exactly ``width`` columns with the same total variance for every checkpoint.
+@dataclass(frozen=True)
+class InputMap:
+    """A fixed affine map of a checkpoint's features to the probe's input: ``(X - offset) @ matrix``.
 
-    Project on the training part's top principal directions (at most ``width``); when fewer
-    exist, embed them with a fixed seeded orthonormal map into ``width`` dimensions; finally
-    scale so that the mean column variance on the training part is 1. Every candidate's probe
-    then has the same shape and input scale, so its capacity to fit (and the capacitance that
-    grows with it) does not depend on the checkpoint's feature width or scale.
+    Attributes
+    ----------
+    offset : ndarray of shape (n_features,)
+    matrix : ndarray of shape (n_features, width)
     """
-    train = X[train_idx]
-    centre = train.mean(axis=0)
-    _, _, Vt = np.linalg.svd(train - centre, full_matrices=False)
-    k = min(width, Vt.shape[0])
+
+    offset: np.ndarray
+    matrix: np.ndarray
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """Map features of shape (n_samples, n_features) to shape (n_samples, width)."""
+        return (X - self.offset) @ self.matrix
+
+
+def fit_input_map(train: np.ndarray, *, standardize: bool, input_dim: int | None) -> InputMap:
+    """The probe's input map, fitted on the training part's features.
+
+    Standardise with the training part's statistics (``standardize``); then, when ``input_dim``
+    is set, project on the training part's top principal directions (at most ``input_dim``),
+    embed them with a fixed seeded orthonormal map when fewer exist, and scale so that the mean
+    column variance on the training part is 1. Every candidate's probe then has the same shape
+    and input scale, so its capacity to fit (and the capacitance that grows with it) does not
+    depend on the checkpoint's feature width or scale.
+
+    Parameters
+    ----------
+    train : ndarray of shape (n_train, n_features)
+    standardize : bool
+    input_dim : int or None
+
+    Returns
+    -------
+    InputMap
+    """
+    d = train.shape[1]
+    offset = np.zeros(d)
+    scale = np.ones(d)
+    if standardize:
+        offset = train.mean(axis=0)
+        scale = train.std(axis=0)
+        scale[scale == 0] = 1.0
+    matrix = np.diag(1.0 / scale)
+    if input_dim is None:
+        return InputMap(offset, matrix)
+    Z = (train - offset) @ matrix
+    centre = Z.mean(axis=0)
+    _, _, Vt = np.linalg.svd(Z - centre, full_matrices=False)
+    k = min(input_dim, Vt.shape[0])
     basis = Vt[:k]
     signs = np.sign(basis[np.arange(k), np.abs(basis).argmax(axis=1)])
     basis = basis * np.where(signs == 0, 1.0, signs)[:, None]
-    Z = (X - centre) @ basis.T
-    if k < width:
-        embed, _ = np.linalg.qr(np.random.default_rng(12345).standard_normal((width, k)))
-        Z = Z @ embed.T
-    spread = Z[train_idx].var(axis=0).mean()
-    return Z / np.sqrt(spread) if spread > 0 else Z
+    projection = basis.T
+    if k < input_dim:
+        embed, _ = np.linalg.qr(np.random.default_rng(12345).standard_normal((input_dim, k)))
+        projection = projection @ embed.T
+    offset = offset + scale * centre
+    matrix = matrix @ projection
+    spread = ((train - offset) @ matrix).var(axis=0).mean()
+    return InputMap(offset, matrix / np.sqrt(spread) if spread > 0 else matrix)
 
 
-def _build_probe(d: int, widths: Sequence[int], n_classes: int, init_seed: int) -> torch.nn.Sequential:
+def probe_split(info: Any, val_fraction: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/validation indices of the probe run (shared by the frozen and backbone modes)."""
+    n_classes = info.n_classes
+    stratify = info.y if info.counts.min() >= 2 else None
+    n_val = max(round(val_fraction * info.n_samples), n_classes)
+    if info.n_samples - n_val < n_classes:
+        raise ValueError(
+            f"{info.n_samples} samples are too few to hold out {n_val} for validation with "
+            f"{n_classes} classes; collect more samples or lower val_fraction"
+        )
+    if stratify is None:
+        warn_degenerate("probe: some classes have a single sample; the validation split is not stratified")
+    train_idx, val_idx = train_test_split(
+        np.arange(info.n_samples), test_size=n_val, stratify=stratify, random_state=random_state
+    )
+    return np.asarray(train_idx), np.asarray(val_idx)
+
+
+def check_probe_options(widths: Sequence[int], epochs: int, max_epochs: int, graph: str) -> None:
+    """Reject probe options that cannot give a meaningful beta_eff, before any training."""
+    graph_matrices([np.zeros((1, 1))] * 4, graph)
+    if len(widths) < 3:
+        raise ValueError(
+            f"the probe needs at least 3 layers for a non-zero beta_eff, got widths={tuple(widths)}"
+        )
+    if epochs < 1 or max_epochs < epochs:
+        raise ValueError(f"need 1 <= epochs <= max_epochs, got epochs={epochs}, max_epochs={max_epochs}")
+
+
+def build_probe(d: int, widths: Sequence[int], n_classes: int, init_seed: int) -> torch.nn.Sequential:
     """Probe layers plus a new head, each initialised from its own seeded stream.
 
     Every layer draws PyTorch's default ``nn.Linear`` distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
@@ -100,9 +180,9 @@ def _build_probe(d: int, widths: Sequence[int], n_classes: int, init_seed: int) 
     return torch.nn.Sequential(*layers)
 
 
-def _layer_matrices(model: torch.nn.Sequential) -> list[np.ndarray]:
+def layer_matrices(model: torch.nn.Sequential) -> list[np.ndarray]:
     """Every linear layer's weights (probe layers, then the head), input side first."""
-    return [m.weight.detach().cpu().numpy().copy() for m in model if isinstance(m, torch.nn.Linear)]
+    return [m.weight.detach().cpu().double().numpy().copy() for m in model if isinstance(m, torch.nn.Linear)]
 
 
 def graph_matrices(matrices: Sequence[np.ndarray], graph: str) -> list[np.ndarray]:
@@ -198,85 +278,22 @@ def train_probe(
         epoch, or training that diverges (non-finite loss).
     """
     X, info = check_features_and_labels(features, labels)
-    graph_matrices([np.zeros((1, 1))] * 4, graph)  # validates the option before any training
-    if len(widths) < 3:
-        raise ValueError(
-            f"the probe needs at least 3 layers for a non-zero beta_eff, got widths={tuple(widths)}"
-        )
-    if epochs < 1 or max_epochs < epochs:
-        raise ValueError(f"need 1 <= epochs <= max_epochs, got epochs={epochs}, max_epochs={max_epochs}")
-    n_classes = info.n_classes
-    stratify = info.y if info.counts.min() >= 2 else None
-    n_val = max(round(val_fraction * info.n_samples), n_classes)
-    if info.n_samples - n_val < n_classes:
-        raise ValueError(
-            f"{info.n_samples} samples are too few to hold out {n_val} for validation with "
-            f"{n_classes} classes; collect more samples or lower val_fraction"
-        )
-    if stratify is None:
-        warn_degenerate("probe: some classes have a single sample; the validation split is not stratified")
-    train_idx, val_idx = train_test_split(
-        np.arange(info.n_samples), test_size=n_val, stratify=stratify, random_state=random_state
-    )
-    if standardize:
-        mean = X[train_idx].mean(axis=0)
-        std = X[train_idx].std(axis=0)
-        std[std == 0] = 1.0
-        X = (X - mean) / std
-    if input_dim is not None:
-        X = _project_to_width(X, train_idx, input_dim)
+    check_probe_options(widths, epochs, max_epochs, graph)
+    train_idx, val_idx = probe_split(info, val_fraction, random_state)
+    X = fit_input_map(X[train_idx], standardize=standardize, input_dim=input_dim)(X)
     dev = torch.device(device or "cpu")
     Xt = torch.from_numpy(X).to(dev)
     yt = torch.from_numpy(info.y).to(dev)
-    model = _build_probe(X.shape[1], widths, n_classes, init_seed).to(dev)
+    model = build_probe(X.shape[1], widths, info.n_classes, init_seed).to(dev)
     optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    steps_per_epoch = int(np.ceil(train_idx.size / batch_size))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max_epochs * steps_per_epoch)
-    generator = np.random.default_rng(random_state)
-    betas, accs, losses, weights = [], [], [], []
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.from_numpy(generator.permutation(train_idx)).to(dev)
-        total = 0.0
-        for step in range(steps_per_epoch):
-            batch = order[step * batch_size : (step + 1) * batch_size]
-            loss = torch.nn.functional.cross_entropy(model(Xt[batch]), yt[batch])
-            if not torch.isfinite(loss):
-                raise ValueError(
-                    f"probe training diverged at epoch {epoch + 1} (loss {loss.item()}); lower lr (now {lr})"
-                )
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += loss.item() * batch.numel()
-            if epoch == 0 and step == 1 and time_budget is not None:
-                estimate = (time.perf_counter() - epoch_start) / 2 * steps_per_epoch
-                if estimate > time_budget:
-                    raise ValueError(
-                        f"time budget {time_budget:.3g} s is too small for one probe epoch "
-                        f"(about {estimate:.3g} s for {train_idx.size} samples); "
-                        "raise the budget or subsample the data"
-                    )
-        model.eval()
+
+    def loss_of(batch: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model(Xt[batch]), yt[batch])
+
+    def val_predictions() -> np.ndarray:
         with torch.no_grad():
-            pred = model(Xt[val_idx]).argmax(dim=1).cpu().numpy()
-        mats = _layer_matrices(model)
-        weights.append(mats)
-        betas.append(
-            beta_eff(graph_matrices(mats, graph), weighting=weighting, orientation=orientation)  # type: ignore[arg-type]
-        )
-        accs.append(float((pred == info.y[val_idx]).mean()))
-        losses.append(total / train_idx.size)
-        if time_budget is not None and time.perf_counter() - start > time_budget and epoch + 1 < epochs:
-            elapsed = time.perf_counter() - start
-            warn_degenerate(
-                f"probe: time budget {time_budget:.3g} s reached after {epoch + 1} of {epochs} epochs "
-                f"({elapsed:.3g} s); scores use the epochs run"
-            )
-            break
+            return model(Xt[val_idx]).argmax(dim=1).cpu().numpy()
+
     options = dict(
         widths=tuple(widths),
         epochs=epochs,
@@ -293,7 +310,122 @@ def train_probe(
         input_dim=input_dim,
         init_seed=init_seed,
         random_state=random_state,
+        train_backbone=False,
     )
+    return run_probe_epochs(
+        model,
+        optimiser,
+        loss_of=loss_of,
+        val_predictions=val_predictions,
+        y_val=info.y[val_idx],
+        train_idx=train_idx,
+        options=options,
+        time_budget=time_budget,
+        device=dev,
+    )
+
+
+def run_probe_epochs(
+    probe: torch.nn.Sequential,
+    optimiser: torch.optim.Optimizer,
+    *,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    val_predictions: Callable[[], np.ndarray],
+    y_val: np.ndarray,
+    train_idx: np.ndarray,
+    options: dict[str, Any],
+    time_budget: float | None,
+    device: torch.device,
+    set_training: Callable[[bool], None] | None = None,
+) -> ProbeRun:
+    """The training loop shared by the frozen and backbone modes.
+
+    Trains for ``options["epochs"]`` epochs of a cosine schedule over ``options["max_epochs"]``,
+    mini-batches of ``options["batch_size"]`` in a seeded order, and records after every epoch the
+    probe's weights, their ``beta_eff`` and the validation accuracy.
+
+    Parameters
+    ----------
+    probe : torch.nn.Sequential
+        The probe and its head (from :func:`build_probe`); its weights are recorded.
+    optimiser : torch.optim.Optimizer
+        Optimiser over everything that trains (the probe, and the backbone in backbone mode).
+    loss_of : callable
+        Mini-batch indices (a LongTensor of rows of the training data) to the mean loss.
+    val_predictions : callable
+        Predicted classes of the validation samples, shape (n_val,).
+    y_val : ndarray of shape (n_val,)
+    train_idx : ndarray of shape (n_train,)
+    options : dict
+        The resolved options (recorded with the run).
+    time_budget : float or None
+    device : torch.device
+    set_training : callable, optional
+        Called with True before an epoch's training and False before its evaluation.
+
+    Returns
+    -------
+    ProbeRun
+
+    Raises
+    ------
+    ValueError
+        Non-finite loss, or a time budget too small for one epoch.
+    """
+    epochs, batch_size, lr = options["epochs"], options["batch_size"], options["lr"]
+    steps_per_epoch = int(np.ceil(train_idx.size / batch_size))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimiser, T_max=options["max_epochs"] * steps_per_epoch
+    )
+    generator = np.random.default_rng(options["random_state"])
+    toggle = set_training or (lambda training: probe.train(training))
+    betas, accs, losses, weights = [], [], [], []
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        epoch_start = time.perf_counter()
+        toggle(True)
+        order = torch.from_numpy(generator.permutation(train_idx)).to(device)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            batch = order[step * batch_size : (step + 1) * batch_size]
+            loss = loss_of(batch)
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"probe training diverged at epoch {epoch + 1} (loss {loss.item()}); lower lr (now {lr})"
+                )
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item() * batch.numel()
+            if epoch == 0 and step == min(1, steps_per_epoch - 1) and time_budget is not None:
+                estimate = (time.perf_counter() - epoch_start) / (step + 1) * steps_per_epoch
+                if estimate > time_budget:
+                    raise ValueError(
+                        f"time budget {time_budget:.3g} s is too small for one probe epoch "
+                        f"(about {estimate:.3g} s for {train_idx.size} samples); "
+                        "raise the budget or subsample the data"
+                    )
+        toggle(False)
+        pred = val_predictions()
+        mats = layer_matrices(probe)
+        weights.append(mats)
+        betas.append(
+            beta_eff(
+                graph_matrices(mats, options["graph"]),
+                weighting=options["weighting"],
+                orientation=options["orientation"],
+            )
+        )
+        accs.append(float((pred == y_val).mean()))
+        losses.append(total / train_idx.size)
+        if time_budget is not None and time.perf_counter() - start > time_budget and epoch + 1 < epochs:
+            elapsed = time.perf_counter() - start
+            warn_degenerate(
+                f"probe: time budget {time_budget:.3g} s reached after {epoch + 1} of {epochs} epochs "
+                f"({elapsed:.3g} s); scores use the epochs run"
+            )
+            break
     return ProbeRun(
         beta=np.array(betas),
         val_accuracy=np.array(accs),

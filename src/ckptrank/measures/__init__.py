@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._api import score
 from ._registry import MeasureSpec, get_measure, list_measures, register_measure
 from ._validation import DegenerateInputWarning
-from .beff import beff, probe_accuracy
+from .beff import beff, beff_finetune, probe_accuracy, probe_accuracy_finetune
 from .gbc import gbc
 from .hscore import hscore, reg_hscore
 from .knn import knn
@@ -26,6 +26,7 @@ __all__ = [
     "DegenerateInputWarning",
     "MeasureSpec",
     "beff",
+    "beff_finetune",
     "gbc",
     "get_measure",
     "hscore",
@@ -38,6 +39,7 @@ __all__ = [
     "nleep",
     "parc",
     "probe_accuracy",
+    "probe_accuracy_finetune",
     "reg_hscore",
     "register_measure",
     "score",

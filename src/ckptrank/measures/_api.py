@@ -16,6 +16,7 @@ def score(
     labels: Any = None,
     *,
     source_probs: Any = None,
+    model: Any = None,
     **options: Any,
 ) -> float:
     """Score one checkpoint's outputs on a target task with the measure registered as ``name``.
@@ -31,6 +32,9 @@ def score(
         Target labels, of any hashable type.
     source_probs : array-like or torch.Tensor of shape (n_samples, n_source_classes), optional
         Softmax probabilities of the checkpoint's own classification head (LEEP, NCE).
+    model : ckptrank.capacitance.backbone.ModelInput, optional
+        The loaded checkpoint and the raw target samples, for measures that fine-tune the
+        checkpoint itself (``beff_finetune``, ``probe_accuracy_finetune``).
     **options
         Keyword options of the measure (see its function's docstring).
 
@@ -57,14 +61,14 @@ def score(
     spec = get_measure(name)
     if labels is None:
         raise ValueError(f"measure {name!r} needs labels: pass the target labels of the scored samples")
-    inputs = {"features": features, "source_probs": source_probs}
+    inputs = {"features": features, "source_probs": source_probs, "model": model}
     for requirement in spec.requires:
         if inputs[requirement] is None:
-            what = (
-                "the checkpoint's penultimate features"
-                if requirement == "features"
-                else "the softmax probabilities of the checkpoint's own classification head"
-            )
+            what = {
+                "features": "the checkpoint's penultimate features",
+                "source_probs": "the softmax probabilities of the checkpoint's own classification head",
+                "model": "the loaded checkpoint and the raw samples: a capacitance.backbone.ModelInput",
+            }[requirement]
             raise ValueError(f"measure {name!r} needs {requirement} ({what}); pass {requirement}=...")
     params = inspect.signature(spec.func).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

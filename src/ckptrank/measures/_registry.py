@@ -36,7 +36,8 @@ INVARIANCE_TAGS = frozenset(
     }
 )
 
-Requirement = Literal["features", "source_probs"]
+Requirement = Literal["features", "source_probs", "model"]
+_REQUIREMENTS = ("features", "source_probs", "model")
 
 _MEASURES: dict[str, MeasureSpec] = {}
 
@@ -50,11 +51,13 @@ class MeasureSpec:
     name : str
         Short registry key, e.g. ``"logme"``.
     func : callable
-        The measure. Its first positional argument is the array named by ``requires[0]``
-        (features or source probabilities), the second the target labels; everything else
+        The measure. Its first positional argument is the input named by ``requires[0]``
+        (features, source probabilities or the model), the second the target labels; everything else
         is keyword-only.
-    requires : tuple of {"features", "source_probs"}
-        Inputs the measure consumes.
+    requires : tuple of {"features", "source_probs", "model"}
+        Inputs the measure consumes. ``"model"`` is a
+        :class:`ckptrank.capacitance.backbone.ModelInput` (the loaded checkpoint and the raw
+        target samples), for measures that train the checkpoint itself.
     higher_is_better : bool
         Whether a larger score predicts better transfer.
     citation : str
@@ -109,8 +112,8 @@ def register_measure(
     if name in _MEASURES:
         raise ValueError(f"a measure named {name!r} is already registered")
     for req in requires:
-        if req not in ("features", "source_probs"):
-            raise ValueError(f"unknown requirement {req!r}; use 'features' or 'source_probs'")
+        if req not in _REQUIREMENTS:
+            raise ValueError(f"unknown requirement {req!r}; use one of {', '.join(map(repr, _REQUIREMENTS))}")
     unknown = set(invariances) - INVARIANCE_TAGS
     if unknown:
         raise ValueError(f"unknown invariance tags {sorted(unknown)}; valid: {sorted(INVARIANCE_TAGS)}")
@@ -161,7 +164,7 @@ def list_measures(*, kind: str | None = None, requires: str | None = None) -> li
     ----------
     kind : {"static", "dynamic"}, optional
         Keep only measures of this kind.
-    requires : {"features", "source_probs"}, optional
+    requires : {"features", "source_probs", "model"}, optional
         Keep only measures that consume this input.
     """
     return sorted(

@@ -19,9 +19,17 @@ from sklearn.linear_model import BayesianRidge
 
 from ckptrank.capacitance.probe import ProbeRun, train_probe
 from ckptrank.measures._registry import register_measure
-from ckptrank.measures._validation import check_features_and_labels
+from ckptrank.measures._validation import check_features_and_labels, check_labels
 
-__all__ = ["beff", "extrapolate_beta", "probe_accuracy", "within_run_prediction"]
+__all__ = [
+    "beff",
+    "beff_finetune",
+    "cross_model_prediction",
+    "extrapolate_beta",
+    "probe_accuracy",
+    "probe_accuracy_finetune",
+    "within_run_prediction",
+]
 
 _CITATION = (
     "C. Jiang, T. Pedapati, P.-Y. Chen, Y. Sun, J. Gao. Neural Capacitance: A New Perspective of Neural "
@@ -31,21 +39,52 @@ _RUNS: OrderedDict[str, ProbeRun] = OrderedDict()
 _MAX_CACHED_RUNS = 16
 
 
+def _remember(key: str, train: Any) -> ProbeRun:
+    if key in _RUNS:
+        _RUNS.move_to_end(key)
+        return _RUNS[key]
+    run = train()
+    _RUNS[key] = run
+    while len(_RUNS) > _MAX_CACHED_RUNS:
+        _RUNS.popitem(last=False)
+    return run
+
+
 def _cached_run(features: Any, labels: Any, options: dict[str, Any]) -> ProbeRun:
     """Train once per (features, labels, options): ``beff`` and ``probe_accuracy`` share the run."""
     X, info = check_features_and_labels(features, labels)
     digest = hashlib.sha256(X.tobytes())
     digest.update(info.y.tobytes())
     digest.update(repr(sorted(options.items())).encode())
-    key = digest.hexdigest()
-    if key in _RUNS:
-        _RUNS.move_to_end(key)
-        return _RUNS[key]
-    run = train_probe(X, info.y, **options)
-    _RUNS[key] = run
-    while len(_RUNS) > _MAX_CACHED_RUNS:
-        _RUNS.popitem(last=False)
-    return run
+    return _remember(digest.hexdigest(), lambda: train_probe(X, info.y, **options))
+
+
+def _cached_backbone_run(model: Any, labels: Any, options: dict[str, Any]) -> ProbeRun:
+    """Train once per (checkpoint, samples, labels, options) with the backbone fine-tuned."""
+    from ckptrank.capacitance.backbone import ModelInput, train_probe_backbone
+
+    if not isinstance(model, ModelInput):
+        raise ValueError(
+            f"model must be a ckptrank.capacitance.backbone.ModelInput (checkpoint and raw samples), "
+            f"got {type(model).__name__}"
+        )
+    info = check_labels(labels)
+    checkpoint = model.checkpoint
+    digest = hashlib.sha256(info.y.tobytes())
+    weights = getattr(checkpoint, "weights_fingerprint", None)
+    digest.update(
+        repr(
+            (
+                weights() if callable(weights) else id(checkpoint),
+                getattr(checkpoint, "layer", None),
+                model.fingerprint or id(model.items),
+                sorted(options.items()),
+            )
+        ).encode()
+    )
+    return _remember(
+        digest.hexdigest(), lambda: train_probe_backbone(checkpoint, model.items, info.y, **options)
+    )
 
 
 def extrapolate_beta(beta: Sequence[float], target_epoch: int) -> float:
@@ -75,6 +114,25 @@ def within_run_prediction(beta: Sequence[float], accuracy: Sequence[float], targ
 
 def _options(**kwargs: Any) -> dict[str, Any]:
     return kwargs
+
+
+def _check_modes(mode: str, epochs_used: str) -> None:
+    if mode not in ("raw", "within_run_brr"):
+        hint = (
+            "; cross-model prediction needs reference accuracies: use cross_model_prediction"
+            if mode == "cross_model_brr"
+            else ""
+        )
+        raise ValueError(f"unknown mode {mode!r}; use 'raw' or 'within_run_brr'{hint}")
+    if epochs_used not in ("last", "mean_last2"):
+        raise ValueError(f"unknown epochs_used {epochs_used!r}; use 'last' or 'mean_last2'")
+
+
+def _read_beta(run: ProbeRun, mode: str, epochs_used: str, max_epochs: int) -> float:
+    """The score of a run: its last (or last two epochs') beta_eff, or the within-run prediction."""
+    if mode == "within_run_brr":
+        return within_run_prediction(run.beta, run.val_accuracy, max_epochs)
+    return float(run.beta[-2:].mean() if epochs_used == "mean_last2" else run.beta[-1])
 
 
 @register_measure(
@@ -165,10 +223,7 @@ def beff(
     >>> beff(X, y, epochs=2, widths=(16, 8, 4)) > 0
     True
     """
-    if mode not in ("raw", "within_run_brr"):
-        raise ValueError(f"unknown mode {mode!r}; use 'raw' or 'within_run_brr'")
-    if epochs_used not in ("last", "mean_last2"):
-        raise ValueError(f"unknown epochs_used {epochs_used!r}; use 'last' or 'mean_last2'")
+    _check_modes(mode, epochs_used)
     run = _cached_run(
         features,
         labels,
@@ -187,9 +242,7 @@ def beff(
             device=device,
         ),
     )
-    if mode == "within_run_brr":
-        return within_run_prediction(run.beta, run.val_accuracy, max_epochs)
-    return float(run.beta[-2:].mean() if epochs_used == "mean_last2" else run.beta[-1])
+    return _read_beta(run, mode, epochs_used, max_epochs)
 
 
 @register_measure(
@@ -271,6 +324,261 @@ def probe_accuracy(
             random_state=random_state,
             time_budget=time_budget,
             device=device,
+        ),
+    )
+    return float(run.val_accuracy[-1])
+
+
+def cross_model_prediction(
+    reference_scores: Any,
+    reference_accuracies: Any,
+    candidate_scores: Any,
+) -> np.ndarray:
+    """Predict candidates' final accuracy from reference checkpoints trained to the end (``cross_model_brr``).
+
+    ALGORITHMS.md 2.13.3 mode 3: a set of reference checkpoints gives pairs (early score, final
+    accuracy); scikit-learn's :class:`~sklearn.linear_model.BayesianRidge` (defaults) is fitted
+    once on them and predicts the candidates' final accuracy from their early scores. The early
+    score is one column (``beta_eff``) or several (e.g. ``beta_eff`` and the early accuracy), so
+    the relation's sign, unverified in the paper (2.13.2 f), is learnt from the references.
+
+    Parameters
+    ----------
+    reference_scores : array-like of shape (n_references,) or (n_references, n_inputs)
+        Early-training scores of the reference checkpoints.
+    reference_accuracies : array-like of shape (n_references,)
+        Their final (fine-tuned) accuracies.
+    candidate_scores : array-like of shape (n_candidates,) or (n_candidates, n_inputs)
+        Early-training scores of the candidates, same columns as the references.
+
+    Returns
+    -------
+    ndarray of shape (n_candidates,)
+        Predicted final accuracies, clipped to [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 references, mismatched shapes, or non-finite values.
+
+    Examples
+    --------
+    >>> cross_model_prediction([1.0, 2.0, 3.0], [0.5, 0.6, 0.7], [4.0]).round(2)
+    array([0.8])
+    """
+    refs = np.asarray(reference_scores, dtype=np.float64)
+    accs = np.asarray(reference_accuracies, dtype=np.float64)
+    cands = np.asarray(candidate_scores, dtype=np.float64)
+    refs = refs[:, None] if refs.ndim == 1 else refs
+    cands = cands[:, None] if cands.ndim == 1 else cands
+    if refs.ndim != 2 or cands.ndim != 2 or accs.ndim != 1:
+        raise ValueError("scores must be 1-D or 2-D (one row per checkpoint) and accuracies 1-D")
+    if refs.shape[0] != accs.shape[0]:
+        raise ValueError(
+            f"{refs.shape[0]} reference scores but {accs.shape[0]} reference accuracies; "
+            "give one accuracy per reference checkpoint"
+        )
+    if refs.shape[0] < 2:
+        raise ValueError(
+            f"cross-model prediction needs at least 2 reference checkpoints, got {refs.shape[0]}"
+        )
+    if refs.shape[1] != cands.shape[1]:
+        raise ValueError(
+            f"references have {refs.shape[1]} score columns but candidates {cands.shape[1]}; use the same"
+        )
+    for name, values in (
+        ("reference scores", refs),
+        ("reference accuracies", accs),
+        ("candidate scores", cands),
+    ):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name} contain NaN or inf; drop those checkpoints first")
+    model = BayesianRidge().fit(refs, accs)
+    return np.clip(model.predict(cands), 0.0, 1.0)
+
+
+@register_measure(
+    "beff_finetune",
+    requires=("model",),
+    higher_is_better=True,
+    citation=_CITATION,
+    kind="dynamic",
+    stochastic=True,
+    invariances=(),
+    score_range="[0, inf)",
+)
+def beff_finetune(
+    model: Any,
+    labels: Any,
+    *,
+    epochs: int = 5,
+    max_epochs: int = 50,
+    widths: Sequence[int] = (256, 128, 64),
+    mode: Literal["raw", "within_run_brr"] = "raw",
+    epochs_used: Literal["last", "mean_last2"] = "last",
+    weighting: Literal["abs_product", "unweighted"] = "abs_product",
+    orientation: Literal["forward", "symmetric"] = "forward",
+    lr: float = 0.1,
+    backbone_lr_multiplier: float = 0.1,
+    batch_size: int = 32,
+    standardize: bool = True,
+    init_seed: int = 0,
+    random_state: int = 0,
+    time_budget: float | None = None,
+) -> float:
+    """Neural capacitance beta_eff of a probe trained while the checkpoint's backbone is fine-tuned.
+
+    Parameters
+    ----------
+    model : ckptrank.capacitance.backbone.ModelInput
+        The loaded PyTorch checkpoint and the raw target training samples.
+    labels : array-like of shape (n_samples,)
+    epochs, max_epochs, widths, mode, epochs_used, weighting, orientation, lr, batch_size,
+    standardize, init_seed, random_state, time_budget
+        As for :func:`beff`.
+    backbone_lr_multiplier : float, default=0.1
+        The backbone trains with ``lr * backbone_lr_multiplier``.
+
+    Returns
+    -------
+    float
+        As for :func:`beff`.
+
+    Raises
+    ------
+    ValueError
+        A checkpoint that is not a PyTorch network, invalid inputs, diverging training, or a time
+        budget too small for one epoch.
+
+    Notes
+    -----
+    Unlike :func:`beff`, the checkpoint's backbone is fine-tuned with the probe (the patent's
+    procedure, ALGORITHMS.md 2.13.1 step 4;
+    :func:`ckptrank.capacitance.backbone.train_probe_backbone`), so a candidate costs ``epochs``
+    epochs of fine-tuning rather than seconds. The probe input map, split, initialisation and
+    schedule are those of the frozen mode. The run is shared with :func:`probe_accuracy_finetune`
+    (same options, same data).
+
+    References
+    ----------
+    .. [1] C. Jiang et al., "Neural Capacitance: A New Perspective of Neural Network Selection via
+       Edge Dynamics", arXiv:2201.04194, 2022.
+    .. [2] "Neural capacitance: neural network selection via edge dynamics", IBM, US patent
+       12,450,495 B2 (the probe is inserted and the bottom layers are fine-tuned).
+
+    Examples
+    --------
+    >>> import numpy as np, ckptrank.zoo
+    >>> from ckptrank.adapters import load_checkpoint
+    >>> from ckptrank.capacitance.backbone import ModelInput
+    >>> images = np.random.default_rng(0).integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
+    >>> model = ModelInput(load_checkpoint("zoo:cnn-fm04"), images)
+    >>> beff_finetune(model, np.repeat([0, 1], 20), epochs=1, widths=(16, 8, 4)) > 0
+    True
+    """
+    _check_modes(mode, epochs_used)
+    run = _cached_backbone_run(
+        model,
+        labels,
+        _options(
+            epochs=epochs,
+            max_epochs=max_epochs,
+            widths=tuple(widths),
+            weighting=weighting,
+            orientation=orientation,
+            lr=lr,
+            backbone_lr_multiplier=backbone_lr_multiplier,
+            batch_size=batch_size,
+            standardize=standardize,
+            init_seed=init_seed,
+            random_state=random_state,
+            time_budget=time_budget,
+        ),
+    )
+    return _read_beta(run, mode, epochs_used, max_epochs)
+
+
+@register_measure(
+    "probe_accuracy_finetune",
+    requires=("model",),
+    higher_is_better=True,
+    citation="Early-stopping baseline for learning-curve prediction (same budget as beff_finetune); "
+    + _CITATION,
+    kind="dynamic",
+    stochastic=True,
+    invariances=(),
+    score_range="[0, 1]",
+)
+def probe_accuracy_finetune(
+    model: Any,
+    labels: Any,
+    *,
+    epochs: int = 5,
+    max_epochs: int = 50,
+    widths: Sequence[int] = (256, 128, 64),
+    weighting: Literal["abs_product", "unweighted"] = "abs_product",
+    orientation: Literal["forward", "symmetric"] = "forward",
+    lr: float = 0.1,
+    backbone_lr_multiplier: float = 0.1,
+    batch_size: int = 32,
+    standardize: bool = True,
+    init_seed: int = 0,
+    random_state: int = 0,
+    time_budget: float | None = None,
+) -> float:
+    """Validation accuracy after the same fine-tuning budget as :func:`beff_finetune` (its baseline).
+
+    Parameters
+    ----------
+    model : ckptrank.capacitance.backbone.ModelInput
+    labels : array-like of shape (n_samples,)
+    epochs, max_epochs, widths, weighting, orientation, lr, backbone_lr_multiplier, batch_size,
+    standardize, init_seed, random_state, time_budget
+        As for :func:`beff_finetune`; with equal options both read the same training run.
+
+    Returns
+    -------
+    float
+        Hold-out accuracy in [0, 1] after ``epochs`` epochs; higher is better.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`beff_finetune`.
+
+    References
+    ----------
+    .. [1] C. Jiang et al., "Neural Capacitance: A New Perspective of Neural Network Selection via
+       Edge Dynamics", arXiv:2201.04194, 2022.
+    .. [2] "Neural capacitance: neural network selection via edge dynamics", IBM, US patent
+       12,450,495 B2 (the probe is inserted and the bottom layers are fine-tuned).
+
+    Examples
+    --------
+    >>> import numpy as np, ckptrank.zoo
+    >>> from ckptrank.adapters import load_checkpoint
+    >>> from ckptrank.capacitance.backbone import ModelInput
+    >>> images = np.random.default_rng(0).integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
+    >>> model = ModelInput(load_checkpoint("zoo:cnn-fm04"), images)
+    >>> probe_accuracy_finetune(model, np.repeat([0, 1], 20), epochs=1, widths=(16, 8, 4)) <= 1
+    True
+    """
+    run = _cached_backbone_run(
+        model,
+        labels,
+        _options(
+            epochs=epochs,
+            max_epochs=max_epochs,
+            widths=tuple(widths),
+            weighting=weighting,
+            orientation=orientation,
+            lr=lr,
+            backbone_lr_multiplier=backbone_lr_multiplier,
+            batch_size=batch_size,
+            standardize=standardize,
+            init_seed=init_seed,
+            random_state=random_state,
+            time_budget=time_budget,
         ),
     )
     return float(run.val_accuracy[-1])
