@@ -24,6 +24,11 @@ def test_runs_are_keyed_and_never_overwritten(tmp_path: Path) -> None:
         assert rows.config.iloc[0] == '{"a": 2, "b": 1}'
         assert store.add_run(**{**RUN, "seed": 1}, val_accuracy=0.6, test_accuracy=0.5)
         assert len(store.table("finetune_runs", seed=1)) == 1
+        # Selection flags one run and touches nothing else; an unknown key flags nothing.
+        assert store.mark_selected(**RUN)
+        assert not store.mark_selected(**{**RUN, "seed": 7})
+        rows = store.table("finetune_runs").sort_values("seed")
+        assert rows.selected.tolist() == [1, 0] and rows.test_accuracy.tolist() == [0.4, 0.5]
 
 
 def test_scores_keyed_by_options(tmp_path: Path) -> None:

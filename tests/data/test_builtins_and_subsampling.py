@@ -164,3 +164,19 @@ def test_features_dataset_select_keeps_features_aligned() -> None:
     sub = ds.select([3, 0], note="picked")
     assert sub.features is not None and sub.features.tolist() == [[6, 7], [0, 1]]
     assert sub.labels.tolist() == [1, 0] and sub.notes == ["picked"] and ds.notes == []
+
+
+def test_register_builtin_dataset() -> None:
+    from ckptrank.data import builtins, load_dataset
+
+    def loader(split: str) -> TargetDataset:
+        return TargetDataset(items=["a", "b"], labels=[0, 1], modality="text", name="two", split=split)
+
+    builtins.register_builtin_dataset("test-two-texts", loader)
+    try:
+        assert "test-two-texts" in builtins.list_builtin_datasets()
+        assert load_dataset("builtin:test-two-texts").items == ["a", "b"]
+        with pytest.raises(ValueError, match="already registered"):
+            builtins.register_builtin_dataset("test-two-texts", loader)
+    finally:
+        builtins._BUILTINS.pop("test-two-texts")

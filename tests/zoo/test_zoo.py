@@ -179,3 +179,17 @@ def test_zoo_spec_errors() -> None:
         load_checkpoint("zoo:cnn-random?colour=1")
     with pytest.raises(CheckpointError, match="option size does not apply"):
         load_checkpoint("zoo:bow-random?size=32")
+
+
+def test_zoo_source_needs_no_explicit_import() -> None:
+    # A fresh interpreter that imports only the adapters still resolves zoo: specs and lists the source.
+    import subprocess
+    import sys
+
+    code = (
+        "from ckptrank.adapters import load_checkpoint, list_sources\n"
+        "assert load_checkpoint('zoo:cnn-fm04').name\n"
+        "assert 'zoo' in [s.prefix for s in list_sources()]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -92,6 +92,17 @@ class SourceInfo:
 
 
 _SOURCES: dict[str, SourceInfo] = {}
+#: Sources defined by other parts of the package, registered when first needed (importing them
+#: from ``ckptrank.adapters`` itself would be circular).
+_IN_PACKAGE_SOURCES = {"zoo": "ckptrank.zoo.loader"}
+
+
+def _register_in_package_sources() -> None:
+    import importlib
+
+    for prefix, module in _IN_PACKAGE_SOURCES.items():
+        if prefix not in _SOURCES:
+            importlib.import_module(module)
 
 
 def register_source(
@@ -110,6 +121,7 @@ def register_source(
 
 def list_source_infos() -> list[SourceInfo]:
     """Registered sources, sorted by prefix."""
+    _register_in_package_sources()
     return [_SOURCES[p] for p in sorted(_SOURCES)]
 
 
@@ -123,6 +135,8 @@ def closest_hint(name: str, valid: list[str], *, n: int = 1) -> str:
 
 def get_source(prefix: str, spec: str) -> SourceInfo:
     """The source registered under ``prefix``; a CheckpointError lists the valid prefixes."""
+    if prefix not in _SOURCES:
+        _register_in_package_sources()
     try:
         return _SOURCES[prefix]
     except KeyError:

@@ -606,29 +606,6 @@ def _runs(store: ResultsStore, suite: str, task: str, checkpoint: str, protocol:
     return rows
 
 
-def _mark_selected(store: ResultsStore, **key: Any) -> None:
-    """Set the ``selected`` flag of one recorded run (a derived flag, never a result)."""
-    mark = getattr(store, "mark_selected", None)
-    if callable(mark):
-        mark(**key)
-        return
-    # Fallback until ResultsStore grows mark_selected: the same single-row update.
-    with store._transaction() as conn:
-        conn.execute(
-            "UPDATE finetune_runs SET selected=1 WHERE suite=? AND task=? AND checkpoint=? AND protocol=? "
-            "AND seed=? AND lr=? AND weight_decay=?",
-            (
-                key["suite"],
-                key["task"],
-                key["checkpoint"],
-                key["protocol"],
-                int(key["seed"]),
-                float(key["lr"]),
-                float(key["weight_decay"]),
-            ),
-        )
-
-
 def _check_recorded(rows: pd.DataFrame, config_id: str, what: str, store: ResultsStore) -> None:
     stale = rows[rows["config_id"] != config_id]
     if len(stale):
@@ -786,7 +763,7 @@ def finetune_checkpoint(
     lr_s, wd_s = select_config(grid_rows, config.grid)
     chosen = grid_rows[(grid_rows.lr == lr_s) & (grid_rows.weight_decay == wd_s)]
     if not bool(chosen.selected.iloc[0]):
-        _mark_selected(store, **base, seed=grid_seed, lr=lr_s, weight_decay=wd_s)
+        store.mark_selected(**base, seed=grid_seed, lr=lr_s, weight_decay=wd_s)
         if on_change is not None:
             on_change()
     for seed in config.seeds[1:]:

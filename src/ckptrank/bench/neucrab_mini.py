@@ -34,7 +34,6 @@ atomically after each run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -286,13 +285,9 @@ def register_datasets() -> None:
     """Make the suite's task data sets loadable as ``builtin:NAME`` (idempotent)."""
     from ckptrank.data import builtins
 
-    register = getattr(builtins, "register_builtin_dataset", None)
     for name, loader in _DATASETS.items():
-        if callable(register):
-            with contextlib.suppress(ValueError):  # already registered
-                register(name, loader)
-        else:  # until ckptrank.data.builtins offers a registration hook
-            builtins._BUILTINS.setdefault(name, loader)
+        if name not in builtins.list_builtin_datasets():
+            builtins.register_builtin_dataset(name, loader)
 
 
 def load_suite_task(name: str) -> FinetuneTask:

@@ -176,6 +176,32 @@ class ResultsStore:
         ).fetchone()
         return row is not None
 
+    def mark_selected(
+        self,
+        *,
+        suite: str,
+        task: str,
+        checkpoint: str,
+        protocol: str,
+        seed: int,
+        lr: float,
+        weight_decay: float,
+    ) -> bool:
+        """Flag one recorded run as the selected configuration (a derived flag, never a result).
+
+        Returns
+        -------
+        bool
+            Whether a run with this key exists (and is now flagged).
+        """
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE finetune_runs SET selected=1 WHERE suite=? AND task=? AND checkpoint=? "
+                "AND protocol=? AND seed=? AND lr=? AND weight_decay=?",
+                (suite, task, checkpoint, protocol, int(seed), float(lr), float(weight_decay)),
+            )
+            return cur.rowcount == 1
+
     # -- scores -----------------------------------------------------------------------------------
     def add_score(
         self,

@@ -30,6 +30,7 @@ __all__ = [
     "WORDNET_NOUN_LEXNAMES",
     "list_builtin_datasets",
     "load_builtin",
+    "register_builtin_dataset",
 ]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -244,6 +245,19 @@ _BUILTINS: dict[str, Callable[[str], TargetDataset]] = {
     "fashion-mnist": _fashion_mnist,
     "wordnet-supersense": _wordnet_supersense,
 }
+
+
+def register_builtin_dataset(name: str, loader: Callable[[str], TargetDataset]) -> None:
+    """Make ``loader(split)`` loadable as ``builtin:NAME`` (e.g. a benchmark suite's task data).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is already registered.
+    """
+    if name in _BUILTINS:
+        raise ValueError(f"a built-in dataset named {name!r} is already registered")
+    _BUILTINS[name] = loader
 
 
 def list_builtin_datasets() -> list[str]:

@@ -1,0 +1,163 @@
+"""Neural capacitance on neucrab-mini: beta_eff beside the early-accuracy baseline and the static measures.
+
+Usage::
+
+    python benchmarks/bench_beff.py                       # frozen backbone, full-protocol truth
+    python benchmarks/bench_beff.py --protocol linear     # against the linear-probe ground truth
+    python benchmarks/bench_beff.py --finetune            # also the fine-tuned-backbone measures
+    python benchmarks/bench_beff.py --write               # replace the section of RESULTS.md
+
+Scores go through ``ckptrank.bench.score_suite`` (so the results store keeps them and a re-run only
+evaluates). For every early-training budget it evaluates, per checkpoint and task of the suite:
+
+* ``beff`` (raw ``beta_eff`` after ``--epochs``), ``beff[within_run_brr]`` (Bayesian ridge within
+  the run) and the leave-one-checkpoint-out cross-model predictions ``beff[cross_model_brr]`` and
+  ``beff+probe_accuracy[cross_model_brr]`` (``ckptrank.bench.cross_model``);
+* the natural baseline with the same budget, ``probe_accuracy`` (and its cross-model twin);
+* with ``--finetune``, the same two with the backbone fine-tuned (``beff_finetune``,
+  ``probe_accuracy_finetune``, ``--finetune-epochs``);
+* the static measures for scale (their scores are usually in the store from ``ckptrank bench``).
+
+Weighted Kendall tau is ``scipy.stats.weightedtau``'s default, averaged over tasks, with a 95 %
+bootstrap interval over checkpoints; cost is the median scoring time per checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+START, END = "<!-- bench_beff:start -->", "<!-- bench_beff:end -->"
+STATIC = ["linear_probe", "knn", "logme", "nleep", "sfda", "parc", "gbc", "hscore", "leep"]
+
+
+def _score(
+    suite: Any,
+    measures: list[str],
+    options: dict[str, dict[str, Any]] | None,
+    rename: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """The suite's scores of ``measures`` (from the store where present), measures renamed."""
+    from ckptrank.bench.harness import score_suite
+
+    result = score_suite(suite, measures, measure_options=options, progress=False)
+    scores = result.scores.copy()
+    if rename:
+        scores["measure"] = scores["measure"].replace(rename)
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", default="full")
+    parser.add_argument("--epochs", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--finetune", action="store_true")
+    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--bootstrap", type=int, default=300)
+    parser.add_argument("--static", default=",".join(STATIC))
+    parser.add_argument("--write", action="store_true", help="replace this script's section of RESULTS.md")
+    args = parser.parse_args()
+
+    from ckptrank.bench.cross_model import leave_one_out_cross_model
+    from ckptrank.bench.evaluate import evaluate_suite
+    from ckptrank.bench.suite import get_suite
+
+    suite = get_suite("neucrab-mini")
+    truth = suite.truth(suite.resolve_protocol(args.protocol))
+    parts = []
+    started = time.perf_counter()
+    static = [m for m in args.static.split(",") if m]
+    if static:
+        parts.append(_score(suite, static, None))
+    for epochs in args.epochs:
+        budget = {"epochs": epochs}
+        tag = f"@{epochs}ep"
+        raw = _score(
+            suite,
+            ["beff", "probe_accuracy"],
+            {"beff": budget, "probe_accuracy": budget},
+            rename={"beff": f"beff{tag}", "probe_accuracy": f"probe_accuracy{tag}"},
+        )
+        within = _score(
+            suite,
+            ["beff"],
+            {"beff": {**budget, "mode": "within_run_brr"}},
+            rename={"beff": f"beff[within_run_brr]{tag}"},
+        )
+        parts += [raw, within]
+        for inputs in ([f"beff{tag}"], [f"probe_accuracy{tag}"], [f"beff{tag}", f"probe_accuracy{tag}"]):
+            parts.append(leave_one_out_cross_model(raw, truth, inputs))
+    if args.finetune:
+        budget = {"epochs": args.finetune_epochs}
+        tag = f"@{args.finetune_epochs}ep"
+        ft = _score(
+            suite,
+            ["beff_finetune", "probe_accuracy_finetune"],
+            {"beff_finetune": budget, "probe_accuracy_finetune": budget},
+            rename={
+                "beff_finetune": f"beff_finetune{tag}",
+                "probe_accuracy_finetune": f"probe_accuracy_finetune{tag}",
+            },
+        )
+        parts.append(ft)
+        parts.append(leave_one_out_cross_model(ft, truth, [f"beff_finetune{tag}"]))
+    scores = pd.concat(parts, ignore_index=True)
+    higher = dict.fromkeys(scores["measure"].unique(), True)
+    evaluation = evaluate_suite(
+        suite,
+        scores[["task", "checkpoint", "measure", "score", "seconds"]],
+        protocol=args.protocol,
+        higher_is_better=higher,
+        n_bootstrap=args.bootstrap,
+    )
+    summary = evaluation.summary
+    table = evaluation.task_table("weighted_tau")
+    lines = [
+        f"neucrab-mini, `{args.protocol}` ground truth; `python benchmarks/bench_beff.py --protocol "
+        f"{args.protocol} --epochs {' '.join(map(str, args.epochs))}"
+        + (f" --finetune --finetune-epochs {args.finetune_epochs}" if args.finetune else "")
+        + f" --bootstrap {args.bootstrap}`; {platform.machine()}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d')}; noise ceiling {evaluation.mean_noise_ceiling():.3f}.",
+        "",
+        "| measure | "
+        + " | ".join(table.columns)
+        + " | 95 % CI of mean | s / checkpoint | beats best baseline |",
+        "|---|" + "---|" * (len(table.columns) + 3),
+    ]
+    order = summary.sort_values("weighted_tau", ascending=False).index
+    for measure in order:
+        row = summary.loc[measure]
+        cells = " | ".join("" if pd.isna(v) else f"{v:.3f}" for v in table.loc[measure])
+        ci = (
+            f"[{row['weighted_tau_ci_low']:.2f}, {row['weighted_tau_ci_high']:.2f}]"
+            if "weighted_tau_ci_low" in row and pd.notna(row.get("weighted_tau_ci_low"))
+            else ""
+        )
+        seconds = "" if pd.isna(row.get("seconds")) else f"{row['seconds']:.2f}"
+        beats = "" if row["kind"] == "baseline" else ("yes" if row.get("beats_baseline") else "no")
+        lines.append(f"| {measure} | {cells} | {ci} | {seconds} | {beats} |")
+    lines.append("")
+    lines.append(f"Wall time of this script: {time.perf_counter() - started:.0f} s.")
+    text = "\n".join(lines)
+    sys.stdout.write(text + "\n")
+    if args.write:
+        current = RESULTS.read_text()
+        block = f"{START}\n{text}\n{END}"
+        if START in current:
+            head, rest = current.split(START, 1)
+            current = head + block + rest.split(END, 1)[1]
+        else:
+            current = current.rstrip() + "\n\n## Neural capacitance on neucrab-mini\n\n" + block + "\n"
+        RESULTS.write_text(current)
+
+
+if __name__ == "__main__":
+    main()
