@@ -55,6 +55,16 @@ def _score(
     return scores
 
 
+def _share_cost(scores: pd.DataFrame, payer: str, reader: str) -> pd.DataFrame:
+    """Give ``reader``'s rows the time of ``payer``'s row of the same (task, checkpoint)."""
+    cost = scores[scores["measure"] == payer].set_index(["task", "checkpoint"])["seconds"]
+    rows = scores["measure"] == reader
+    keys = list(zip(scores.loc[rows, "task"], scores.loc[rows, "checkpoint"], strict=True))
+    out = scores.copy()
+    out.loc[rows, "seconds"] = [cost.get(key, float("nan")) for key in keys]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="full")
@@ -92,6 +102,9 @@ def main() -> None:
             {"beff": {**budget, "mode": "within_run_brr"}},
             rename={"beff": f"beff[within_run_brr]{tag}"},
         )
+        # probe_accuracy reads beff's cached training run, so its own call costs nothing: charge it
+        # the same training time (equal budget, equal cost).
+        raw = _share_cost(raw, f"beff{tag}", f"probe_accuracy{tag}")
         parts += [raw, within]
         for inputs in ([f"beff{tag}"], [f"probe_accuracy{tag}"], [f"beff{tag}", f"probe_accuracy{tag}"]):
             parts.append(leave_one_out_cross_model(raw, truth, inputs))
@@ -107,6 +120,7 @@ def main() -> None:
                 "probe_accuracy_finetune": f"probe_accuracy_finetune{tag}",
             },
         )
+        ft = _share_cost(ft, f"beff_finetune{tag}", f"probe_accuracy_finetune{tag}")
         parts.append(ft)
         parts.append(leave_one_out_cross_model(ft, truth, [f"beff_finetune{tag}"]))
     scores = pd.concat(parts, ignore_index=True)

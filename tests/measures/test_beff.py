@@ -225,6 +225,9 @@ def test_cross_model_prediction_recovers_an_exact_linear_relation() -> None:
     target = 0.1 * two[:, 0] + 0.5 * two[:, 1]
     np.testing.assert_allclose(cross_model_prediction(two, target, two), target, atol=1e-3)
     assert cross_model_prediction(beta, accuracy, [100.0])[0] == 1.0
+    # Percentages stay percentages (clipped to [0, 100]).
+    percent = cross_model_prediction(beta, 100 * accuracy, [2.5, 1000.0])
+    np.testing.assert_allclose(percent, [100 * (0.3 + 0.2 * 2.5), 100.0], atol=1e-2)
 
 
 @pytest.mark.parametrize(

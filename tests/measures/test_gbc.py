@@ -251,3 +251,12 @@ def test_invalid_inputs_raise() -> None:
     X[1, 1] = -np.inf
     with pytest.raises(ValueError, match="infinite"):
         gbc(X, y)
+
+
+def test_tiny_features_warn_that_the_floor_sets_the_overlap() -> None:
+    X, y = blobs(200, 8, 4, 3.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gbc(X, y)
+    with pytest.warns(DegenerateInputWarning, match="below variance_floor"):
+        gbc(1e-3 * X, y)

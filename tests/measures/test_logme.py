@@ -300,8 +300,23 @@ def test_large_offset_features_stay_finite_without_warnings() -> None:
     y = np.arange(30) % 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # The weights that fit such features are tiny (|m|^2 ~ 1e-17), so the official 1e-5
+        # stabiliser dominates alpha: that, and only that, is reported.
+        warnings.filterwarnings("ignore", message="logme: the fixed point's", category=DegenerateInputWarning)
         value = logme(1e8 + rng.standard_normal((30, 5)), y)
     assert math.isfinite(value)
+    with pytest.warns(DegenerateInputWarning, match="no longer scale invariant"):
+        logme(1e8 + rng.standard_normal((30, 5)), y)
+
+
+def test_standardised_features_do_not_trigger_the_stabiliser_warning() -> None:
+    X, y = blobs(200, 16, 4, 2.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logme(X, y)
+    # Scaled by 1e3, |m|^2 shrinks by 1e6 to the stabiliser's order: reported.
+    with pytest.warns(DegenerateInputWarning, match="stabiliser"):
+        logme(1e3 * X, y)
 
 
 @pytest.mark.parametrize("scale", [1e-80, 1e80])

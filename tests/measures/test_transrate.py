@@ -205,3 +205,12 @@ def test_invalid_inputs_raise() -> None:
     X[2, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         transrate(X, y)
+
+
+def test_tiny_features_warn_that_the_coding_rates_vanish() -> None:
+    X, y = blobs(200, 8, 4, 3.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        transrate(X, y)
+    with pytest.warns(DegenerateInputWarning, match="below eps"):
+        transrate(1e-3 * X, y)

@@ -354,7 +354,8 @@ def cross_model_prediction(
     Returns
     -------
     ndarray of shape (n_candidates,)
-        Predicted final accuracies, clipped to [0, 1].
+        Predicted final accuracies in the references' unit, clipped to [0, 1] (fractions) or
+        [0, 100] (percentages, when some reference accuracy exceeds 1).
 
     Raises
     ------
@@ -394,7 +395,8 @@ def cross_model_prediction(
         if not np.all(np.isfinite(values)):
             raise ValueError(f"{name} contain NaN or inf; drop those checkpoints first")
     model = BayesianRidge().fit(refs, accs)
-    return np.clip(model.predict(cands), 0.0, 1.0)
+    top = 1.0 if accs.max() <= 1.0 else 100.0  # fractions or percentages
+    return np.clip(model.predict(cands), 0.0, top)
 
 
 @register_measure(

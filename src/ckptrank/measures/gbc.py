@@ -12,7 +12,7 @@ import numpy as np
 
 from ._linalg import class_means, pca_project
 from ._registry import register_measure
-from ._validation import check_features_and_labels, warn_small_classes
+from ._validation import check_features_and_labels, warn_degenerate, warn_small_classes
 
 __all__ = ["gbc"]
 
@@ -176,7 +176,14 @@ def gbc(
     warn_small_classes(info, "gbc")
     counts = info.counts.astype(np.float64)
     means = class_means(X, info.y, info.n_classes)
-    var = np.maximum(_class_variances(X, info.y, means, counts), variance_floor)
+    raw_var = _class_variances(X, info.y, means, counts)
+    if float(raw_var.max(initial=0.0)) < variance_floor and float(np.abs(X).max(initial=0.0)) > 0:
+        warn_degenerate(
+            f"gbc: every class variance (largest {float(raw_var.max()):.3g}) is below variance_floor="
+            f"{variance_floor:g}, so the floor, not the features, sets the overlap; rescale the features "
+            "(e.g. standardise them) or lower variance_floor"
+        )
+    var = np.maximum(raw_var, variance_floor)
     if gaussian_type == "spherical":
         log_factor = float(X.shape[1]) if exact_spherical else 1.0
         coeff = _pairwise_coefficients_spherical(means, var.mean(axis=1), log_factor)

@@ -156,6 +156,12 @@ def _logme_fit(
         active &= ~converged
         if not active.any():
             break
+    if np.any(eps > 1e-2 * m2):  # the stabiliser moves alpha by more than 1 %
+        warn_degenerate(
+            f"logme: the fixed point's {eps:g} stabiliser is not negligible next to the squared weight "
+            f"norm ({float(m2.min()):.3g}) at this feature scale, so the score is no longer scale "
+            "invariant; rescale the features (e.g. standardise them)"
+        )
     if is_compat:
         # Official fixed-point code: moments of the previous iterate, and only the len(sigma)
         # eigenvalues it kept in log det A (the (D - k) log(alpha) term is omitted).

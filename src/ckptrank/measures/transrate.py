@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._registry import register_measure
-from ._validation import check_features_and_labels, warn_small_classes
+from ._validation import check_features_and_labels, warn_degenerate, warn_small_classes
 
 __all__ = ["transrate"]
 
@@ -147,6 +147,13 @@ def transrate(
     warn_small_classes(info, "transrate")
     d = X.shape[1]
     Z = X - X.mean(axis=0)
+    spread = float(np.einsum("ij,ij->", Z, Z)) / Z.shape[0]
+    if 0.0 < spread < eps:
+        warn_degenerate(
+            f"transrate: the mean squared norm of the centred features ({spread:.3g}) is below eps={eps:g}, "
+            "so every coding rate is near zero and the score says little; rescale the features "
+            "(e.g. standardise them) or lower eps"
+        )
     order = np.argsort(info.y, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(info.counts)])
     class_rates = np.empty(info.n_classes)
