@@ -50,11 +50,14 @@ def test_records_every_epoch_and_restores_the_checkpoint() -> None:
 
 
 def test_a_still_backbone_reproduces_the_frozen_mode() -> None:
-    # With the backbone's learning rate at 0 (and batch norm frozen) the backbone mode trains the
-    # same probe on the same features as the frozen mode: an independent implementation of it.
+    # With the backbone's learning rate at 0 (batch norm frozen, no clipping, which the frozen mode
+    # does not do) the backbone mode trains the same probe on the same features as the frozen mode:
+    # an independent implementation of it.
     ckpt = load_checkpoint("zoo:cnn-fm04")
     data = _squares()
-    still = train_probe_backbone(ckpt, data.items, data.labels, backbone_lr_multiplier=0.0, **SMALL)
+    still = train_probe_backbone(
+        ckpt, data.items, data.labels, backbone_lr_multiplier=0.0, max_grad_norm=None, **SMALL
+    )
     features = ckpt.forward(ckpt.prepare(data.items)).features.numpy()
     frozen = train_probe(features, data.labels, **SMALL)
     np.testing.assert_allclose(still.beta, frozen.beta, rtol=2e-4)
@@ -101,3 +104,11 @@ def test_bad_inputs_are_clear_errors() -> None:
     fresh = load_checkpoint("zoo:cnn-fm04").module.state_dict()
     for key, value in ckpt.module.state_dict().items():
         assert torch.equal(fresh[key], value), key
+
+
+def test_exploding_weights_count_as_divergence_even_with_a_finite_loss() -> None:
+    # Without clipping, a huge learning rate blows the weights up; the loss may stay a finite number.
+    ckpt = load_checkpoint("zoo:cnn-fm04")
+    data = _squares()
+    with pytest.raises(ValueError, match=r"diverged .*chance level"):
+        train_probe_backbone(ckpt, data.items, data.labels, max_grad_norm=None, **{**SMALL, "lr": 1e6})

@@ -114,6 +114,7 @@ def train_probe_backbone(
     graph: str = "probe",
     input_dim: int | None = 64,
     freeze_batchnorm: bool = True,
+    max_grad_norm: float | None = 1.0,
     init_seed: int = 0,
     random_state: int = 0,
     time_budget: float | None = None,
@@ -139,6 +140,10 @@ def train_probe_backbone(
     freeze_batchnorm : bool, default=True
         Keep batch-norm layers in evaluation mode (running statistics frozen), as is usual when
         fine-tuning on small batches.
+    max_grad_norm : float or None, default=1.0
+        Clip the gradient norm of all trained parameters (the randomly initialised probe sends
+        large gradients into the pre-trained network in the first steps; the ground-truth
+        fine-tuning protocol clips the same way). None disables clipping.
     eval_batch_size : int, default=256
         Batch size of the gradient-free passes (input map, validation).
 
@@ -231,6 +236,7 @@ def train_probe_backbone(
             graph=graph,
             input_dim=input_dim,
             freeze_batchnorm=freeze_batchnorm,
+            max_grad_norm=max_grad_norm,
             init_seed=init_seed,
             random_state=random_state,
             train_backbone=True,

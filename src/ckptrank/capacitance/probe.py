@@ -11,6 +11,7 @@ validation accuracy on a stratified hold-out part of the training split.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -373,6 +374,12 @@ def run_probe_epochs(
         Non-finite loss, or a time budget too small for one epoch.
     """
     epochs, batch_size, lr = options["epochs"], options["batch_size"], options["lr"]
+    max_grad_norm = options.get("max_grad_norm")
+    params = [p for group in optimiser.param_groups for p in group["params"]]
+    # A chance-level predictor's cross-entropy is log C; a hundred times that means the weights blew
+    # up even when the loss is still a finite number.
+    n_classes = int(probe[-1].out_features)
+    diverged_above = 100.0 * math.log(max(n_classes, 2))
     steps_per_epoch = int(np.ceil(train_idx.size / batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimiser, T_max=options["max_epochs"] * steps_per_epoch
@@ -389,12 +396,15 @@ def run_probe_epochs(
         for step in range(steps_per_epoch):
             batch = order[step * batch_size : (step + 1) * batch_size]
             loss = loss_of(batch)
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss) or loss.item() > diverged_above:
                 raise ValueError(
-                    f"probe training diverged at epoch {epoch + 1} (loss {loss.item()}); lower lr (now {lr})"
+                    f"probe training diverged at epoch {epoch + 1} (loss {loss.item():.4g}, chance level "
+                    f"{math.log(n_classes):.3g}); lower lr (now {lr})"
                 )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimiser.step()
             schedule.step()
             total += loss.item() * batch.numel()
