@@ -69,6 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="full")
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 5])
+    parser.add_argument(
+        "--coupling-epochs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="budgets at which beff is also scored with weighting=gradient_coupling",
+    )
     parser.add_argument("--finetune", action="store_true")
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--bootstrap", type=int, default=300)
@@ -108,6 +115,15 @@ def main() -> None:
         parts += [raw, within]
         for inputs in ([f"beff{tag}"], [f"probe_accuracy{tag}"], [f"beff{tag}", f"probe_accuracy{tag}"]):
             parts.append(leave_one_out_cross_model(raw, truth, inputs))
+    for epochs in args.coupling_epochs:
+        tag = f"[gradient_coupling]@{epochs}ep"
+        coupled = _score(
+            suite,
+            ["beff"],
+            {"beff": {"epochs": epochs, "weighting": "gradient_coupling"}},
+            rename={"beff": f"beff{tag}"},
+        )
+        parts += [coupled, leave_one_out_cross_model(coupled, truth, [f"beff{tag}"])]
     if args.finetune:
         budget = {"epochs": args.finetune_epochs}
         tag = f"@{args.finetune_epochs}ep"
@@ -137,6 +153,7 @@ def main() -> None:
     lines = [
         f"neucrab-mini, `{args.protocol}` ground truth; `python benchmarks/bench_beff.py --protocol "
         f"{args.protocol} --epochs {' '.join(map(str, args.epochs))}"
+        + (f" --coupling-epochs {' '.join(map(str, args.coupling_epochs))}" if args.coupling_epochs else "")
         + (f" --finetune --finetune-epochs {args.finetune_epochs}" if args.finetune else "")
         + f" --bootstrap {args.bootstrap}`; {platform.machine()}, {os.cpu_count()} cores, "
         f"{time.strftime('%Y-%m-%d')}; noise ceiling {evaluation.mean_noise_ceiling():.3f}.",

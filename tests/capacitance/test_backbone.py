@@ -112,3 +112,24 @@ def test_exploding_weights_count_as_divergence_even_with_a_finite_loss() -> None
     data = _squares()
     with pytest.raises(ValueError, match=r"diverged .*chance level"):
         train_probe_backbone(ckpt, data.items, data.labels, max_grad_norm=None, **{**SMALL, "lr": 1e6})
+
+
+def test_gradient_coupling_through_the_backbone() -> None:
+    ckpt = load_checkpoint("zoo:cnn-fm04")
+    data = _squares()
+    run = train_probe_backbone(ckpt, data.items, data.labels, weighting="gradient_coupling", **SMALL)
+    assert np.all(np.isfinite(run.beta)) and np.all(run.beta > 0)
+    # Measuring the couplings takes gradients but changes no weight: the still backbone still
+    # matches the frozen mode with the same weighting.
+    still = train_probe_backbone(
+        ckpt,
+        data.items,
+        data.labels,
+        backbone_lr_multiplier=0.0,
+        max_grad_norm=None,
+        weighting="gradient_coupling",
+        **SMALL,
+    )
+    features = ckpt.forward(ckpt.prepare(data.items)).features.numpy()
+    frozen = train_probe(features, data.labels, weighting="gradient_coupling", **SMALL)
+    np.testing.assert_allclose(still.beta, frozen.beta, rtol=2e-3)

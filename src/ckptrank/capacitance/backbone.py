@@ -160,7 +160,7 @@ def train_probe_backbone(
         one epoch.
     """
     _check_trainable(checkpoint)
-    check_probe_options(widths, epochs, max_epochs, graph)
+    check_probe_options(widths, epochs, max_epochs, graph, weighting)
     if len(items) != len(np.asarray(labels)):
         raise ValueError(
             f"{len(items)} samples but {len(np.asarray(labels))} labels; they must describe the same samples"

@@ -15,6 +15,12 @@ explicitly (small networks, tests), the fast one uses the closed form of the str
 product weightings, ``s_in(l, b, a) = w(l, b, a) * r^(l-1)_a`` and
 ``s_out(l, b, a) = w(l, b, a) * k^(l+1)_b`` with ``r`` the in-strength and ``k`` the
 out-strength of a neuron, in ``O(number of weights)``.
+
+Interactions that are not of product form (the ``gradient_coupling`` weighting, whose arc weight
+depends on the data) are given as one coupling tensor per pair of consecutive layers,
+``G[l][b, a, c]`` = weight of the arc from ``(l, b, a)`` to ``(l+1, c, b)``;
+:func:`beta_eff_from_couplings` reads the strengths from their sums and
+:func:`coupling_adjacency` builds the same graph explicitly.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ from typing import Any, Literal
 import numpy as np
 from scipy import sparse
 
-__all__ = ["beta_eff", "edge_strengths", "line_graph_adjacency"]
+__all__ = [
+    "beta_eff",
+    "beta_eff_from_couplings",
+    "coupling_adjacency",
+    "edge_strengths",
+    "line_graph_adjacency",
+]
 
 Weighting = Literal["abs_product", "unweighted"]
 Orientation = Literal["forward", "symmetric"]
@@ -215,3 +227,114 @@ def beta_eff(
     s_in = np.concatenate([s.ravel() for s in s_in_layers])
     s_out = np.concatenate([s.ravel() for s in s_out_layers])
     return _beta_from_strengths(s_in, s_out, orientation)
+
+
+def _check_couplings(couplings: Sequence[Any]) -> list[np.ndarray]:
+    if len(couplings) == 0:
+        raise ValueError("couplings is empty; pass one (n_b, n_a, n_c) tensor per pair of consecutive layers")
+    tensors = []
+    for i, G in enumerate(couplings):
+        T = np.array(G, dtype=np.float64, copy=True)
+        if T.ndim != 3:
+            raise ValueError(f"coupling {i} has shape {T.shape}; each must be 3-D (n_b, n_a, n_c)")
+        if not np.isfinite(T).all() or (T < 0).any():
+            raise ValueError(f"coupling {i} has NaN, inf or negative values; couplings are non-negative")
+        tensors.append(T)
+    for i in range(1, len(tensors)):
+        # Pair i's middle layer (b) is pair i-1's output layer (c); its input layer (a) is pair i-1's b.
+        if tensors[i].shape[0] != tensors[i - 1].shape[2] or tensors[i].shape[1] != tensors[i - 1].shape[0]:
+            raise ValueError(
+                f"coupling {i} of shape {tensors[i].shape} does not chain with coupling {i - 1} of shape "
+                f"{tensors[i - 1].shape}; pass consecutive layer pairs, input side first"
+            )
+    return tensors
+
+
+def coupling_adjacency(couplings: Sequence[Any]) -> sparse.csr_matrix:
+    """Explicit line-graph interaction matrix from per-layer-pair couplings (rows = receiving edge).
+
+    Parameters
+    ----------
+    couplings : sequence of array-like, each of shape (n_b, n_a, n_c)
+        ``couplings[l][b, a, c]`` weights the arc from edge ``a -> b`` of layer ``l`` to edge
+        ``b -> c`` of layer ``l + 1``. Nodes are numbered as in :func:`line_graph_adjacency`.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (n_edges, n_edges)
+    """
+    G = _check_couplings(couplings)
+    sizes = [G[0].shape[0] * G[0].shape[1]] + [T.shape[2] * T.shape[0] for T in G]
+    offsets = np.cumsum([0, *sizes])
+    rows, cols, vals = [], [], []
+    for ell, T in enumerate(G):
+        n_b, n_a, n_c = T.shape
+        b, a, c = np.meshgrid(np.arange(n_b), np.arange(n_a), np.arange(n_c), indexing="ij")
+        keep = T != 0
+        rows.append((offsets[ell + 1] + c * n_b + b)[keep])
+        cols.append((offsets[ell] + b * n_a + a)[keep])
+        vals.append(T[keep])
+    n = int(offsets[-1])
+    return sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
+
+
+def beta_eff_from_couplings(
+    couplings: Sequence[Any],
+    *,
+    orientation: Orientation = "forward",
+    method: Literal["auto", "closed_form", "exact"] = "auto",
+) -> float:
+    """``beta_eff`` of a line graph whose arc weights are given per pair of consecutive layers.
+
+    For the ``gradient_coupling`` weighting (ALGORITHMS.md 2.13.3), whose arc weights
+    ``|E_x[h_a phi'(z_b) delta_c]|`` are not a product of two edge weights. The strengths are
+    sums of the tensors: a node ``(l, b, a)`` sends ``sum_c G[l][b, a, c]`` and a node
+    ``(l+1, c, b)`` receives ``sum_a G[l][b, a, c]``.
+
+    Parameters
+    ----------
+    couplings : sequence of array-like, each of shape (n_b, n_a, n_c)
+        See :func:`coupling_adjacency`.
+    orientation : {"forward", "symmetric"}, default="forward"
+    method : {"auto", "closed_form", "exact"}, default="auto"
+        ``exact`` builds the sparse adjacency; the others sum the tensors.
+
+    Returns
+    -------
+    float
+        The capacitance (NaN with a warning when every coupling is zero).
+
+    Raises
+    ------
+    ValueError
+        Empty, non-3-D, negative or non-finite tensors, or tensors that do not chain.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W1, W2, W3 = np.array([[1.0]]), np.array([[2.0]]), np.array([[1.0]])
+    >>> # the product form |w(e)| |w(e')| reproduces beta_eff: chain (1, 2, 1) -> 1
+    >>> G = [np.einsum("ba,cb->bac", abs(W1), abs(W2)), np.einsum("ba,cb->bac", abs(W2), abs(W3))]
+    >>> beta_eff_from_couplings(G)
+    1.0
+    """
+    if method == "exact":
+        P = coupling_adjacency(couplings)
+        s_in = np.asarray(P.sum(axis=1)).ravel()
+        s_out = np.asarray(P.sum(axis=0)).ravel()
+        return _beta_from_strengths(s_in, s_out, orientation)
+    if method not in ("auto", "closed_form"):
+        raise ValueError(f"unknown method {method!r}; use 'auto', 'closed_form' or 'exact'")
+    G = _check_couplings(couplings)
+    # Layer l's edges, shape (n_b, n_a) = (out, in): in-strength from pair l-1, out-strength from pair l.
+    n_layers = len(G) + 1
+    s_in, s_out = [], []
+    for ell in range(n_layers):
+        shape = G[ell].shape[:2] if ell < len(G) else (G[-1].shape[2], G[-1].shape[0])
+        received = G[ell - 1].sum(axis=1).T if ell > 0 else np.zeros(shape)  # (c, b) of pair l-1
+        sent = G[ell].sum(axis=2) if ell < len(G) else np.zeros(shape)  # (b, a) of pair l
+        s_in.append(received.ravel())
+        s_out.append(sent.ravel())
+    return _beta_from_strengths(np.concatenate(s_in), np.concatenate(s_out), orientation)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from ckptrank.capacitance.line_graph import beta_eff
+from ckptrank.capacitance.line_graph import beta_eff, beta_eff_from_couplings
 from ckptrank.measures._validation import check_features_and_labels, warn_degenerate
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "build_probe",
     "check_probe_options",
     "fit_input_map",
+    "gradient_couplings",
+    "graph_layers",
     "graph_matrices",
     "probe_split",
     "run_probe_epochs",
@@ -148,9 +150,16 @@ def probe_split(info: Any, val_fraction: float, random_state: int) -> tuple[np.n
     return np.asarray(train_idx), np.asarray(val_idx)
 
 
-def check_probe_options(widths: Sequence[int], epochs: int, max_epochs: int, graph: str) -> None:
+WEIGHTINGS = ("abs_product", "unweighted", "gradient_coupling")
+
+
+def check_probe_options(
+    widths: Sequence[int], epochs: int, max_epochs: int, graph: str, weighting: str = "abs_product"
+) -> None:
     """Reject probe options that cannot give a meaningful beta_eff, before any training."""
     graph_matrices([np.zeros((1, 1))] * 4, graph)
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; use one of {', '.join(map(repr, WEIGHTINGS))}")
     if len(widths) < 3:
         raise ValueError(
             f"the probe needs at least 3 layers for a non-zero beta_eff, got widths={tuple(widths)}"
@@ -184,6 +193,78 @@ def build_probe(d: int, widths: Sequence[int], n_classes: int, init_seed: int) -
 def layer_matrices(model: torch.nn.Sequential) -> list[np.ndarray]:
     """Every linear layer's weights (probe layers, then the head), input side first."""
     return [m.weight.detach().cpu().double().numpy().copy() for m in model if isinstance(m, torch.nn.Linear)]
+
+
+def graph_layers(n_layers: int, graph: str) -> list[int]:
+    """Indices of the linear layers (probe layers, then the head) that form the line graph."""
+    chosen = graph_matrices(list(range(n_layers)), graph)  # type: ignore[arg-type]
+    return [int(i) for i in chosen]
+
+
+def gradient_couplings(
+    probe: torch.nn.Sequential,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    batch: torch.Tensor,
+    layers: Sequence[int],
+) -> list[np.ndarray]:
+    """Data-dependent arc weights of the line graph: ``|E_x[h_a phi'(z_b) delta_c]|`` per layer pair.
+
+    For edges ``a -> b`` of linear layer ``l`` and ``b -> c`` of layer ``l + 1``, back-propagation
+    gives the velocity of ``w_ab`` as a sum over ``c`` of ``w_bc`` times the coefficient
+    ``sum_n h_a(n) phi'(z_b(n)) delta_c(n)`` on a batch, with ``h`` the layer's input, ``z_b`` the
+    pre-activation of ``b``, ``phi'`` the ReLU derivative (1 where no ReLU follows) and
+    ``delta_c`` the gradient of the batch's mean loss with respect to the pre-activation of ``c``
+    (ALGORITHMS.md 2.13.3, ``gradient_coupling``; whether the paper uses it is unverified).
+
+    Parameters
+    ----------
+    probe : torch.nn.Sequential
+        Linear layers with ReLUs between them (from :func:`build_probe`).
+    loss_of : callable
+        Mini-batch indices to the mean loss, computed through ``probe``.
+    batch : torch.Tensor
+        The fixed rows on which the couplings are measured.
+    layers : sequence of int
+        Consecutive indices of the linear layers forming the graph (:func:`graph_layers`).
+
+    Returns
+    -------
+    list of ndarray, each of shape (n_b, n_a, n_c)
+        One tensor per pair of consecutive graph layers (input to
+        :func:`ckptrank.capacitance.line_graph.beta_eff_from_couplings`).
+    """
+    linears = [m for m in probe if isinstance(m, torch.nn.Linear)]
+    followed_by_relu = [
+        i + 1 < len(probe) and isinstance(probe[i + 1], torch.nn.ReLU)
+        for i, m in enumerate(probe)
+        if isinstance(m, torch.nn.Linear)
+    ]
+    inputs: dict[int, torch.Tensor] = {}
+    outputs: dict[int, torch.Tensor] = {}
+
+    def hook(index: int) -> Callable[..., None]:
+        def capture(_module: torch.nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
+            inputs[index] = args[0].detach()
+            outputs[index] = out
+
+        return capture
+
+    handles = [linears[i].register_forward_hook(hook(i)) for i in layers]
+    try:
+        loss = loss_of(batch)
+        grads = torch.autograd.grad(loss, [outputs[i] for i in layers])
+    finally:
+        for handle in handles:
+            handle.remove()
+    deltas = {i: g.detach().double() for i, g in zip(layers, grads, strict=True)}
+    tensors = []
+    for first, second in itertools.pairwise(layers):
+        h = inputs[first].double()
+        z = outputs[first].detach().double()
+        slope = (z > 0).double() if followed_by_relu[first] else torch.ones_like(z)
+        coupling = torch.einsum("na,nb,nc->bac", h, slope, deltas[second]).abs()
+        tensors.append(coupling.cpu().numpy())
+    return tensors
 
 
 def graph_matrices(matrices: Sequence[np.ndarray], graph: str) -> list[np.ndarray]:
@@ -249,7 +330,11 @@ def train_probe(
     standardize : bool, default=True
         Standardise features with training-part statistics, so probe weights of checkpoints with
         different feature scales are comparable (beta_eff is not scale invariant).
-    weighting, orientation : str
+    weighting : {"abs_product", "unweighted", "gradient_coupling"}, default="abs_product"
+        Arc weights of the line graph: ``|w(e)| |w(e')|``, 1, or the data-dependent
+        back-propagation coupling ``|E_x[h_a phi'(z_b) delta_c]|`` measured on a fixed batch of 256
+        training samples after every epoch (:func:`gradient_couplings`).
+    orientation : {"forward", "symmetric"}, default="forward"
         Passed to :func:`ckptrank.beta_eff`.
     graph : {"probe", "fixed_shape", "all"}, default="probe"
         Which layers form the line graph (see :func:`graph_matrices`).
@@ -279,7 +364,7 @@ def train_probe(
         epoch, or training that diverges (non-finite loss).
     """
     X, info = check_features_and_labels(features, labels)
-    check_probe_options(widths, epochs, max_epochs, graph)
+    check_probe_options(widths, epochs, max_epochs, graph, weighting)
     train_idx, val_idx = probe_split(info, val_fraction, random_state)
     X = fit_input_map(X[train_idx], standardize=standardize, input_dim=input_dim)(X)
     dev = torch.device(device or "cpu")
@@ -380,6 +465,12 @@ def run_probe_epochs(
     # up even when the loss is still a finite number.
     n_classes = int(probe[-1].out_features)
     diverged_above = 100.0 * math.log(max(n_classes, 2))
+    coupled = options["weighting"] == "gradient_coupling"
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in probe)
+    coupling_layers = graph_layers(n_linear, options["graph"])
+    coupling_batch = torch.from_numpy(
+        np.random.default_rng([options["random_state"], 1]).permutation(train_idx)[:256]
+    ).to(device)
     steps_per_epoch = int(np.ceil(train_idx.size / batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimiser, T_max=options["max_epochs"] * steps_per_epoch
@@ -420,13 +511,17 @@ def run_probe_epochs(
         pred = val_predictions()
         mats = layer_matrices(probe)
         weights.append(mats)
-        betas.append(
-            beta_eff(
-                graph_matrices(mats, options["graph"]),
-                weighting=options["weighting"],
-                orientation=options["orientation"],
+        if coupled:
+            couplings = gradient_couplings(probe, loss_of, coupling_batch, coupling_layers)
+            betas.append(beta_eff_from_couplings(couplings, orientation=options["orientation"]))
+        else:
+            betas.append(
+                beta_eff(
+                    graph_matrices(mats, options["graph"]),
+                    weighting=options["weighting"],
+                    orientation=options["orientation"],
+                )
             )
-        )
         accs.append(float((pred == y_val).mean()))
         losses.append(total / train_idx.size)
         if time_budget is not None and time.perf_counter() - start > time_budget and epoch + 1 < epochs:

@@ -154,7 +154,7 @@ def beff(
     widths: Sequence[int] = (256, 128, 64),
     mode: Literal["raw", "within_run_brr"] = "raw",
     epochs_used: Literal["last", "mean_last2"] = "last",
-    weighting: Literal["abs_product", "unweighted"] = "abs_product",
+    weighting: Literal["abs_product", "unweighted", "gradient_coupling"] = "abs_product",
     orientation: Literal["forward", "symmetric"] = "forward",
     lr: float = 0.1,
     batch_size: int = 32,
@@ -190,8 +190,12 @@ def beff(
         accuracy at ``max_epochs`` from the run's early ``(beta_eff, accuracy)`` pairs.
     epochs_used : {"last", "mean_last2"}, default="last"
         Which recorded epochs give the raw score.
-    weighting, orientation : str
-        Line-graph construction (see :func:`ckptrank.beta_eff`).
+    weighting : {"abs_product", "unweighted", "gradient_coupling"}, default="abs_product"
+        Arc weights of the line graph (unverified in the paper, ALGORITHMS.md 2.13.2 a):
+        ``|w(e)| |w(e')|``, pure topology, or the data-dependent back-propagation coupling
+        (see :func:`ckptrank.capacitance.probe.gradient_couplings`).
+    orientation : {"forward", "symmetric"}, default="forward"
+        Line-graph orientation (see :func:`ckptrank.beta_eff`).
     lr, batch_size, standardize, init_seed, random_state, time_budget, device
         Training options (see :func:`ckptrank.capacitance.probe.train_probe`).
 
@@ -262,7 +266,7 @@ def probe_accuracy(
     epochs: int = 5,
     max_epochs: int = 50,
     widths: Sequence[int] = (256, 128, 64),
-    weighting: Literal["abs_product", "unweighted"] = "abs_product",
+    weighting: Literal["abs_product", "unweighted", "gradient_coupling"] = "abs_product",
     orientation: Literal["forward", "symmetric"] = "forward",
     lr: float = 0.1,
     batch_size: int = 32,
@@ -418,7 +422,7 @@ def beff_finetune(
     widths: Sequence[int] = (256, 128, 64),
     mode: Literal["raw", "within_run_brr"] = "raw",
     epochs_used: Literal["last", "mean_last2"] = "last",
-    weighting: Literal["abs_product", "unweighted"] = "abs_product",
+    weighting: Literal["abs_product", "unweighted", "gradient_coupling"] = "abs_product",
     orientation: Literal["forward", "symmetric"] = "forward",
     lr: float = 0.1,
     backbone_lr_multiplier: float = 0.1,
@@ -518,7 +522,7 @@ def probe_accuracy_finetune(
     epochs: int = 5,
     max_epochs: int = 50,
     widths: Sequence[int] = (256, 128, 64),
-    weighting: Literal["abs_product", "unweighted"] = "abs_product",
+    weighting: Literal["abs_product", "unweighted", "gradient_coupling"] = "abs_product",
     orientation: Literal["forward", "symmetric"] = "forward",
     lr: float = 0.1,
     backbone_lr_multiplier: float = 0.1,
