@@ -103,3 +103,18 @@ def test_probe_with_gradient_coupling_records_finite_capacitances() -> None:
     assert run.options["weighting"] == "gradient_coupling"
     with pytest.raises(ValueError, match="unknown weighting"):
         train_probe(X, y, widths=(16, 8, 4), epochs=1, weighting="gradient")
+
+
+def test_frozen_probe_trains_only_the_head_and_needs_a_data_dependent_weighting() -> None:
+    X, y = blobs(300, 8, 3, 3.0)
+    options = dict(widths=(16, 8, 4), epochs=2, max_epochs=10)
+    run = train_probe(X, y, freeze_probe=True, weighting="gradient_coupling", **options)
+    start = build_probe(64, (16, 8, 4), 3, init_seed=0)
+    initial = [m.weight.detach().numpy() for m in start if isinstance(m, torch.nn.Linear)]
+    for epoch in run.weights:
+        for layer, (W, W0) in enumerate(zip(epoch[:-1], initial[:-1], strict=True)):
+            np.testing.assert_array_equal(W, W0, err_msg=f"probe layer {layer} moved")
+        assert not np.array_equal(epoch[-1], initial[-1])  # the head trains
+    assert np.all(np.isfinite(run.beta)) and run.beta[0] != run.beta[1]
+    with pytest.raises(ValueError, match="same for every candidate"):
+        train_probe(X, y, freeze_probe=True, **options)

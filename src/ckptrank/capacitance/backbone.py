@@ -115,6 +115,7 @@ def train_probe_backbone(
     input_dim: int | None = 64,
     freeze_batchnorm: bool = True,
     max_grad_norm: float | None = 1.0,
+    freeze_probe: bool = False,
     init_seed: int = 0,
     random_state: int = 0,
     time_budget: float | None = None,
@@ -131,7 +132,7 @@ def train_probe_backbone(
         Raw target training samples (what ``checkpoint.prepare`` accepts).
     labels : array-like of shape (n_samples,)
     widths, epochs, max_epochs, lr, momentum, weight_decay, batch_size, val_fraction, standardize,
-    weighting, orientation, graph, input_dim, init_seed, random_state, time_budget
+    weighting, orientation, graph, input_dim, freeze_probe, init_seed, random_state, time_budget
         As for :func:`ckptrank.capacitance.probe.train_probe` (same defaults, same split, same
         probe initialisation, same input map fitted on the pre-trained features).
     backbone_lr_multiplier : float, default=0.1
@@ -160,7 +161,7 @@ def train_probe_backbone(
         one epoch.
     """
     _check_trainable(checkpoint)
-    check_probe_options(widths, epochs, max_epochs, graph, weighting)
+    check_probe_options(widths, epochs, max_epochs, graph, weighting, freeze_probe)
     if len(items) != len(np.asarray(labels)):
         raise ValueError(
             f"{len(items)} samples but {len(np.asarray(labels))} labels; they must describe the same samples"
@@ -189,7 +190,7 @@ def train_probe_backbone(
             p.requires_grad_(True)
         optimiser = torch.optim.SGD(
             [
-                {"params": list(probe.parameters())},
+                {"params": list((probe[-1] if freeze_probe else probe).parameters())},
                 {"params": list(module.parameters()), "lr": lr * backbone_lr_multiplier},
             ],
             lr=lr,
@@ -237,6 +238,7 @@ def train_probe_backbone(
             input_dim=input_dim,
             freeze_batchnorm=freeze_batchnorm,
             max_grad_norm=max_grad_norm,
+            freeze_probe=freeze_probe,
             init_seed=init_seed,
             random_state=random_state,
             train_backbone=True,

@@ -154,12 +154,23 @@ WEIGHTINGS = ("abs_product", "unweighted", "gradient_coupling")
 
 
 def check_probe_options(
-    widths: Sequence[int], epochs: int, max_epochs: int, graph: str, weighting: str = "abs_product"
+    widths: Sequence[int],
+    epochs: int,
+    max_epochs: int,
+    graph: str,
+    weighting: str = "abs_product",
+    freeze_probe: bool = False,
 ) -> None:
     """Reject probe options that cannot give a meaningful beta_eff, before any training."""
     graph_matrices([np.zeros((1, 1))] * 4, graph)
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; use one of {', '.join(map(repr, WEIGHTINGS))}")
+    if freeze_probe and weighting != "gradient_coupling" and graph != "all":
+        raise ValueError(
+            f"freeze_probe=True with weighting={weighting!r} reads only the frozen probe's weights, which "
+            "are the same for every candidate (same initialisation); use weighting='gradient_coupling' "
+            "or graph='all'"
+        )
     if len(widths) < 3:
         raise ValueError(
             f"the probe needs at least 3 layers for a non-zero beta_eff, got widths={tuple(widths)}"
@@ -306,6 +317,7 @@ def train_probe(
     orientation: str = "forward",
     graph: str = "probe",
     input_dim: int | None = 64,
+    freeze_probe: bool = False,
     init_seed: int = 0,
     random_state: int = 0,
     time_budget: float | None = None,
@@ -343,6 +355,11 @@ def train_probe(
         training part, zero-padded to exactly that width, so every candidate's probe has the same
         shape (toolkit choice: without it, a wide checkpoint's probe memorises more and its
         capacitance grows with the feature width, not with transferability). None keeps raw width.
+    freeze_probe : bool, default=False
+        Keep the probe's layers at their random initialisation and train only the head (one
+        reading of the patent's "adjacency matrix from the initialized NCP unit", ALGORITHMS.md
+        2.13.2 b). The frozen probe's weights are the same for every candidate, so this needs
+        ``weighting="gradient_coupling"`` (or ``graph="all"``, which includes the head).
     init_seed : int, default=0
         Seed of the probe initialisation, shared by every candidate.
     random_state : int, default=0
@@ -364,14 +381,15 @@ def train_probe(
         epoch, or training that diverges (non-finite loss).
     """
     X, info = check_features_and_labels(features, labels)
-    check_probe_options(widths, epochs, max_epochs, graph, weighting)
+    check_probe_options(widths, epochs, max_epochs, graph, weighting, freeze_probe)
     train_idx, val_idx = probe_split(info, val_fraction, random_state)
     X = fit_input_map(X[train_idx], standardize=standardize, input_dim=input_dim)(X)
     dev = torch.device(device or "cpu")
     Xt = torch.from_numpy(X).to(dev)
     yt = torch.from_numpy(info.y).to(dev)
     model = build_probe(X.shape[1], widths, info.n_classes, init_seed).to(dev)
-    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    trained = model[-1].parameters() if freeze_probe else model.parameters()
+    optimiser = torch.optim.SGD(trained, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def loss_of(batch: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(model(Xt[batch]), yt[batch])
@@ -394,6 +412,7 @@ def train_probe(
         orientation=orientation,
         graph=graph,
         input_dim=input_dim,
+        freeze_probe=freeze_probe,
         init_seed=init_seed,
         random_state=random_state,
         train_backbone=False,

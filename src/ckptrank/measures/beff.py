@@ -159,6 +159,7 @@ def beff(
     lr: float = 0.1,
     batch_size: int = 32,
     standardize: bool = True,
+    freeze_probe: bool = False,
     init_seed: int = 0,
     random_state: int = 0,
     time_budget: float | None = None,
@@ -196,8 +197,9 @@ def beff(
         (see :func:`ckptrank.capacitance.probe.gradient_couplings`).
     orientation : {"forward", "symmetric"}, default="forward"
         Line-graph orientation (see :func:`ckptrank.beta_eff`).
-    lr, batch_size, standardize, init_seed, random_state, time_budget, device
-        Training options (see :func:`ckptrank.capacitance.probe.train_probe`).
+    lr, batch_size, standardize, freeze_probe, init_seed, random_state, time_budget, device
+        Training options (see :func:`ckptrank.capacitance.probe.train_probe`); ``freeze_probe``
+        trains only the head (ALGORITHMS.md 2.13.2 b) and needs ``weighting="gradient_coupling"``.
 
     Returns
     -------
@@ -240,6 +242,7 @@ def beff(
             lr=lr,
             batch_size=batch_size,
             standardize=standardize,
+            freeze_probe=freeze_probe,
             init_seed=init_seed,
             random_state=random_state,
             time_budget=time_budget,
@@ -271,6 +274,7 @@ def probe_accuracy(
     lr: float = 0.1,
     batch_size: int = 32,
     standardize: bool = True,
+    freeze_probe: bool = False,
     init_seed: int = 0,
     random_state: int = 0,
     time_budget: float | None = None,
@@ -286,8 +290,8 @@ def probe_accuracy(
     ----------
     features : array-like of shape (n_samples, n_features)
     labels : array-like of shape (n_samples,)
-    epochs, max_epochs, widths, weighting, orientation, lr, batch_size, standardize, init_seed,
-    random_state, time_budget, device
+    epochs, max_epochs, widths, weighting, orientation, lr, batch_size, standardize, freeze_probe,
+    init_seed, random_state, time_budget, device
         As for :func:`beff`; with equal options both read the same training run.
 
     Returns
@@ -324,6 +328,7 @@ def probe_accuracy(
             lr=lr,
             batch_size=batch_size,
             standardize=standardize,
+            freeze_probe=freeze_probe,
             init_seed=init_seed,
             random_state=random_state,
             time_budget=time_budget,
@@ -428,6 +433,7 @@ def beff_finetune(
     backbone_lr_multiplier: float = 0.1,
     batch_size: int = 32,
     standardize: bool = True,
+    freeze_probe: bool = False,
     init_seed: int = 0,
     random_state: int = 0,
     time_budget: float | None = None,
@@ -440,7 +446,7 @@ def beff_finetune(
         The loaded PyTorch checkpoint and the raw target training samples.
     labels : array-like of shape (n_samples,)
     epochs, max_epochs, widths, mode, epochs_used, weighting, orientation, lr, batch_size,
-    standardize, init_seed, random_state, time_budget
+    standardize, freeze_probe, init_seed, random_state, time_budget
         As for :func:`beff`.
     backbone_lr_multiplier : float, default=0.1
         The backbone trains with ``lr * backbone_lr_multiplier``.
@@ -496,6 +502,7 @@ def beff_finetune(
             backbone_lr_multiplier=backbone_lr_multiplier,
             batch_size=batch_size,
             standardize=standardize,
+            freeze_probe=freeze_probe,
             init_seed=init_seed,
             random_state=random_state,
             time_budget=time_budget,
@@ -528,6 +535,7 @@ def probe_accuracy_finetune(
     backbone_lr_multiplier: float = 0.1,
     batch_size: int = 32,
     standardize: bool = True,
+    freeze_probe: bool = False,
     init_seed: int = 0,
     random_state: int = 0,
     time_budget: float | None = None,
@@ -539,7 +547,7 @@ def probe_accuracy_finetune(
     model : ckptrank.capacitance.backbone.ModelInput
     labels : array-like of shape (n_samples,)
     epochs, max_epochs, widths, weighting, orientation, lr, backbone_lr_multiplier, batch_size,
-    standardize, init_seed, random_state, time_budget
+    standardize, freeze_probe, init_seed, random_state, time_budget
         As for :func:`beff_finetune`; with equal options both read the same training run.
 
     Returns
@@ -582,6 +590,7 @@ def probe_accuracy_finetune(
             backbone_lr_multiplier=backbone_lr_multiplier,
             batch_size=batch_size,
             standardize=standardize,
+            freeze_probe=freeze_probe,
             init_seed=init_seed,
             random_state=random_state,
             time_budget=time_budget,
