@@ -35,7 +35,6 @@ from typing import Any
 import pandas as pd
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- bench_beff:start -->", "<!-- bench_beff:end -->"
 STATIC = ["linear_probe", "knn", "logme", "nleep", "sfda", "parc", "gbc", "hscore", "leep"]
 
 
@@ -180,13 +179,15 @@ def main() -> None:
     text = "\n".join(lines)
     sys.stdout.write(text + "\n")
     if args.write:
+        start, end = f"<!-- bench_beff:{args.protocol}:start -->", f"<!-- bench_beff:{args.protocol}:end -->"
         current = RESULTS.read_text()
-        block = f"{START}\n{text}\n{END}"
-        if START in current:
-            head, rest = current.split(START, 1)
-            current = head + block + rest.split(END, 1)[1]
+        title = f"## Neural capacitance on neucrab-mini, `{args.protocol}` ground truth (bench_beff.py)"
+        block = f"{start}\n{title}\n\n{text}\n{end}"
+        if start in current:
+            head, rest = current.split(start, 1)
+            current = head + block + rest.split(end, 1)[1]
         else:
-            current = current.rstrip() + "\n\n## Neural capacitance on neucrab-mini\n\n" + block + "\n"
+            current = current.rstrip() + "\n\n" + block + "\n"
         RESULTS.write_text(current)
 
 
