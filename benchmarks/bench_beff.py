@@ -43,11 +43,12 @@ def _score(
     measures: list[str],
     options: dict[str, dict[str, Any]] | None,
     rename: dict[str, str] | None = None,
+    tasks: list[str] | None = None,
 ) -> pd.DataFrame:
     """The suite's scores of ``measures`` (from the store where present), measures renamed."""
     from ckptrank.bench.harness import score_suite
 
-    result = score_suite(suite, measures, measure_options=options, progress=False)
+    result = score_suite(suite, measures, measure_options=options, progress=False, tasks=tasks)
     scores = result.scores.copy()
     if rename:
         scores["measure"] = scores["measure"].replace(rename)
@@ -77,6 +78,9 @@ def main() -> None:
     )
     parser.add_argument("--finetune", action="store_true")
     parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument(
+        "--finetune-tasks", default=None, help="comma-separated tasks for the fine-tuned-backbone measures"
+    )
     parser.add_argument("--bootstrap", type=int, default=300)
     parser.add_argument("--static", default=",".join(STATIC))
     parser.add_argument("--write", action="store_true", help="replace this script's section of RESULTS.md")
@@ -134,6 +138,7 @@ def main() -> None:
                 "beff_finetune": f"beff_finetune{tag}",
                 "probe_accuracy_finetune": f"probe_accuracy_finetune{tag}",
             },
+            tasks=args.finetune_tasks.split(",") if args.finetune_tasks else None,
         )
         ft = _share_cost(ft, f"beff_finetune{tag}", f"probe_accuracy_finetune{tag}")
         parts.append(ft)
@@ -154,6 +159,7 @@ def main() -> None:
         f"{args.protocol} --epochs {' '.join(map(str, args.epochs))}"
         + (f" --coupling-epochs {' '.join(map(str, args.coupling_epochs))}" if args.coupling_epochs else "")
         + (f" --finetune --finetune-epochs {args.finetune_epochs}" if args.finetune else "")
+        + (f" --finetune-tasks {args.finetune_tasks}" if args.finetune and args.finetune_tasks else "")
         + f" --bootstrap {args.bootstrap}`; {platform.machine()}, {os.cpu_count()} cores, "
         f"{time.strftime('%Y-%m-%d')}; noise ceiling {evaluation.mean_noise_ceiling():.3f}.",
         "",

@@ -368,7 +368,7 @@ def _iter_runs(
         run.feature_dim = int(np.shape(extracted.features)[1]) if np.ndim(extracted.features) == 2 else None
         if run.source_probs is None:
             run.has_head = False
-        if needs_model:
+        if needs_model and getattr(dataset, "modality", None) != "features":
             from ckptrank.capacitance.backbone import ModelInput
 
             fingerprint = getattr(dataset, "fingerprint", None)
@@ -469,7 +469,10 @@ def _score_run(
             run.notes.append(f"{name} skipped: no features were extracted")
             continue
         if "model" in spec.requires and run.model is None:
-            run.notes.append(f"{name} skipped: it trains the checkpoint itself, which was not loaded")
+            run.notes.append(
+                f"{name} skipped: it fine-tunes the checkpoint on the raw samples, which this run does not "
+                "have (the target data are precomputed features)"
+            )
             continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -133,3 +133,14 @@ def test_gradient_coupling_through_the_backbone() -> None:
     features = ckpt.forward(ckpt.prepare(data.items)).features.numpy()
     frozen = train_probe(features, data.labels, weighting="gradient_coupling", **SMALL)
     np.testing.assert_allclose(still.beta, frozen.beta, rtol=2e-3)
+
+
+def test_precomputed_features_skip_the_backbone_measures_with_a_note() -> None:
+    X = np.random.default_rng(0).normal(size=(40, 6))
+    data = TargetDataset(items=X, labels=np.repeat([0, 1], 20), modality="features", features=X)
+    frame = ckptrank.rank(
+        data, ["zoo:cnn-fm04"], measures=["beff_finetune", "logme"], measure_options={"beff_finetune": SMALL}
+    )
+    assert np.isnan(frame["beff_finetune"].iloc[0]) and np.isfinite(frame["logme"].iloc[0])
+    notes = frame.attrs["checkpoint_notes"]["zoo:cnn-fm04"]
+    assert any("beff_finetune skipped" in n and "precomputed features" in n for n in notes)
