@@ -183,8 +183,13 @@ def train_probe_backbone(
         train_idx, val_idx = probe_split(info, val_fraction, random_state)
         input_map = fit_input_map(X[train_idx], standardize=standardize, input_dim=input_dim)
         offset = torch.as_tensor(input_map.offset, dtype=torch.float32, device=device)
-        matrix = torch.as_tensor(input_map.matrix, dtype=torch.float32, device=device)
-        probe = build_probe(matrix.shape[1], widths, info.n_classes, init_seed).float().to(device)
+        scale = torch.as_tensor(input_map.scale, dtype=torch.float32, device=device)
+        projection = (
+            None
+            if input_map.projection is None
+            else torch.as_tensor(input_map.projection, dtype=torch.float32, device=device)
+        )
+        probe = build_probe(input_map.width, widths, info.n_classes, init_seed).float().to(device)
         yt = torch.from_numpy(info.y).to(device)
         for p in module.parameters():
             p.requires_grad_(True)
@@ -199,8 +204,8 @@ def train_probe_backbone(
         )
 
         def logits(idx: torch.Tensor) -> torch.Tensor:
-            features = checkpoint.trainable_features(batches(idx)).float()
-            return probe((features - offset) @ matrix)
+            inputs = (checkpoint.trainable_features(batches(idx)).float() - offset) / scale
+            return probe(inputs if projection is None else inputs @ projection)
 
         def loss_of(idx: torch.Tensor) -> torch.Tensor:
             return torch.nn.functional.cross_entropy(logits(idx), yt[idx])

@@ -69,20 +69,29 @@ class ProbeRun:
 
 @dataclass(frozen=True)
 class InputMap:
-    """A fixed affine map of a checkpoint's features to the probe's input: ``(X - offset) @ matrix``.
+    """A fixed affine map of a checkpoint's features to the probe's input.
+
+    ``(X - offset) / scale``, then ``@ projection`` when there is one.
 
     Attributes
     ----------
-    offset : ndarray of shape (n_features,)
-    matrix : ndarray of shape (n_features, width)
+    offset, scale : ndarray of shape (n_features,)
+    projection : ndarray of shape (n_features, width) or None
     """
 
     offset: np.ndarray
-    matrix: np.ndarray
+    scale: np.ndarray
+    projection: np.ndarray | None
+
+    @property
+    def width(self) -> int:
+        """Number of probe inputs."""
+        return int(self.offset.size if self.projection is None else self.projection.shape[1])
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         """Map features of shape (n_samples, n_features) to shape (n_samples, width)."""
-        return (X - self.offset) @ self.matrix
+        Z = (X - self.offset) / self.scale
+        return Z if self.projection is None else Z @ self.projection
 
 
 def fit_input_map(train: np.ndarray, *, standardize: bool, input_dim: int | None) -> InputMap:
@@ -112,10 +121,9 @@ def fit_input_map(train: np.ndarray, *, standardize: bool, input_dim: int | None
         offset = train.mean(axis=0)
         scale = train.std(axis=0)
         scale[scale == 0] = 1.0
-    matrix = np.diag(1.0 / scale)
     if input_dim is None:
-        return InputMap(offset, matrix)
-    Z = (train - offset) @ matrix
+        return InputMap(offset, scale, None)
+    Z = (train - offset) / scale
     centre = Z.mean(axis=0)
     _, _, Vt = np.linalg.svd(Z - centre, full_matrices=False)
     k = min(input_dim, Vt.shape[0])
@@ -127,9 +135,8 @@ def fit_input_map(train: np.ndarray, *, standardize: bool, input_dim: int | None
         embed, _ = np.linalg.qr(np.random.default_rng(12345).standard_normal((input_dim, k)))
         projection = projection @ embed.T
     offset = offset + scale * centre
-    matrix = matrix @ projection
-    spread = ((train - offset) @ matrix).var(axis=0).mean()
-    return InputMap(offset, matrix / np.sqrt(spread) if spread > 0 else matrix)
+    spread = (((train - offset) / scale) @ projection).var(axis=0).mean()
+    return InputMap(offset, scale, projection / np.sqrt(spread) if spread > 0 else projection)
 
 
 def probe_split(info: Any, val_fraction: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
