@@ -156,7 +156,11 @@ def _logme_fit(
         active &= ~converged
         if not active.any():
             break
-    if np.any(eps > 1e-2 * m2):  # the stabiliser moves alpha by more than 1 %
+    # The stabiliser moves alpha by more than 1 % and the features are far above unit scale (|m|^2
+    # falls as 1/scale^2). Uninformative features at unit scale also have a tiny |m|^2, but there the
+    # stabiliser is the same at any reasonable scale, so no warning.
+    mean_square = float(moments["sigma"].sum()) / (n * D)  # trace(X^T X) / (n D)
+    if np.any(eps > 1e-2 * m2) and mean_square > 1e2:
         warn_degenerate(
             f"logme: the fixed point's {eps:g} stabiliser is not negligible next to the squared weight "
             f"norm ({float(m2.min()):.3g}) at this feature scale, so the score is no longer scale "
