@@ -248,3 +248,12 @@ def test_unknown_cross_model_mode_points_to_the_function() -> None:
     X, y = blobs(100, 4, 2, 3.0)
     with pytest.raises(ValueError, match="use cross_model_prediction"):
         beff(X, y, mode="cross_model_brr", **SMALL)
+
+
+def test_finetune_runs_are_shared_only_for_the_same_samples() -> None:
+    ckpt = load_checkpoint("zoo:cnn-fm04")
+    data = _squares()
+    same = beff_finetune(ModelInput(ckpt, data.items.copy()), data.labels, **FT_SMALL)
+    assert beff_finetune(ModelInput(ckpt, data.items.copy()), data.labels, **FT_SMALL) == same
+    other = _squares(seed=2)
+    assert beff_finetune(ModelInput(ckpt, other.items), other.labels, **FT_SMALL) != same

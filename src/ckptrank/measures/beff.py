@@ -59,6 +59,21 @@ def _cached_run(features: Any, labels: Any, options: dict[str, Any]) -> ProbeRun
     return _remember(digest.hexdigest(), lambda: train_probe(X, info.y, **options))
 
 
+def _items_digest(items: Any) -> str:
+    """A content hash of raw samples without a dataset fingerprint (arrays, or paths and texts)."""
+    if isinstance(items, np.ndarray):
+        return hashlib.sha256(np.ascontiguousarray(items).tobytes()).hexdigest()
+    digest = hashlib.sha256()
+    for item in items:
+        if isinstance(item, np.ndarray):
+            digest.update(np.ascontiguousarray(item).tobytes())
+        elif isinstance(item, str | bytes | int | float) or hasattr(item, "__fspath__"):
+            digest.update(repr(item).encode())
+        else:  # e.g. PIL images: identity only, so a run is never shared by mistake
+            digest.update(f"object@{id(item)}".encode())
+    return digest.hexdigest()
+
+
 def _cached_backbone_run(model: Any, labels: Any, options: dict[str, Any]) -> ProbeRun:
     """Train once per (checkpoint, samples, labels, options) with the backbone fine-tuned."""
     from ckptrank.capacitance.backbone import ModelInput, train_probe_backbone
@@ -77,7 +92,7 @@ def _cached_backbone_run(model: Any, labels: Any, options: dict[str, Any]) -> Pr
             (
                 weights() if callable(weights) else id(checkpoint),
                 getattr(checkpoint, "layer", None),
-                model.fingerprint or id(model.items),
+                model.fingerprint or _items_digest(model.items),
                 sorted(options.items()),
             )
         ).encode()
