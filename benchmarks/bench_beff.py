@@ -11,8 +11,9 @@ Scores go through ``ckptrank.bench.score_suite`` (so the results store keeps the
 evaluates). For every early-training budget it evaluates, per checkpoint and task of the suite:
 
 * ``beff`` (raw ``beta_eff`` after ``--epochs``), ``beff[within_run_brr]`` (Bayesian ridge within
-  the run) and the leave-one-checkpoint-out cross-model predictions ``beff[cross_model_brr]`` and
-  ``beff+probe_accuracy[cross_model_brr]`` (``ckptrank.bench.cross_model``);
+  the run) and the cross-model predictions ``beff[cross_model_brr]`` and
+  ``beff+probe_accuracy[cross_model_brr]``, each task's candidates ranked by one fit on the other
+  tasks (``ckptrank.bench.cross_model``, leave one task out);
 * the natural baseline with the same budget, ``probe_accuracy`` (and its cross-model twin);
 * with ``--finetune``, the same two with the backbone fine-tuned (``beff_finetune``,
   ``probe_accuracy_finetune``, ``--finetune-epochs``);

@@ -358,6 +358,7 @@ def _iter_runs(
             if on_error == "raise":
                 raise
             logger.info("checkpoint %s failed to run: %s", spec, err)
+            del checkpoint  # before the next one loads (e.g. after running out of memory)
             yield run.fail(err)
             continue
         run.features = extracted.features

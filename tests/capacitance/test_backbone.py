@@ -144,3 +144,22 @@ def test_precomputed_features_skip_the_backbone_measures_with_a_note() -> None:
     assert np.isnan(frame["beff_finetune"].iloc[0]) and np.isfinite(frame["logme"].iloc[0])
     notes = frame.attrs["checkpoint_notes"]["zoo:cnn-fm04"]
     assert any("beff_finetune skipped" in n and "precomputed features" in n for n in notes)
+
+
+def test_no_gradients_are_left_on_the_checkpoint() -> None:
+    ckpt = load_checkpoint("zoo:cnn-fm04")
+    data = _squares()
+    train_probe_backbone(ckpt, data.items, data.labels, weighting="gradient_coupling", **SMALL)
+    assert all(p.grad is None for p in ckpt.module.parameters())
+
+
+def test_large_image_sets_are_prepared_batch_by_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ckptrank.capacitance import backbone
+
+    ckpt = load_checkpoint("zoo:cnn-fm04")
+    data = _squares()
+    kept = train_probe_backbone(ckpt, data.items, data.labels, **SMALL)
+    monkeypatch.setattr(backbone, "_PREPARED_BYTES", 0)
+    lazy = train_probe_backbone(ckpt, data.items, data.labels, **SMALL)
+    np.testing.assert_array_equal(lazy.beta, kept.beta)
+    np.testing.assert_array_equal(lazy.val_accuracy, kept.val_accuracy)

@@ -118,3 +118,17 @@ def test_frozen_probe_trains_only_the_head_and_needs_a_data_dependent_weighting(
     assert np.all(np.isfinite(run.beta)) and run.beta[0] != run.beta[1]
     with pytest.raises(ValueError, match="same for every candidate"):
         train_probe(X, y, freeze_probe=True, **options)
+
+
+def test_frozen_probe_with_a_graph_that_includes_the_head_is_accepted() -> None:
+    X, y = blobs(200, 8, 3, 3.0)
+    run = train_probe(
+        X, y, widths=(16, 8, 4), epochs=2, max_epochs=10, freeze_probe=True, graph="fixed_shape"
+    )
+    assert np.all(np.isfinite(run.beta)) and run.beta[0] != run.beta[1]  # the head moves
+
+
+def test_bad_orientation_is_refused_before_training() -> None:
+    X, y = blobs(200, 8, 3, 3.0)
+    with pytest.raises(ValueError, match="unknown orientation 'backward'"):
+        train_probe(X, y, widths=(16, 8, 4), epochs=1, orientation="backward", time_budget=1e-9)

@@ -257,3 +257,14 @@ def test_finetune_runs_are_shared_only_for_the_same_samples() -> None:
     assert beff_finetune(ModelInput(ckpt, data.items.copy()), data.labels, **FT_SMALL) == same
     other = _squares(seed=2)
     assert beff_finetune(ModelInput(ckpt, other.items), other.labels, **FT_SMALL) != same
+
+
+def test_finetune_run_cache_tells_spec_options_apart() -> None:
+    # Same weights, different preprocessing (?size=): a different run, not the cached one.
+    data = _squares()
+    small = beff_finetune(ModelInput(load_checkpoint("zoo:cnn-fm04"), data.items), data.labels, **FT_SMALL)
+    big_ckpt = load_checkpoint("zoo:cnn-fm04?size=56")
+    big = beff_finetune(ModelInput(big_ckpt, data.items), data.labels, **FT_SMALL)
+    fresh = train_probe_backbone(big_ckpt, data.items, data.labels, **FT_SMALL)
+    assert big == pytest.approx(fresh.beta[-1], rel=1e-12)
+    assert big != small

@@ -32,6 +32,9 @@ from ckptrank.measures._validation import check_features_and_labels
 
 __all__ = ["ModelInput", "train_probe_backbone"]
 
+#: Largest prepared image set kept in memory (bytes); larger sets are prepared per batch.
+_PREPARED_BYTES = 2 * 1024**3
+
 
 @dataclass(frozen=True)
 class ModelInput:
@@ -70,20 +73,27 @@ class _Batches:
         self.checkpoint = checkpoint
         self.device = device
         self.text = checkpoint.modality == "text"
-        if self.text:
-            self.items = list(items)
-        else:
-            chunks = [checkpoint.prepare(items[i : i + 256]) for i in range(0, len(items), 256)]
-            self.prepared = torch.cat(chunks)
+        self.items = items if isinstance(items, np.ndarray) else list(items)
+        self.prepared: torch.Tensor | None = None
+        if not self.text and len(items):
+            # Prepared images are kept in memory when they fit in _PREPARED_BYTES; larger sets are
+            # prepared batch by batch (slower: every epoch decodes and resizes again).
+            first = checkpoint.prepare(items[:256])
+            per_item = first.element_size() * first[0].numel()
+            if per_item * len(items) <= _PREPARED_BYTES:
+                chunks = [first] + [
+                    checkpoint.prepare(items[i : i + 256]) for i in range(256, len(items), 256)
+                ]
+                self.prepared = torch.cat(chunks)
 
     def __call__(self, idx: np.ndarray | torch.Tensor) -> Any:
         rows = torch.as_tensor(idx, dtype=torch.long).cpu()
-        if self.text:
-            batch = self.checkpoint.prepare([self.items[int(i)] for i in rows])
-            if isinstance(batch, dict):
-                return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            return batch.to(self.device)
-        return self.prepared[rows].to(self.device)
+        if self.prepared is not None:
+            return self.prepared[rows].to(self.device)
+        batch = self.checkpoint.prepare([self.items[int(i)] for i in rows])
+        if isinstance(batch, dict):
+            return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return batch.to(self.device)
 
     def features(self, idx: np.ndarray, batch_size: int) -> torch.Tensor:
         """Backbone features of the rows ``idx`` without gradients, shape (len(idx), n_features)."""
@@ -161,7 +171,7 @@ def train_probe_backbone(
         one epoch.
     """
     _check_trainable(checkpoint)
-    check_probe_options(widths, epochs, max_epochs, graph, weighting, freeze_probe)
+    check_probe_options(widths, epochs, max_epochs, graph, weighting, freeze_probe, orientation)
     if len(items) != len(np.asarray(labels)):
         raise ValueError(
             f"{len(items)} samples but {len(np.asarray(labels))} labels; they must describe the same samples"
@@ -203,12 +213,27 @@ def train_probe_backbone(
             weight_decay=weight_decay,
         )
 
-        def logits(idx: torch.Tensor) -> torch.Tensor:
-            inputs = (checkpoint.trainable_features(batches(idx)).float() - offset) / scale
+        def head(features: torch.Tensor) -> torch.Tensor:
+            inputs = (features.float() - offset) / scale
             return probe(inputs if projection is None else inputs @ projection)
+
+        def logits(idx: torch.Tensor) -> torch.Tensor:
+            return head(checkpoint.trainable_features(batches(idx)))
 
         def loss_of(idx: torch.Tensor) -> torch.Tensor:
             return torch.nn.functional.cross_entropy(logits(idx), yt[idx])
+
+        def coupling_loss_of(idx: torch.Tensor) -> torch.Tensor:
+            # Only the probe's gradients are needed: the backbone runs without them, in chunks.
+            with torch.no_grad():
+                rows = idx.cpu().numpy()
+                features = torch.cat(
+                    [
+                        checkpoint.trainable_features(batches(rows[start : start + eval_batch_size]))
+                        for start in range(0, rows.size, eval_batch_size)
+                    ]
+                )
+            return torch.nn.functional.cross_entropy(head(features), yt[idx])
 
         def val_predictions() -> np.ndarray:
             parts = []
@@ -259,9 +284,11 @@ def train_probe_backbone(
             time_budget=time_budget,
             device=device,
             set_training=set_training,
+            coupling_loss_of=coupling_loss_of,
         )
     finally:
         module.load_state_dict(initial)
         for p, flag in zip(module.parameters(), flags, strict=True):
+            p.grad = None
             p.requires_grad_(flag)
         module.eval()

@@ -46,7 +46,8 @@ class ProbeRun:
     Attributes
     ----------
     beta : ndarray of shape (n_epochs,)
-        ``beta_eff`` of the probe's weights after every epoch.
+        ``beta_eff`` after every epoch: of the probe's weights, or of the measured couplings with
+        ``weighting="gradient_coupling"``.
     val_accuracy : ndarray of shape (n_epochs,)
         Hold-out accuracy after every epoch.
     train_loss : ndarray of shape (n_epochs,)
@@ -167,16 +168,19 @@ def check_probe_options(
     graph: str,
     weighting: str = "abs_product",
     freeze_probe: bool = False,
+    orientation: str = "forward",
 ) -> None:
     """Reject probe options that cannot give a meaningful beta_eff, before any training."""
     graph_matrices([np.zeros((1, 1))] * 4, graph)
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; use one of {', '.join(map(repr, WEIGHTINGS))}")
-    if freeze_probe and weighting != "gradient_coupling" and graph != "all":
+    if orientation not in ("forward", "symmetric"):
+        raise ValueError(f"unknown orientation {orientation!r}; use 'forward' or 'symmetric'")
+    if freeze_probe and weighting != "gradient_coupling" and graph == "probe":
         raise ValueError(
-            f"freeze_probe=True with weighting={weighting!r} reads only the frozen probe's weights, which "
-            "are the same for every candidate (same initialisation); use weighting='gradient_coupling' "
-            "or graph='all'"
+            f"freeze_probe=True with weighting={weighting!r} and graph='probe' reads only the frozen probe's "
+            "weights, which are the same for every candidate (same initialisation); use "
+            "weighting='gradient_coupling' or a graph that includes the trained head ('fixed_shape', 'all')"
         )
     if len(widths) < 3:
         raise ValueError(
@@ -366,7 +370,7 @@ def train_probe(
         Keep the probe's layers at their random initialisation and train only the head (one
         reading of the patent's "adjacency matrix from the initialized NCP unit", ALGORITHMS.md
         2.13.2 b). The frozen probe's weights are the same for every candidate, so this needs
-        ``weighting="gradient_coupling"`` (or ``graph="all"``, which includes the head).
+        ``weighting="gradient_coupling"`` (or a ``graph`` that includes the head: "fixed_shape", "all").
     init_seed : int, default=0
         Seed of the probe initialisation, shared by every candidate.
     random_state : int, default=0
@@ -388,7 +392,7 @@ def train_probe(
         epoch, or training that diverges (non-finite loss).
     """
     X, info = check_features_and_labels(features, labels)
-    check_probe_options(widths, epochs, max_epochs, graph, weighting, freeze_probe)
+    check_probe_options(widths, epochs, max_epochs, graph, weighting, freeze_probe, orientation)
     train_idx, val_idx = probe_split(info, val_fraction, random_state)
     X = fit_input_map(X[train_idx], standardize=standardize, input_dim=input_dim)(X)
     dev = torch.device(device or "cpu")
@@ -449,6 +453,7 @@ def run_probe_epochs(
     time_budget: float | None,
     device: torch.device,
     set_training: Callable[[bool], None] | None = None,
+    coupling_loss_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ProbeRun:
     """The training loop shared by the frozen and backbone modes.
 
@@ -474,6 +479,10 @@ def run_probe_epochs(
     device : torch.device
     set_training : callable, optional
         Called with True before an epoch's training and False before its evaluation.
+    coupling_loss_of : callable, optional
+        The loss on which ``gradient_coupling`` is measured (default ``loss_of``); the backbone
+        mode passes one that runs the backbone without gradients, since only the probe's
+        pre-activation gradients are needed.
 
     Returns
     -------
@@ -538,7 +547,9 @@ def run_probe_epochs(
         mats = layer_matrices(probe)
         weights.append(mats)
         if coupled:
-            couplings = gradient_couplings(probe, loss_of, coupling_batch, coupling_layers)
+            couplings = gradient_couplings(
+                probe, coupling_loss_of or loss_of, coupling_batch, coupling_layers
+            )
             betas.append(beta_eff_from_couplings(couplings, orientation=options["orientation"]))
         else:
             betas.append(

@@ -18,7 +18,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["DatasetModality", "TargetDataset", "encode_labels", "stratified_subsample_indices"]
+__all__ = [
+    "DatasetModality",
+    "TargetDataset",
+    "encode_labels",
+    "items_fingerprint",
+    "stratified_subsample_indices",
+]
 
 DatasetModality = Literal["image", "text", "features"]
 _MODALITIES = ("image", "text", "features")
@@ -45,6 +51,30 @@ def _hash_array(h: Any, array: np.ndarray) -> None:
     array = np.ascontiguousarray(array)
     h.update(f"array:{array.dtype.str}:{array.shape}:".encode())
     h.update(array.view(np.uint8).reshape(-1).data if array.size else b"")
+
+
+def _hash_items(h: Any, items: Any, modality: str) -> None:
+    if isinstance(items, np.ndarray):
+        _hash_array(h, items)
+    elif _is_tensor(items):
+        _hash_array(h, items.detach().cpu().numpy())
+    else:
+        for item in items:
+            _hash_item(h, item, modality)
+
+
+def items_fingerprint(items: Any, modality: str) -> str:
+    """Content hash (hex sha256) of raw samples, as :meth:`TargetDataset.fingerprint` hashes them.
+
+    Raises
+    ------
+    ValueError
+        An item of a type that cannot be hashed by content.
+    """
+    h = hashlib.sha256()
+    h.update(f"ckptrank-items-v1:{modality}:{len(items)}:".encode())
+    _hash_items(h, items, modality)
+    return h.hexdigest()
 
 
 def _hash_item(h: Any, item: Any, modality: str) -> None:
@@ -236,13 +266,8 @@ class TargetDataset:
             h.update(f"ckptrank-dataset-v1:{self.modality}:{len(self)}:".encode())
             if self.content_id is not None:
                 h.update(f"content:{self.content_id}".encode())
-            elif isinstance(self.items, np.ndarray):
-                _hash_array(h, self.items)
-            elif _is_tensor(self.items):
-                _hash_array(h, self.items.detach().cpu().numpy())
             else:
-                for item in self.items:
-                    _hash_item(h, item, self.modality)
+                _hash_items(h, self.items, self.modality)
             _hash_array(h, self.labels)
             h.update("\x00".join(self.classes or ()).encode())
             self._fingerprint = h.hexdigest()

@@ -59,21 +59,6 @@ def _cached_run(features: Any, labels: Any, options: dict[str, Any]) -> ProbeRun
     return _remember(digest.hexdigest(), lambda: train_probe(X, info.y, **options))
 
 
-def _items_digest(items: Any) -> str:
-    """A content hash of raw samples without a dataset fingerprint (arrays, or paths and texts)."""
-    if isinstance(items, np.ndarray):
-        return hashlib.sha256(np.ascontiguousarray(items).tobytes()).hexdigest()
-    digest = hashlib.sha256()
-    for item in items:
-        if isinstance(item, np.ndarray):
-            digest.update(np.ascontiguousarray(item).tobytes())
-        elif isinstance(item, str | bytes | int | float) or hasattr(item, "__fspath__"):
-            digest.update(repr(item).encode())
-        else:  # e.g. PIL images: identity only, so a run is never shared by mistake
-            digest.update(f"object@{id(item)}".encode())
-    return digest.hexdigest()
-
-
 def _cached_backbone_run(model: Any, labels: Any, options: dict[str, Any]) -> ProbeRun:
     """Train once per (checkpoint, samples, labels, options) with the backbone fine-tuned."""
     from ckptrank.capacitance.backbone import ModelInput, train_probe_backbone
@@ -83,23 +68,37 @@ def _cached_backbone_run(model: Any, labels: Any, options: dict[str, Any]) -> Pr
             f"model must be a ckptrank.capacitance.backbone.ModelInput (checkpoint and raw samples), "
             f"got {type(model).__name__}"
         )
+    from ckptrank.data.dataset import items_fingerprint
+
     info = check_labels(labels)
     checkpoint = model.checkpoint
-    digest = hashlib.sha256(info.y.tobytes())
+
+    def train() -> ProbeRun:
+        return train_probe_backbone(checkpoint, model.items, info.y, **options)
+
     weights = getattr(checkpoint, "weights_fingerprint", None)
+    preprocessing = getattr(checkpoint, "preprocessing", None)
+    modality = getattr(checkpoint, "modality", "image")
+    try:
+        samples = model.fingerprint or items_fingerprint(model.items, modality)
+    except ValueError:
+        samples = None
+    if not callable(weights) or samples is None:
+        return train()  # nothing stable to key a shared run on: train afresh
+    digest = hashlib.sha256(info.y.tobytes())
     digest.update(
         repr(
             (
-                weights() if callable(weights) else id(checkpoint),
+                weights(),
+                getattr(checkpoint, "spec", None),  # spec options (?size=, ?pool=) change the features
                 getattr(checkpoint, "layer", None),
-                model.fingerprint or _items_digest(model.items),
+                preprocessing.to_dict() if hasattr(preprocessing, "to_dict") else repr(preprocessing),
+                samples,
                 sorted(options.items()),
             )
         ).encode()
     )
-    return _remember(
-        digest.hexdigest(), lambda: train_probe_backbone(checkpoint, model.items, info.y, **options)
-    )
+    return _remember(digest.hexdigest(), train)
 
 
 def extrapolate_beta(beta: Sequence[float], target_epoch: int) -> float:
