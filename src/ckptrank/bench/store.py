@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
 """
 
 _TABLES = ("finetune_runs", "scores", "evaluations")
+#: The primary key of a fine-tuning run, as a WHERE clause (parameters in this order).
+_RUN_KEY = "suite=? AND task=? AND checkpoint=? AND protocol=? AND seed=? AND lr=? AND weight_decay=?"
 
 
 def _canonical(options: Mapping[str, Any] | None) -> str:
@@ -170,8 +172,7 @@ class ResultsStore:
     ) -> bool:
         """Whether a run with this key is recorded."""
         row = self._conn.execute(
-            "SELECT 1 FROM finetune_runs WHERE suite=? AND task=? AND checkpoint=? AND protocol=? AND seed=? "
-            "AND lr=? AND weight_decay=?",
+            f"SELECT 1 FROM finetune_runs WHERE {_RUN_KEY}",
             (suite, task, checkpoint, protocol, int(seed), float(lr), float(weight_decay)),
         ).fetchone()
         return row is not None
@@ -196,8 +197,7 @@ class ResultsStore:
         """
         with self._transaction() as conn:
             cur = conn.execute(
-                "UPDATE finetune_runs SET selected=1 WHERE suite=? AND task=? AND checkpoint=? "
-                "AND protocol=? AND seed=? AND lr=? AND weight_decay=?",
+                f"UPDATE finetune_runs SET selected=1 WHERE {_RUN_KEY}",
                 (suite, task, checkpoint, protocol, int(seed), float(lr), float(weight_decay)),
             )
             return cur.rowcount == 1

@@ -126,8 +126,35 @@ def within_run_prediction(beta: Sequence[float], accuracy: Sequence[float], targ
     return float(np.clip(model.predict(np.array([[extrapolate_beta(b, target_epoch)]]))[0], 0.0, 1.0))
 
 
-def _options(**kwargs: Any) -> dict[str, Any]:
-    return kwargs
+#: The arguments of the measures below that configure the probe's training (passed on to
+#: train_probe / train_probe_backbone and part of the shared run's key).
+_TRAINING_OPTIONS = frozenset(
+    {
+        "epochs",
+        "max_epochs",
+        "widths",
+        "weighting",
+        "orientation",
+        "lr",
+        "backbone_lr_multiplier",
+        "batch_size",
+        "standardize",
+        "freeze_probe",
+        "init_seed",
+        "random_state",
+        "time_budget",
+        "device",
+    }
+)
+
+
+def _training_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The training options among a measure's arguments (call with ``locals()`` on entry)."""
+    return {
+        name: tuple(value) if name == "widths" else value
+        for name, value in arguments.items()
+        if name in _TRAINING_OPTIONS
+    }
 
 
 def _check_modes(mode: str, epochs_used: str) -> None:
@@ -247,21 +274,7 @@ def beff(
     run = _cached_run(
         features,
         labels,
-        _options(
-            epochs=epochs,
-            max_epochs=max_epochs,
-            widths=tuple(widths),
-            weighting=weighting,
-            orientation=orientation,
-            lr=lr,
-            batch_size=batch_size,
-            standardize=standardize,
-            freeze_probe=freeze_probe,
-            init_seed=init_seed,
-            random_state=random_state,
-            time_budget=time_budget,
-            device=device,
-        ),
+        _training_options(locals()),
     )
     return _read_beta(run, mode, epochs_used, max_epochs)
 
@@ -333,21 +346,7 @@ def probe_accuracy(
     run = _cached_run(
         features,
         labels,
-        _options(
-            epochs=epochs,
-            max_epochs=max_epochs,
-            widths=tuple(widths),
-            weighting=weighting,
-            orientation=orientation,
-            lr=lr,
-            batch_size=batch_size,
-            standardize=standardize,
-            freeze_probe=freeze_probe,
-            init_seed=init_seed,
-            random_state=random_state,
-            time_budget=time_budget,
-            device=device,
-        ),
+        _training_options(locals()),
     )
     return float(run.val_accuracy[-1])
 
@@ -506,21 +505,7 @@ def beff_finetune(
     run = _cached_backbone_run(
         model,
         labels,
-        _options(
-            epochs=epochs,
-            max_epochs=max_epochs,
-            widths=tuple(widths),
-            weighting=weighting,
-            orientation=orientation,
-            lr=lr,
-            backbone_lr_multiplier=backbone_lr_multiplier,
-            batch_size=batch_size,
-            standardize=standardize,
-            freeze_probe=freeze_probe,
-            init_seed=init_seed,
-            random_state=random_state,
-            time_budget=time_budget,
-        ),
+        _training_options(locals()),
     )
     return _read_beta(run, mode, epochs_used, max_epochs)
 
@@ -594,20 +579,6 @@ def probe_accuracy_finetune(
     run = _cached_backbone_run(
         model,
         labels,
-        _options(
-            epochs=epochs,
-            max_epochs=max_epochs,
-            widths=tuple(widths),
-            weighting=weighting,
-            orientation=orientation,
-            lr=lr,
-            backbone_lr_multiplier=backbone_lr_multiplier,
-            batch_size=batch_size,
-            standardize=standardize,
-            freeze_probe=freeze_probe,
-            init_seed=init_seed,
-            random_state=random_state,
-            time_budget=time_budget,
-        ),
+        _training_options(locals()),
     )
     return float(run.val_accuracy[-1])
