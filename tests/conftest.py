@@ -8,6 +8,13 @@ default two threads, one linear-probe call took 2-4 s instead of 0.16 s, and SFD
 
 from __future__ import annotations
 
+import os
+
+# The tests never reach a hub: offline unless a test points HF_ENDPOINT at its loopback hub
+# (set before anything imports huggingface_hub, which reads it once).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 import torch
 from threadpoolctl import threadpool_limits
 

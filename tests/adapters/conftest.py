@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ckptrank.adapters  # noqa: F401  # sets HF_HUB_OFFLINE before any test imports transformers
-
 
 @pytest.fixture(scope="session")
 def image_items(tmp_path_factory: pytest.TempPathFactory) -> list:

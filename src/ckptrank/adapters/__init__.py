@@ -2,30 +2,33 @@
 
 A spec reads ``PREFIX:NAME[@LAYER][?KEY=VALUE&...]``:
 
-======================  =====================================================================
-``timm:NAME``           timm architecture; weights from ``?weights=PATH`` or the local HF cache
-``torchvision:NAME``    torchvision classifier; weights from ``?weights=PATH`` or torch hub's cache
-``hf:ORG/NAME``         transformers vision/text model from the local HF cache (or ``hf:/folder``)
-``st:NAME_OR_PATH``     sentence-transformers model (local folder or local HF cache)
-``file:PATH``           ``.safetensors``/``.pt`` state dict + ``?arch=``, TorchScript, or ONNX
-``py:MOD:FUNC``         your function returning an ``nn.Module`` (``py:/path/file.py:FUNC`` too)
-``NAME``                built-in real checkpoint: efficientnet-lite0/1/2, all-minilm-l6-v2,
-                        glove-6b-50d (also ``builtin:NAME``)
-======================  =====================================================================
+=============================  ==============================================================
+``timm:NAME[.TAG]``            timm architecture; pretrained weights by its ``hf_hub_id`` (HF cache)
+                               or ``?weights=PATH``
+``torchvision:NAME``           torchvision classifier; ``?weights=ENUM_NAME`` (``TORCH_HOME``) or
+                               ``?weights=PATH``
+``hf:ORG/NAME[@REVISION]``     transformers vision/text model from the hub (or ``hf:/folder``)
+``st:ORG/NAME[@REVISION]``     sentence-transformers model from the hub (or ``st:/folder``)
+``file:PATH``                  ``.safetensors``/``.pt`` state dict + ``?arch=``, TorchScript, ONNX
+``py:MOD:FUNC``                your function returning an ``nn.Module`` (``py:/path/file.py:FUNC``)
+``NAME``                       built-in real checkpoint: efficientnet-lite0/1/2, all-minilm-l6-v2,
+                               glove-6b-50d (also ``builtin:NAME``)
+=============================  ==============================================================
 
 ``@LAYER`` picks an intermediate module by name (4-D outputs are globally average-pooled,
 3-D token outputs mean-pooled or, with ``?pool=cls``, reduced to the first token); logits
-are then None. Nothing is ever downloaded, and nothing is unpickled beyond tensors unless
+are then None. For hub ids the first ``@`` names the revision and a second one the layer
+(``hf:ORG/NAME@main@encoder.layer.3``).
+
+Hub checkpoints are downloaded with each library's own hub client into its standard cache
+(``huggingface_hub``: ``HF_HOME``/``HF_HUB_CACHE``/``HF_ENDPOINT``/``HF_TOKEN``; torch hub:
+``TORCH_HOME``), pinned to the commit a revision resolves to; ``HF_HUB_OFFLINE=1`` (the CLI's
+``--offline``) uses the caches only. Remote code is never run (``trust_remote_code=False``, a
+repository that needs its own code is refused), and nothing is unpickled beyond tensors unless
 ``trust_checkpoint=True``.
 """
 
 from __future__ import annotations
-
-import os
-
-# Before anything can import Hugging Face code: never reach the hub (set only if unset).
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from . import (  # noqa: F401  # sources register themselves on import; all heavy imports are lazy
     builtin_source,

@@ -56,6 +56,9 @@ class ParsedSpec:
         Module name after ``@``.
     options : dict of str to str
         ``?key=value`` pairs (percent-decoded, ``+`` kept as is).
+    revision : str or None
+        Hub revision (branch, tag or commit) of ``hf:ORG/NAME@REVISION`` and
+        ``st:ORG/NAME@REVISION``; None for the default branch and for local paths.
     """
 
     spec: str
@@ -63,6 +66,7 @@ class ParsedSpec:
     name: str
     layer: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,10 +206,42 @@ def parse_spec(spec: str, builtin_names: list[str]) -> ParsedSpec:
             f"Built-in names: {', '.join(builtin_names)}; other checkpoints read PREFIX:NAME "
             f"with a prefix from {', '.join(p + ':' for p in sorted(_SOURCES))}."
         )
+    if prefix in _HUB_PREFIXES and not _is_local(rest):
+        return _parse_hub(spec, prefix, rest, options)
     name, layer = _split_layer(rest)
     if not name:
         raise CheckpointError(f"empty checkpoint name in {spec!r}; write {prefix}:NAME")
     return ParsedSpec(spec, prefix, name, layer, options)
+
+
+#: Prefixes whose names are hub repository ids, written ``ORG/NAME[@REVISION][@LAYER]``.
+_HUB_PREFIXES = ("hf", "st")
+
+
+def _is_local(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or Path(name.split("@")[0]).expanduser().exists()
+
+
+def _parse_hub(spec: str, prefix: str, rest: str, options: dict[str, str]) -> ParsedSpec:
+    """``ORG/NAME[@REVISION][@LAYER]``: the first ``@`` names the revision, a second the layer."""
+    name, *parts = rest.split("@")
+    if not name:
+        raise CheckpointError(f"empty checkpoint name in {spec!r}; write {prefix}:ORG/NAME")
+    if len(parts) > 2:
+        raise CheckpointError(
+            f"too many '@' in {spec!r}; hub checkpoints read {prefix}:ORG/NAME[@REVISION][@LAYER]"
+        )
+    revision = parts[0] if parts else None
+    layer = parts[1] if len(parts) > 1 else None
+    if revision == "" or layer == "":
+        raise CheckpointError(
+            f"empty revision or layer in {spec!r}; hub checkpoints read {prefix}:ORG/NAME[@REVISION][@LAYER] "
+            f"(a layer of the default branch: {prefix}:{name}@main@LAYER)"
+        )
+    if revision is not None and "revision" in options:
+        raise CheckpointError(f"{spec!r} gives the revision twice (@{revision} and ?revision=); give one")
+    revision = revision or options.pop("revision", None)
+    return ParsedSpec(spec, prefix, name, layer, options, revision)
 
 
 def check_options(parsed: ParsedSpec, allowed: Mapping[str, str]) -> None:

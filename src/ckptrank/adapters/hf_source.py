@@ -1,9 +1,17 @@
-"""``hf:ORG/NAME`` and ``hf:/local/folder`` checkpoints: Hugging Face transformers models.
+"""``hf:ORG/NAME[@REVISION]`` and ``hf:/local/folder`` checkpoints: Hugging Face transformers models.
 
-Everything loads with ``local_files_only=True`` (a local folder or the local Hugging Face
-cache; nothing is downloaded) and ``trust_remote_code`` is never set. Vision models (a config
-with ``num_channels``) use ``AutoImageProcessor``'s settings through ckptrank's own image
-pipeline; text models ``AutoTokenizer``. A checkpoint whose config names a
+A hub id is downloaded through ``huggingface_hub`` into the standard Hugging Face cache
+(:func:`ckptrank.adapters._hub.fetch_repo`: configuration, tokenizer/processor files and
+safetensors weights, pickled ``.bin`` weights only when the repository has no safetensors, never
+Python files), pinned to the commit the revision resolves to; with ``--offline`` /
+``HF_HUB_OFFLINE=1`` it comes from the cache only. The model then loads from that local snapshot
+(or the local folder) with ``local_files_only=True`` and ``trust_remote_code=False`` on every
+``from_pretrained`` call; a repository that needs its own code is refused before loading. Pickled
+weights are read with ``torch.load(weights_only=True)``: a file that holds more than tensors
+fails this checkpoint alone, with one line.
+
+Vision models (a config with ``num_channels``) use ``AutoImageProcessor``'s settings through
+ckptrank's own image pipeline; text models ``AutoTokenizer``. A checkpoint whose config names a
 ``*ForImageClassification`` / ``*ForSequenceClassification`` architecture is loaded with
 its head: features are the classifier's input, logits its output. Otherwise ``AutoModel``:
 features pool ``last_hidden_state`` (mask-aware mean for text, CLS token for vision
@@ -13,13 +21,14 @@ transformers, global average for convolutional maps) or take ``pooler_output``.
 from __future__ import annotations
 
 import contextlib
+import pickle
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ._base import Checkpoint, CheckpointError, ModelOutput, Preprocessing
+from ._hub import pinned_fingerprint, resolve_model_folder
 from ._prepare import ImagePreparer, TextPreparer
 from ._source import ParsedSpec, check_options, opt_bool, opt_choice, opt_int, register_source
 from ._torch import TorchCheckpoint, last_linear, pool_output, require, state_dict_fingerprint
@@ -27,7 +36,7 @@ from ._torch import TorchCheckpoint, last_linear, pool_output, require, state_di
 __all__ = ["HFCheckpoint", "build_hf", "quiet_transformers"]
 
 OPTIONS = {
-    "revision": "revision of a hub id in the local cache (default: main)",
+    "revision": "hub revision: branch, tag or commit (same as hf:ORG/NAME@REVISION; default: main)",
     "modality": "'auto' (default: image when the config has num_channels), 'image' or 'text'",
     "head": "1 (default) to load a classification head when the config names one, 0 to ignore it",
     "pool": "'mean' (text default), 'cls' (vision-transformer default) or 'pooler' (pooler_output)",
@@ -53,31 +62,24 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _resolve(name: str, spec: str) -> tuple[str, bool]:
-    """(path or hub id, is_local)."""
-    path = Path(name).expanduser()
-    if name.startswith(("/", ".", "~")) or path.exists():
-        if not path.is_dir():
-            raise CheckpointError(f"Hugging Face model folder not found: {str(path)!r} (from {spec!r})")
-        return str(path.resolve()), True
-    return name, False
-
-
-def _not_found(name: str, exc: Exception, spec: str) -> CheckpointError:
+def _load_error(name: str, exc: BaseException, spec: str) -> CheckpointError:
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+        return CheckpointError(
+            f"{name!r} (from {spec!r}): its pickled weights hold more than tensors and were refused "
+            "(torch.load weights_only=True); ckptrank never unpickles code from a checkpoint: use a "
+            "safetensors copy of the model"
+        )
     return CheckpointError(
-        f"cannot load {name!r} (from {spec!r}) from the local Hugging Face cache or a local folder; "
-        "nothing is "
-        f"downloaded: fetch it beforehand (`hf download {name}`) or give hf:/path/to/folder "
-        f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        f"cannot load {name!r} (from {spec!r}): {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
     )
 
 
-def _image_preprocessing(path: str, config: Any, revision: str | None) -> Preprocessing:
+def _image_preprocessing(path: str, config: Any) -> Preprocessing:
     from transformers import AutoImageProcessor
 
     default_size = int(getattr(config, "image_size", 224) or 224)
     try:
-        proc = AutoImageProcessor.from_pretrained(path, local_files_only=True, revision=revision)
+        proc = AutoImageProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError):
         return Preprocessing(
             modality="image", image_size=default_size, resize_size=default_size, extra={"processor": None}
@@ -160,14 +162,19 @@ def build_hf(parsed: ParsedSpec, trust: bool) -> Checkpoint:
     """Load ``hf:ORG/NAME`` or ``hf:/folder`` (``trust`` is unused: remote code is never run)."""
     check_options(parsed, OPTIONS)
     transformers = require("transformers", "transformers", "hf:")
-    path, _ = _resolve(parsed.name, parsed.spec)
-    revision = parsed.options.get("revision")
+    revision = parsed.revision or parsed.options.get("revision")
+    folder = resolve_model_folder(
+        parsed.name, revision, parsed.spec, kind="transformers", label=f"hf:{parsed.name}"
+    )
+    path = folder.path
     use_head = opt_bool(parsed, "head", True)
     with quiet_transformers():
         try:
-            config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, revision=revision)
+            config = transformers.AutoConfig.from_pretrained(
+                path, local_files_only=True, trust_remote_code=False
+            )
         except (OSError, ValueError) as exc:
-            raise _not_found(parsed.name, exc, parsed.spec) from None
+            raise _load_error(parsed.name, exc, parsed.spec) from None
         modality = opt_choice(parsed, "modality", ("auto", "image", "text"), "auto")
         if modality == "auto":
             is_image = (
@@ -187,10 +194,14 @@ def build_hf(parsed: ParsedSpec, trust: bool) -> Checkpoint:
         )
         try:
             model, info = auto_cls.from_pretrained(
-                path, local_files_only=True, revision=revision, output_loading_info=True, dtype=torch.float32
+                path,
+                local_files_only=True,
+                trust_remote_code=False,
+                output_loading_info=True,
+                dtype=torch.float32,
             )
-        except (OSError, ValueError) as exc:
-            raise _not_found(parsed.name, exc, parsed.spec) from None
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+            raise _load_error(parsed.name, exc, parsed.spec) from None
         except RuntimeError as exc:
             raise CheckpointError(
                 f"weights of {parsed.name!r} do not fit its config: {' '.join(str(exc).split())[:300]}"
@@ -204,15 +215,15 @@ def build_hf(parsed: ParsedSpec, trust: bool) -> Checkpoint:
                 f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); they would be random"
             )
         if modality == "image":
-            preprocessing = _image_preprocessing(path, config, revision)
+            preprocessing = _image_preprocessing(path, config)
             preparer: Any = ImagePreparer(preprocessing)
         else:
             try:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(
-                    path, local_files_only=True, revision=revision
+                    path, local_files_only=True, trust_remote_code=False
                 )
             except (OSError, ValueError) as exc:
-                raise _not_found(parsed.name, exc, parsed.spec) from None
+                raise _load_error(parsed.name, exc, parsed.spec) from None
             limit = min(
                 int(tokenizer.model_max_length or 512), int(getattr(config, "max_position_embeddings", 512))
             )
@@ -236,7 +247,8 @@ def build_hf(parsed: ParsedSpec, trust: bool) -> Checkpoint:
     card = {
         "source": "huggingface",
         "architecture": archs[0] if archs else type(model).__name__,
-        "weights": str(parsed.name),
+        "weights": str(parsed.name) if folder.commit is None else f"{parsed.name}@{folder.commit}",
+        "revision": folder.commit,
         "source_dataset": None,
         "num_source_classes": int(config.num_labels) if with_head else 0,
     }
@@ -253,16 +265,17 @@ def build_hf(parsed: ParsedSpec, trust: bool) -> Checkpoint:
         num_features=int(num_features) if num_features else None,
         has_head=with_head,
         pool=pool,
-        fingerprint=lambda: state_dict_fingerprint(
-            {k: v for k, v in model.state_dict().items() if k not in skip}
+        fingerprint=lambda: pinned_fingerprint(
+            state_dict_fingerprint({k: v for k, v in model.state_dict().items() if k not in skip}), folder
         ),
     )
 
 
 @register_source(
     "hf",
-    syntax="hf:google/vit-base-patch16-224 or hf:/path/to/saved/model",
-    description="Hugging Face transformers vision or text model from a local folder or the local HF cache",
+    syntax="hf:google/vit-base-patch16-224[@REVISION] or hf:/path/to/saved/model",
+    description="Hugging Face transformers vision or text model from the hub (downloaded into the HF cache) "
+    "or a local folder",
     options=OPTIONS,
     requires="transformers",
 )

@@ -1,7 +1,11 @@
-"""``st:NAME_OR_PATH`` checkpoints: sentence-transformers models.
+"""``st:ORG/NAME[@REVISION]`` and ``st:/local/folder`` checkpoints: sentence-transformers models.
 
-Loaded with ``SentenceTransformer(path, device=..., local_files_only=True)`` (a local folder
-or the local Hugging Face cache; remote code is never trusted). Features are the model's
+A hub id is downloaded through ``huggingface_hub`` into the standard Hugging Face cache (pinned
+to the commit its revision resolves to; never Python files; the cache only with ``--offline``),
+then loaded from that snapshot, like a local folder, with ``SentenceTransformer(path,
+local_files_only=True, trust_remote_code=False)``. A model whose ``modules.json`` names a module
+outside ``sentence_transformers``, or whose configuration needs repository code, is refused
+before loading: ckptrank never runs a checkpoint's code. Features are the model's
 own ``sentence_embedding`` (its full module pipeline, including any ``Normalize`` module
 it ships); ``?normalize=1`` adds L2 normalisation on top. No head.
 """
@@ -9,15 +13,15 @@ it ships); ``?normalize=1`` adds L2 normalisation on top. No head.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ._base import Checkpoint, CheckpointError, ModelOutput, Preprocessing
+from ._hub import pinned_fingerprint, resolve_model_folder
 from ._prepare import check_texts
 from ._source import ParsedSpec, check_options, opt_bool, opt_choice, opt_int, register_source
-from ._torch import TorchCheckpoint, require
+from ._torch import TorchCheckpoint, require, state_dict_fingerprint
 
 __all__ = ["SentenceTransformerCheckpoint", "build_st"]
 
@@ -64,23 +68,19 @@ def build_st(
     st = require("sentence_transformers", "sentence-transformers", "st:")
     from .hf_source import quiet_transformers
 
-    target = path or parsed.name
-    local = Path(target).expanduser()
-    if target.startswith(("/", ".", "~")) and not local.is_dir():
-        raise CheckpointError(
-            f"sentence-transformers model folder not found: {str(local)!r} (from {parsed.spec!r})"
-        )
-    if local.is_dir():
-        target = str(local.resolve())
+    label = f"st:{parsed.name}" if path is None else parsed.name
+    folder = resolve_model_folder(
+        path or parsed.name, parsed.revision, parsed.spec, kind="sentence-transformers", label=label
+    )
     with quiet_transformers():
         try:
-            model = st.SentenceTransformer(target, device="cpu", local_files_only=True)
-        except Exception as exc:  # OSError when not cached, ValueError/RuntimeError for bad folders
+            model = st.SentenceTransformer(
+                folder.path, device="cpu", local_files_only=True, trust_remote_code=False
+            )
+        except Exception as exc:  # OSError, ValueError, RuntimeError, UnpicklingError for bad folders
             raise CheckpointError(
-                f"cannot load sentence-transformers model {target!r} (from {parsed.spec!r}) from a local "
-                "folder "
-                f"or the local Hugging Face cache; nothing is downloaded ({type(exc).__name__}: "
-                f"{' '.join(str(exc).split())[:200]})"
+                f"cannot load sentence-transformers model {label!r} (from {parsed.spec!r}) from "
+                f"{folder.path!r} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
             ) from None
     max_length = opt_int(parsed, "max_length", None)
     if max_length is not None:
@@ -100,8 +100,9 @@ def build_st(
             "normalize": normalize,
         },
     )
-    info = {"source": "sentence-transformers", "architecture": "SentenceTransformer", "weights": target}
-    info.update({"source_dataset": None, "num_source_classes": 0})
+    weights = folder.path if folder.commit is None else f"{folder.repo_id}@{folder.commit}"
+    info = {"source": "sentence-transformers", "architecture": "SentenceTransformer", "weights": weights}
+    info.update({"revision": folder.commit, "source_dataset": None, "num_source_classes": 0})
     info.update(card or {})
     ckpt = SentenceTransformerCheckpoint(
         model,
@@ -116,14 +117,15 @@ def build_st(
         num_features=int(dim) if dim else None,
         has_head=False,
         pool=pool,
+        fingerprint=lambda: pinned_fingerprint(state_dict_fingerprint(model.state_dict()), folder),
     )
     return ckpt
 
 
 @register_source(
     "st",
-    syntax="st:/path/to/sentence-transformer or st:sentence-transformers/all-MiniLM-L6-v2",
-    description="sentence-transformers model from a local folder or the local Hugging Face cache",
+    syntax="st:sentence-transformers/all-MiniLM-L6-v2[@REVISION] or st:/path/to/sentence-transformer",
+    description="sentence-transformers model from the hub (downloaded into the HF cache) or a local folder",
     options=OPTIONS,
     requires="sentence-transformers",
 )

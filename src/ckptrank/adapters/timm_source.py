@@ -1,9 +1,13 @@
-"""``timm:NAME`` checkpoints: any timm architecture with local weights.
+"""``timm:NAME[.TAG]`` checkpoints: any timm architecture, with its pretrained weights.
 
 The architecture comes from ``timm.create_model(NAME, pretrained=False)``; the weights from
-``?weights=PATH`` (safetensors or a tensors-only torch file), else from the local Hugging
-Face cache entry of the model's pretrained config (``hf_hub_id``), else nothing is
-downloaded and loading fails, unless ``?init=random`` asks for a random-initialised control.
+``?weights=PATH`` (safetensors or a tensors-only torch file), else from the model's pretrained
+config as timm itself resolves it: its ``hf_hub_id`` is downloaded through ``huggingface_hub``
+into the standard Hugging Face cache (safetensors preferred, pinned to the commit it resolves
+to; the cache only with ``--offline`` / ``HF_HUB_OFFLINE=1``), or, for the few configs with only
+a ``url``, through ``torch.hub`` into ``$TORCH_HOME/hub/checkpoints``. Pickled weights are read
+with ``torch.load(weights_only=True)`` unless ``trust_checkpoint``. ``?init=random`` asks for a
+random-initialised control.
 Preprocessing follows timm's ``resolve_data_config`` (input size, mean, std, interpolation,
 ``crop_pct``). Features are ``forward_head(forward_features(x), pre_logits=True)``; logits
 ``forward_head(forward_features(x))``.
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from ._base import Checkpoint, CheckpointError, ModelOutput, Preprocessing
+from ._hub import ModelFolder, fetch_files, pinned_fingerprint, torch_hub_file
 from ._prepare import ImagePreparer
 from ._source import (
     ParsedSpec,
@@ -30,7 +35,15 @@ from ._source import (
     register_source,
     resolve_path,
 )
-from ._torch import TorchCheckpoint, extract_state_dict, load_into, load_weights_file, require, seeded
+from ._torch import (
+    TorchCheckpoint,
+    extract_state_dict,
+    load_into,
+    load_weights_file,
+    require,
+    seeded,
+    state_dict_fingerprint,
+)
 
 __all__ = ["TimmCheckpoint", "build_timm"]
 
@@ -61,19 +74,31 @@ def _source_dataset(tag: str | None) -> str | None:
     return None
 
 
-def _hf_cached_weights(hf_hub_id: str | None) -> Path | None:
-    """Path of the model's weights in the local Hugging Face cache, or None (never downloads)."""
-    if not hf_hub_id:
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(hf_hub_id, filename)
-        if isinstance(found, str):
-            return Path(found)
-    return None
+#: Weight file names a timm hub repository may hold, safest first.
+_HUB_WEIGHT_FILES = (
+    "model.safetensors",
+    "open_clip_model.safetensors",
+    "pytorch_model.bin",
+    "open_clip_pytorch_model.bin",
+)
+
+
+def _pretrained_weights(cfg: dict[str, Any], name: str, spec: str) -> tuple[Path, str, str | None]:
+    """(local weights file, a description, the hub commit) of a timm pretrained config."""
+    hub_id = cfg.get("hf_hub_id")
+    if hub_id:
+        preferred = cfg.get("hf_hub_filename")
+        candidates = ([preferred] if preferred else []) + [f for f in _HUB_WEIGHT_FILES if f != preferred]
+        found, commit = fetch_files(str(hub_id), candidates, label=f"timm:{name}")
+        (path,) = found.values()
+        return path, f"{hub_id}@{commit}", commit
+    url = cfg.get("url")
+    if url:
+        return torch_hub_file(str(url), f"timm:{name}"), str(url), None
+    raise CheckpointError(
+        f"timm has no pretrained weights for {name!r} (from {spec!r}); pass ?weights=PATH, or "
+        "?init=random for a random-initialised control"
+    )
 
 
 class TimmCheckpoint(TorchCheckpoint):
@@ -148,6 +173,7 @@ def build_timm(
     cfg: dict[str, Any] = pretrained_cfg.to_dict() if pretrained_cfg is not None else {}
     weights = weights_label
     from_cache = False
+    commit: str | None = None
     if state_dict is None and "weights" in parsed.options:
         if init == "random":
             raise CheckpointError(f"{parsed.spec!r}: give either weights=PATH or init=random, not both")
@@ -155,15 +181,8 @@ def build_timm(
         state_dict = extract_state_dict(load_weights_file(path, trust=trust), path)
         weights = str(path)
     elif state_dict is None and init == "pretrained":
-        cached = _hf_cached_weights(cfg.get("hf_hub_id"))
-        if cached is None:
-            raise CheckpointError(
-                f"no local weights for {parsed.spec!r}: {cfg.get('hf_hub_id') or name!r} is not in the local "
-                "Hugging Face cache and nothing is downloaded; pass ?weights=PATH, or ?init=random for a "
-                "random-initialised control"
-            )
+        cached, weights, commit = _pretrained_weights(cfg, name, parsed.spec)
         state_dict = extract_state_dict(load_weights_file(cached, trust=trust), cached)
-        weights = f"HF cache: {cached}"
         from_cache = True
     kwargs: dict[str, Any] = {}
     if state_dict is not None:
@@ -199,10 +218,12 @@ def build_timm(
         "source": "timm",
         "architecture": name,
         "weights": weights,
+        "revision": commit,
         "source_dataset": _source_dataset(cfg.get("tag")) if tagged else None,
         "num_source_classes": num_classes,
     }
     num_features = getattr(model, "head_hidden_size", None) or getattr(model, "num_features", None)
+    folder = None if commit is None else ModelFolder(str(cached.parent), str(cfg.get("hf_hub_id")), commit)
     ckpt = TimmCheckpoint(
         model,
         spec=parsed.spec,
@@ -214,6 +235,9 @@ def build_timm(
         num_features=int(num_features) if num_features else None,
         has_head=num_classes > 0,
         pool=pool,
+        fingerprint=None
+        if folder is None
+        else lambda: pinned_fingerprint(state_dict_fingerprint(model.state_dict()), folder),
     )
     return ckpt
 
@@ -221,7 +245,8 @@ def build_timm(
 @register_source(
     "timm",
     syntax="timm:resnet18.a1_in1k?weights=/path/model.safetensors",
-    description="timm architecture with weights from a local file or the local Hugging Face cache",
+    description="timm architecture with its pretrained weights (downloaded by its hf_hub_id into the HF "
+    "cache) or a local weights file",
     options=OPTIONS,
     requires="timm",
 )

@@ -1,23 +1,25 @@
-"""``torchvision:NAME`` checkpoints: torchvision classification architectures with local weights.
+"""``torchvision:NAME[?weights=ENUM_NAME]`` checkpoints: torchvision classification architectures.
 
 The architecture comes from ``torchvision.models.get_model(NAME, weights=None)``; the weights
-from ``?weights=PATH`` (safetensors or a tensors-only torch file), else from torch hub's
-local cache file of the name's weights enum (``$TORCH_HOME/hub/checkpoints``), else nothing
-is downloaded and loading fails unless ``?init=random``. Preprocessing is read from the
+from ``?weights=PATH`` (safetensors or a tensors-only torch file), else from the name's weights
+enum (``?weights=IMAGENET1K_V2``, also ``?tag=``; default ``DEFAULT``): its file is downloaded
+through ``torch.hub`` into ``$TORCH_HOME/hub/checkpoints`` (hash-checked, atomic) unless it is
+there already, and read with ``torch.load(weights_only=True)``. With ``--offline`` /
+``HF_HUB_OFFLINE=1`` only that cache is used. ``?init=random`` gives a random-initialised
+control. Preprocessing is read from the
 weights enum's transforms (resize, crop, mean, std, interpolation). Penultimate features are
 the input of the last ``nn.Linear`` (the classifier), captured with a forward pre-hook.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ._base import Checkpoint, CheckpointError, Preprocessing
+from ._hub import torch_hub_file
 from ._prepare import ImagePreparer
 from ._source import (
     ParsedSpec,
@@ -41,9 +43,9 @@ from ._torch import (
 __all__ = ["build_torchvision"]
 
 OPTIONS = {
-    "weights": "local weights file (.safetensors, or .pt/.pth/.bin holding tensors only)",
-    "tag": "weights enum entry whose preprocessing (and cached file) to use, e.g. IMAGENET1K_V2 "
-    "(default: DEFAULT)",
+    "weights": "weights enum entry (e.g. IMAGENET1K_V2 or ResNet50_Weights.IMAGENET1K_V2; downloaded into "
+    "TORCH_HOME) or a local weights file (.safetensors, or .pt/.pth/.bin holding tensors only)",
+    "tag": "weights enum entry whose preprocessing (and file) to use, e.g. IMAGENET1K_V2 (default: DEFAULT)",
     "init": "'pretrained' (default: weights file or torch hub cache) or 'random' "
     "(random-initialised control)",
     "seed": "seed of the random initialisation (init=random; default 0)",
@@ -73,11 +75,16 @@ def _weights_entry(models: Any, name: str, tag: str | None, spec: str) -> Any:
         ) from None
 
 
-def _hub_cached_file(entry: Any) -> Path | None:
-    if entry is None:
+def _enum_name(models: Any, name: str, value: str | None) -> str | None:
+    """``value`` as a member name of ``name``'s weights enum, or None when it is not one (a path)."""
+    if value is None:
         return None
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
-    return path if path.is_file() else None
+    member = value.rpartition(".")[2] if "_Weights." in value else value
+    try:
+        enum = models.get_model_weights(name)
+    except (KeyError, ValueError):
+        return None
+    return member if member == "DEFAULT" or member in enum.__members__ else None
 
 
 def _preprocessing(entry: Any, size: int | None) -> Preprocessing:
@@ -120,30 +127,27 @@ def build_torchvision(
     seed = opt_int(parsed, "seed", 0, minimum=0)
     size = opt_int(parsed, "size", None, minimum=8)
     pool = opt_choice(parsed, "pool", ("mean", "cls"), "mean")
-    entry = _weights_entry(models, name, parsed.options.get("tag"), parsed.spec)
+    enum_member = _enum_name(models, name, parsed.options.get("weights"))
+    if enum_member is not None and "tag" in parsed.options:
+        raise CheckpointError(f"{parsed.spec!r}: give the weights enum entry once (weights= or tag=)")
+    entry = _weights_entry(models, name, enum_member or parsed.options.get("tag"), parsed.spec)
     weights = weights_label
     official = False
-    if state_dict is None and "weights" in parsed.options:
+    if state_dict is None and "weights" in parsed.options and enum_member is None:
         if init == "random":
             raise CheckpointError(f"{parsed.spec!r}: give either weights=PATH or init=random, not both")
         path = resolve_path(parsed.options["weights"], "weights file", spec=parsed.spec)
         state_dict = extract_state_dict(load_weights_file(path, trust=trust), path)
         weights = str(path)
     elif state_dict is None and init == "pretrained":
-        cached = _hub_cached_file(entry)
-        if cached is None:
-            where = (
-                f"{os.path.basename(entry.url)!r} is not in {torch.hub.get_dir()}/checkpoints"
-                if entry
-                else ("torchvision has no weights for it")
-            )
+        if entry is None:
             raise CheckpointError(
-                f"no local weights for {parsed.spec!r}: {where} and nothing is downloaded; "
-                "pass ?weights=PATH, "
-                "or ?init=random for a random-initialised control"
+                f"torchvision has no pretrained weights for {name!r} (from {parsed.spec!r}); pass "
+                "?weights=PATH, or ?init=random for a random-initialised control"
             )
+        cached = torch_hub_file(entry.url, f"torchvision:{name}")
         state_dict = extract_state_dict(load_weights_file(cached, trust=trust), cached)
-        weights, official = f"torch hub cache: {cached}", True
+        weights, official = f"{entry} ({cached.name})", True
     with seeded(seed if seed is not None else 0):
         model = _build(models, name, {}, parsed.spec)
         head = last_linear(model)
@@ -201,8 +205,9 @@ def _build(models: Any, name: str, kwargs: dict[str, Any], spec: str) -> nn.Modu
 
 @register_source(
     "torchvision",
-    syntax="torchvision:resnet18?weights=/path/resnet18.safetensors",
-    description="torchvision classification architecture with weights from a local file or torch hub's cache",
+    syntax="torchvision:resnet50?weights=IMAGENET1K_V2 or torchvision:resnet18?weights=/path/r18.safetensors",
+    description="torchvision classification architecture with its weights enum's file (downloaded into "
+    "TORCH_HOME) or a local weights file",
     options=OPTIONS,
     requires="torchvision",
 )
