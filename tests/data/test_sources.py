@@ -198,6 +198,41 @@ def test_table_missing_labels_and_texts(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "c.csv"))
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "images.csv",
+            "path,label\n",
+            r"^images\.csv has a header \(path, label\) but no rows; add one row per sample below it",
+        ),
+        (
+            "texts.csv",
+            "text,label,split\n",
+            r"^texts\.csv has a header \(text, label, split\) but no rows; add one row per sample",
+        ),
+        ("empty.csv", "", r"empty\.csv is empty; expected a header row and one row per sample$"),
+        ("empty.jsonl", "", r"^empty\.jsonl has no records; expected one JSON object per line"),
+        ("blank.jsonl", "\n\n  \n", r"^blank\.jsonl has no records; expected one JSON object per line"),
+        (
+            "nolabel.csv",
+            "text,label\nfoo,\nbar,\nbaz,\n",
+            r"^nolabel\.csv: the 'label' column is empty \(0 of 3 rows have a label\); give every sample",
+        ),
+        (
+            "nolabel.jsonl",
+            '{"text": "a", "label": null}\n{"text": "b", "label": null}\n',
+            r"^nolabel\.jsonl: the 'label' column is empty \(0 of 2 rows have a label\)",
+        ),
+    ],
+)
+def test_tables_without_samples_give_one_line(tmp_path: Path, name: str, text: str, message: str) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=message) as info:
+        load_dataset(str(tmp_path / name))
+    assert "\n" not in str(info.value)
+
+
 # ---------------------------------------------------------------------------------------------- features
 
 

@@ -142,6 +142,16 @@ def _first_rows(mask: np.ndarray, limit: int = 5) -> str:
 def _load_table(path: Path, split: str) -> TargetDataset:
     df = _read_table(path)
     columns = [str(c) for c in df.columns]
+    if len(df) == 0:
+        if path.suffix.lower() == ".csv":
+            raise ValueError(
+                f"{path.name} has a header ({_list(columns)}) but no rows; "
+                "add one row per sample below it (columns path or text, and label)"
+            )
+        raise ValueError(
+            f"{path.name} has no records; expected one JSON object per line with keys "
+            '"path" or "text", and "label", e.g. {"text": "a sentence", "label": "positive"}'
+        )
     if "path" in columns:
         modality, item_column = "image", "path"
     elif "text" in columns:
@@ -155,6 +165,11 @@ def _load_table(path: Path, split: str) -> TargetDataset:
         raise ValueError(f"{path.name} has no 'label' column; columns present: {_list(columns)}")
     label_values = df["label"]
     missing = label_values.isna().to_numpy()
+    if missing.all():
+        raise ValueError(
+            f"{path.name}: the 'label' column is empty (0 of {len(df)} rows have a label); "
+            "give every sample a label (a class name or number)"
+        )
     if missing.any():
         raise ValueError(
             f"{path.name}: {int(missing.sum())} rows have no label (data rows {_first_rows(missing)}); "
