@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
+import zipfile
 import zlib
 from types import SimpleNamespace
 
@@ -332,3 +335,202 @@ def test_choose_ensemble_real_selection(zoo):
     assert choice.ensemble_scores[0] == pytest.approx(choice.individual_scores["strong"])
     assert choice.individual_scores["strong"] > choice.individual_scores["weak"]
     assert choice.config["k"] == 2 and choice.config["method"] == "greedy_concat"
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: models strings and files, unreadable data, hostile checkpoints, outputs.
+
+
+def test_parse_models_keeps_commas_inside_spec_options(tmp_path, monkeypatch):
+    spec = "py:m:f?mean=0.5,0.5,0.5&std=0.2,0.2,0.2"
+    assert ranking.parse_models(f"{spec},efficientnet-lite0") == [spec, "efficientnet-lite0"]
+    assert ranking.parse_models(f"{spec},timm:resnet18?size=64") == [spec, "timm:resnet18?size=64"]
+    assert ranking.parse_models(f" {spec} ; other ") == [spec, "other"]
+    assert ranking.parse_models(f"\"{spec},x\", 'a;b' ,c") == [f"{spec},x", "a;b", "c"]
+    assert ranking.parse_models("a?x=1,2,b,c") == ["a?x=1,2,b,c"]  # no new spec after the commas
+    assert ranking.parse_models("a,b?x=1,2") == ["a", "b?x=1,2"]  # before any '?', a comma separates
+    local = tmp_path / "weights.pt"
+    local.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert ranking.parse_models("a?x=1,weights.pt") == ["a?x=1", "weights.pt"]  # an existing path
+    with pytest.raises(ValueError, match='unterminated " quote'):
+        ranking.parse_models('a,"b')
+    with pytest.raises(ValueError, match="text after the quoted spec 'b'"):
+        ranking.parse_models("a,'b'c")
+
+
+def test_parse_models_file_refuses_py_lines_without_allow_code(tmp_path):
+    path = tmp_path / "models.txt"
+    path.write_text("efficientnet-lite0\n\n  py:tools.models:build?head=0   # mine\n")
+    with pytest.raises(ValueError) as info:
+        ranking.parse_models(path)
+    assert str(info.value) == (
+        f"{str(path)!r} line 3: 'py:tools.models:build?head=0' runs Python code named by the models file; "
+        "pass --allow-code (allow_code=True) or --trust-checkpoint (trust_checkpoint=True) if you trust "
+        "this file"
+    )
+    assert ranking.parse_models(path, allow_code=True) == [
+        "efficientnet-lite0",
+        "py:tools.models:build?head=0",
+    ]
+    assert ranking.parse_models("py:tools.models:build,b") == ["py:tools.models:build", "b"]
+    assert ranking.parse_models(["py:tools.models:build"]) == ["py:tools.models:build"]
+
+
+def test_rank_refuses_py_lines_in_a_models_file_before_any_work(zoo, tmp_path, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(ranking, "_load_checkpoint", lambda spec, **kw: loaded.append(spec))
+    path = tmp_path / "models.txt"
+    path.write_text("strong\npy:evil:make\n")
+    with pytest.raises(ValueError, match="line 2: 'py:evil:make' runs Python code"):
+        ranking.rank(zoo, path, measures="logme")
+    with pytest.raises(ValueError, match="line 2"):
+        ranking.choose_ensemble(zoo, str(path), k=1)
+    assert loaded == []
+    monkeypatch.setattr(ranking, "_load_checkpoint", lambda spec, **kw: FakeCheckpoint(spec.split(":")[-1]))
+    path.write_text("py:x:strong\npy:x:weak\n")
+    for keyword in ("allow_code", "trust_checkpoint"):
+        df = ranking.rank(zoo, path, measures="logme", **{keyword: True})
+        assert list(df["checkpoint"]) == ["py:x:strong", "py:x:weak"]
+
+
+def test_parse_models_weights_and_binary_files(tmp_path):
+    for suffix in (".safetensors", ".pt", ".pth", ".bin", ".onnx", ".ckpt"):
+        weights = tmp_path / f"model{suffix}"
+        weights.write_bytes(b"\x80\x02}q\x00.")
+        assert ranking.parse_models(str(weights)) == [str(weights)]
+    blob = tmp_path / "model.weights"
+    blob.write_bytes(b"abc\x00def")
+    with pytest.raises(ValueError) as info:
+        ranking.parse_models(blob)
+    assert str(info.value) == (
+        f"the models file {str(blob)!r} is not text (7 bytes of binary data); to rank a weights file give "
+        f"it as a checkpoint: file:{blob}?arch=timm:NAME (or ?arch=torchvision:NAME; .onnx and TorchScript "
+        "files need no arch); a models file lists one checkpoint per line"
+    )
+
+
+def _raise_from_a_real_loader(kind: str, tmp_path) -> None:
+    """Make a real library raise what it raises on a hostile or damaged checkpoint file."""
+    import torch
+
+    if kind == "pickle":
+        path = tmp_path / "evil.bin"
+        path.write_bytes(pickle.dumps({"w": _Hostile(tmp_path / "PWNED")}, protocol=2))
+        torch.load(path, weights_only=True)
+    elif kind == "eof":
+        (tmp_path / "empty.bin").write_bytes(b"")
+        torch.load(tmp_path / "empty.bin", weights_only=True)
+    elif kind == "zip":
+        (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 not a zip")
+        zipfile.ZipFile(tmp_path / "bad.zip")
+    elif kind == "safetensors":
+        from safetensors.torch import load_file
+
+        (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 16)
+        load_file(tmp_path / "bad.safetensors")
+    elif kind == "index":
+        np.empty((0, 3))[0]  # an IndexError, as from a malformed archive
+    raise AssertionError(f"{kind} did not raise")
+
+
+class _Hostile:
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("pickle", "refused to unpickle the checkpoint (UnpicklingError: "),
+        ("eof", "EOFError"),
+        ("zip", "BadZipFile: File is not a zip file"),
+        ("safetensors", "SafetensorError: Error while deserializing header"),
+        ("index", "index 0 is out of bounds for axis 0 with size 0"),
+    ],
+)
+def test_loader_errors_fail_one_checkpoint(zoo, tmp_path, monkeypatch, kind, error):
+    def load(spec, trust_checkpoint, device):
+        if spec == "hostile":
+            _raise_from_a_real_loader(kind, tmp_path)
+        return FakeCheckpoint(spec)
+
+    monkeypatch.setattr(ranking, "_load_checkpoint", load)
+    df = ranking.rank(zoo, "hostile,strong,weak", measures="logme")
+    assert list(df["checkpoint"]) == ["strong", "weak", "hostile"]
+    assert list(df["status"]) == ["ok", "ok", "failed"]
+    message = df["error"].iloc[2]
+    assert message.startswith(error) and "\n" not in message, message
+    assert not (tmp_path / "PWNED").exists()
+    with pytest.raises(Exception) as info:
+        ranking.rank(zoo, "hostile,strong", measures="logme", on_error="raise")
+    assert not isinstance(info.value, AssertionError)
+
+
+def test_unwritable_cache_fails_before_the_data_or_any_checkpoint(zoo, tmp_path, monkeypatch):
+    monkeypatch.setattr(ranking, "_make_cache", REAL_MAKE_CACHE)
+    monkeypatch.setattr(ranking, "_load_target", lambda *a, **k: pytest.fail("data loaded"))
+    (tmp_path / "file").write_text("")
+    for call in (
+        lambda: ranking.rank(zoo, "strong,weak", measures="logme", cache_dir=tmp_path / "file" / "c"),
+        lambda: ranking.choose_ensemble(zoo, "strong,weak", k=1, cache_dir=tmp_path / "file"),
+    ):
+        with pytest.raises(
+            OSError, match=r"feature cache folder .* is not writable \(.*/file' is a file, not a folder\)"
+        ):
+            call()
+
+
+REAL_MAKE_CACHE = ranking._make_cache
+
+
+def _image_folder(root):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    (root / "a" / "broken.png").write_bytes(b"not a png")
+    return str(root)
+
+
+def test_on_unreadable_fail_skip_and_default(zoo, tmp_path):
+    data = _image_folder(tmp_path / "images")
+    with pytest.raises(ValueError, match=r"broken.png .*pass on_unreadable='skip' to drop them"):
+        ranking.rank(data, "strong,weak", measures="logme")
+    df = ranking.rank(data, "strong,weak", measures="logme", on_unreadable="skip")
+    assert any(note.startswith("skipped 1 of 7 image files") for note in df.attrs["notes"])
+    assert df.attrs["dataset"]["n_samples"] == 6 and df.attrs["config"]["on_unreadable"] == "skip"
+    choice = ranking.choose_ensemble(data, "strong,weak", k=1, on_unreadable="skip")
+    assert choice.selected == ["strong"] and choice.config["on_unreadable"] == "skip"
+    with ranking.on_unreadable_default("skip"):  # what the benchmark harness's loads get
+        assert len(ranking._load_target(data, None, 0).labels) == 6
+        with pytest.raises(ValueError, match="pass on_unreadable='skip'"):
+            ranking._load_target(data, None, 0, "fail")  # an explicit choice wins
+    with pytest.raises(ValueError, match="pass on_unreadable='skip'"):
+        ranking._load_target(data, None, 0)  # the default is back to "fail"
+    with pytest.raises(ValueError, match="'fail' or 'skip'"), ranking.on_unreadable_default("ignore"):
+        pass
+
+
+def test_save_ranking_replaces_symlinks_instead_of_writing_through(zoo, tmp_path):
+    df = ranking.rank(zoo, "strong,weak", measures="logme")
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    names = ("ranking.csv", "ranking.json", "config.json", "scores.png")
+    for name in names:
+        (outside / name).write_text("keep")
+        (out / name).symlink_to(outside / name)
+    written = ranking.save_ranking(df, out, overwrite=True)
+    assert sorted(p.name for p in written.values()) == sorted(names)
+    for name in names:
+        assert (outside / name).read_text() == "keep"
+        assert (out / name).is_file() and not (out / name).is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert list(pd.read_csv(out / "ranking.csv")["checkpoint"]) == ["strong", "weak"]

@@ -26,15 +26,20 @@ Failures
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import inspect
 import json
 import logging
 import math
+import os
+import pickle
 import platform
+import re
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,6 +55,7 @@ __all__ = [
     "check_output_dir",
     "choose_ensemble",
     "csv_frame",
+    "on_unreadable_default",
     "parse_models",
     "rank",
     "ranking_records",
@@ -82,6 +88,16 @@ TRAILING_COLUMNS = (
 )
 
 OnError = Literal["record", "raise"]
+OnUnreadable = Literal["fail", "skip"]
+
+#: What :func:`_load_target` does with unreadable image files when the caller does not say
+#: (set for a block with :func:`on_unreadable_default`, e.g. around the benchmark harness).
+_ON_UNREADABLE: contextvars.ContextVar[OnUnreadable] = contextvars.ContextVar(
+    "ckptrank_on_unreadable", default="fail"
+)
+
+#: Suffixes of checkpoint weight files: such a file given as ``models`` is a checkpoint, never a list.
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".onnx", ".ckpt", ".ts")
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,10 +105,34 @@ OnError = Literal["record", "raise"]
 # can replace them).
 
 
-def _load_dataset(spec: str, *, per_class: int | None, seed: int) -> Any:
+def _load_dataset(
+    spec: str, *, per_class: int | None, seed: int, on_unreadable: OnUnreadable | None = None
+) -> Any:
     from ckptrank.data import load_dataset
 
-    return load_dataset(spec, split="train", per_class=per_class, seed=seed)
+    policy = _ON_UNREADABLE.get() if on_unreadable is None else on_unreadable
+    return load_dataset(spec, split="train", per_class=per_class, seed=seed, on_unreadable=policy)
+
+
+@contextlib.contextmanager
+def on_unreadable_default(policy: OnUnreadable) -> Iterator[None]:
+    """Within the block, data specs loaded without an explicit ``on_unreadable`` use ``policy``.
+
+    For callers that load target data through code they do not control the arguments of (the
+    benchmark harness); :func:`rank` and :func:`choose_ensemble` take ``on_unreadable`` directly.
+
+    Parameters
+    ----------
+    policy : {"fail", "skip"}
+        Raise on missing or unreadable image files, or drop them with a note.
+    """
+    if policy not in ("fail", "skip"):
+        raise ValueError(f"on_unreadable must be 'fail' or 'skip', not {policy!r}")
+    token = _ON_UNREADABLE.set(policy)
+    try:
+        yield
+    finally:
+        _ON_UNREADABLE.reset(token)
 
 
 def _load_checkpoint(spec: str, *, trust_checkpoint: bool, device: str | None) -> Any:
@@ -111,9 +151,12 @@ def _check_spec(spec: str) -> None:
 
 
 def _make_cache(cache_dir: str | Path | None) -> Any:
+    """The feature cache, after checking that entries can be written there (one clear error if not)."""
     from ckptrank.engine.cache import FeatureCache
 
-    return FeatureCache(root=cache_dir)
+    cache = FeatureCache(root=cache_dir)
+    cache.check_writable()
+    return cache
 
 
 def _extract(
@@ -125,57 +168,229 @@ def _extract(
 
 
 def _checkpoint_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mark one checkpoint as failed instead of aborting the ranking."""
-    return (ValueError, KeyError, OSError, RuntimeError, ImportError, TypeError, AttributeError)
+    """Exceptions that mark one checkpoint as failed instead of aborting the ranking.
+
+    Besides the usual ones, what loaders raise on a damaged or hostile file: pickle errors (a
+    ``torch.load(weights_only=True)`` refusing a pickle that needs code), ``EOFError`` (an empty
+    or truncated pickle), ``zipfile.BadZipFile``, safetensors' ``SafetensorError``, and
+    ``LookupError`` (an ``IndexError`` from a malformed archive or config).
+    """
+    errors: tuple[type[BaseException], ...] = (
+        ValueError,
+        LookupError,
+        OSError,
+        RuntimeError,
+        ImportError,
+        TypeError,
+        AttributeError,
+        pickle.PickleError,
+        EOFError,
+        zipfile.BadZipFile,
+    )
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors is a dependency
+        return errors
+    return (*errors, SafetensorError)
+
+
+def _failure_text(err: BaseException) -> str:
+    """One line saying why a checkpoint failed (library messages can span many lines)."""
+    text = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+    if isinstance(err, pickle.PickleError):
+        # torch wraps the reason in paragraphs of advice: keep the paragraph that names the reason
+        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+        useful = [p for p in paragraphs if not p.startswith(("Weights only load failed", "Check the doc"))]
+        reason = (useful or paragraphs or [""])[0]
+        reason = re.sub(r"^.*WeightsUnpickler error:\s*", "", reason)[:200] or "no detail"
+        return (
+            f"refused to unpickle the checkpoint ({type(err).__name__}: {reason}): it is corrupt or "
+            "holds more than tensors; ckptrank never runs code from a checkpoint, use a safetensors copy "
+            "of the model"
+        )
+    text = " ".join(text.split())
+    if not text:
+        return type(err).__name__
+    if not isinstance(err, ValueError | LookupError | OSError | RuntimeError | ImportError):
+        return f"{type(err).__name__}: {text}"
+    return text
 
 
 # --------------------------------------------------------------------------------------------
 # Argument parsing shared by the API and the CLI.
 
 
-def parse_models(models: str | Path | Sequence[str]) -> list[str]:
-    """Checkpoint specs from a list, a comma-separated string, or a file with one spec per line.
+def parse_models(models: str | Path | Sequence[str], *, allow_code: bool = False) -> list[str]:
+    """Checkpoint specs from a list, a separated string, or a file with one spec per line.
 
-    In a file, blank lines and everything after ``#`` are ignored. Duplicates are dropped
-    (first occurrence kept).
+    A string is split into specs with these rules (the same as ``--models``):
+
+    - ``;`` always separates two specs;
+    - ``,`` separates two specs, except inside the ``?KEY=VALUE&...`` options of a spec, where
+      it belongs to the option value unless the text after it (up to the next ``,`` or ``;``)
+      starts a new spec: a ``PREFIX:`` (``timm:``, ``file:``, ...), a built-in checkpoint name,
+      a quote, or an existing path. So ``py:m:f?mean=0.5,0.5,0.5&std=0.2,0.2,0.2,efficientnet-lite0``
+      is two specs, the first with ``mean=0.5,0.5,0.5`` and ``std=0.2,0.2,0.2``;
+    - a spec in quotes (``"..."`` or ``'...'``, the quote opening the spec) is taken verbatim,
+      separators included; use quotes or ``;`` when an option value could read as a spec.
+
+    A string (or path) naming an existing file is read as a models file, one spec per line;
+    blank lines and everything after ``#`` are ignored. ``py:`` lines run Python code named by
+    the file, so they need ``allow_code=True``. A file with a weights suffix (``.safetensors``,
+    ``.pt``, ``.pth``, ``.bin``, ``.onnx``, ``.ckpt``, ``.ts``) is a checkpoint, not a list.
+    Duplicates are dropped (first occurrence kept). A sequence is taken as one spec per item.
+
+    Parameters
+    ----------
+    models : str, path or sequence of str
+        The checkpoints.
+    allow_code : bool, default False
+        Allow ``py:`` specs read from a models file (``py:`` specs in a string or a sequence are
+        the caller's own choice and always allowed).
+
+    Returns
+    -------
+    list of str
+        The specs, in order, without duplicates.
 
     Raises
     ------
     FileNotFoundError
         ``models`` looks like a list file (``.txt``, ``.lst``, ``.list``) that does not exist.
     ValueError
-        No checkpoint is given.
+        No checkpoint is given, an unterminated quote, a models file that is not text, or a
+        ``py:`` line in a models file without ``allow_code``.
 
     Examples
     --------
     >>> parse_models("efficientnet-lite0, efficientnet-lite1")
     ['efficientnet-lite0', 'efficientnet-lite1']
+    >>> parse_models("py:m:f?mean=0.5,0.5,0.5&std=0.2,0.2,0.2;'file:a,b.pt'")
+    ['py:m:f?mean=0.5,0.5,0.5&std=0.2,0.2,0.2', 'file:a,b.pt']
     """
-    if isinstance(models, Path) or (isinstance(models, str) and "," not in models):
-        path = Path(models)
-        if path.is_file():
-            specs = []
-            for line in path.read_text(encoding="utf-8").splitlines():
-                spec = line.split("#", 1)[0].strip()
-                if spec:
-                    specs.append(spec)
-            if not specs:
-                raise ValueError(
-                    f"the models file {str(path)!r} lists no checkpoint (one per line, # comments)"
-                )
-            return _dedupe(specs)
-        if path.suffix.lower() in (".txt", ".lst", ".list"):
+    if isinstance(models, str | Path):
+        path = Path(models).expanduser()
+        if _is_file(path):
+            if path.suffix.lower() in WEIGHT_SUFFIXES:
+                return [str(models).strip()]  # a weights file: the checkpoint itself
+            return _read_models_file(path, allow_code=allow_code)
+        if not _SEPARATORS.search(str(models)) and path.suffix.lower() in (".txt", ".lst", ".list"):
             raise FileNotFoundError(
                 f"models file {str(path)!r} not found; give an existing file (one checkpoint per line) "
                 "or a comma-separated list of checkpoints"
             )
     if isinstance(models, str | Path):
-        specs = [part.strip() for part in str(models).split(",")]
+        specs = _split_specs(str(models))
     else:
         specs = [str(part).strip() for part in models]
     specs = [spec for spec in specs if spec]
     if not specs:
         raise ValueError("no checkpoint given; pass --models A,B,... or a file with one checkpoint per line")
+    return _dedupe(specs)
+
+
+_SEPARATORS = re.compile(r"[,;\"']")
+_PREFIX = re.compile(r"[A-Za-z][\w.+-]*:")
+_QUOTES = "\"'"
+_MAX_MODELS_FILE_BYTES = 4 << 20
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
+def _split_specs(text: str) -> list[str]:
+    """Split a models string by the rules in :func:`parse_models`."""
+    specs: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char in _QUOTES and not "".join(current).strip():
+            end = text.find(char, i + 1)
+            if end < 0:
+                raise ValueError(f"unterminated {char} quote in the models {text!r}; close the quote")
+            after = re.match(r"\s*(?:[,;]|$)", text[end + 1 :])
+            if after is None:
+                raise ValueError(
+                    f"text after the quoted spec {text[i : end + 1]} in the models {text!r}; "
+                    "separate checkpoints with ',' or ';'"
+                )
+            specs.append(text[i + 1 : end].strip())
+            current = []
+            i = end + 1 + after.end()
+            continue
+        if char == "," and "?" in "".join(current):
+            following = re.split(r"[,;]", text[i + 1 :], maxsplit=1)[0]
+            if not _starts_spec(following):
+                current.append(char)
+                i += 1
+                continue
+        if char in ",;":
+            specs.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    specs.append("".join(current).strip())
+    return specs
+
+
+def _starts_spec(text: str) -> bool:
+    """Whether ``text`` (what follows a comma inside a spec's options) begins a new spec."""
+    text = text.strip()
+    if not text or text[0] in _QUOTES or _PREFIX.match(text):
+        return True
+    head = re.split(r"[?@]", text, maxsplit=1)[0]
+    if head.lower() in _builtin_names():
+        return True
+    try:
+        return Path(head).expanduser().exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _builtin_names() -> set[str]:
+    try:
+        from ckptrank.adapters import list_builtin_checkpoints
+    except ImportError:  # pragma: no cover - the adapters are part of the package
+        return set()
+    return {name.lower() for name in list_builtin_checkpoints()}
+
+
+def _read_models_file(path: Path, *, allow_code: bool) -> list[str]:
+    """The specs of a models file (one per line, ``#`` comments), refusing binary files and ``py:``."""
+    size = path.stat().st_size
+    data = path.read_bytes() if size <= _MAX_MODELS_FILE_BYTES else b"\0"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise ValueError(
+            f"the models file {str(path)!r} is not text ({size} bytes of binary data); to rank a weights "
+            f"file give it as a checkpoint: file:{path}?arch=timm:NAME (or ?arch=torchvision:NAME; "
+            ".onnx and TorchScript files need no arch); a models file lists one checkpoint per line"
+        )
+    specs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        spec = line.split("#", 1)[0].strip()
+        if len(spec) >= 2 and spec[0] in _QUOTES and spec[-1] == spec[0]:
+            spec = spec[1:-1].strip()
+        if not spec:
+            continue
+        if spec.lower().startswith("py:") and not allow_code:
+            raise ValueError(
+                f"{str(path)!r} line {number}: {spec!r} runs Python code named by the models file; "
+                "pass --allow-code (allow_code=True) or --trust-checkpoint (trust_checkpoint=True) if you "
+                "trust this file"
+            )
+        specs.append(spec)
+    if not specs:
+        raise ValueError(f"the models file {str(path)!r} lists no checkpoint (one per line, # comments)")
     return _dedupe(specs)
 
 
@@ -285,8 +500,7 @@ class _Run:
 
     def fail(self, err: BaseException) -> _Run:
         self.status = "failed"
-        self.error = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())
-        self.error = self.error or type(err).__name__
+        self.error = _failure_text(err)
         self.features = self.source_probs = self.model = None
         return self
 
@@ -381,11 +595,13 @@ def _iter_runs(
         run.model = None
 
 
-def _load_target(data: Any, per_class: int | None, seed: int) -> Any:
+def _load_target(
+    data: Any, per_class: int | None, seed: int, on_unreadable: OnUnreadable | None = None
+) -> Any:
     if per_class is not None and (not isinstance(per_class, int | np.integer) or per_class < 1):
         raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
     if isinstance(data, str | Path):
-        dataset = _load_dataset(str(data), per_class=per_class, seed=seed)
+        dataset = _load_dataset(str(data), per_class=per_class, seed=seed, on_unreadable=on_unreadable)
     else:
         if per_class is not None:
             raise ValueError(
@@ -545,6 +761,8 @@ def rank(
     progress: Any = None,
     trust_checkpoint: bool = False,
     on_error: OnError = "record",
+    allow_code: bool = False,
+    on_unreadable: OnUnreadable = "fail",
 ) -> pd.DataFrame:
     """Rank checkpoints for a target task by transferability measures.
 
@@ -556,7 +774,7 @@ def rank(
         split is used.
     models : str, path or sequence of str
         Checkpoint specs: a list, a comma-separated string, or a file with one spec per line
-        (``#`` comments).
+        (``#`` comments); see :func:`parse_models` for the splitting rules.
     measures : str or sequence of str, optional
         Measure names (comma-separated or a list; ``"all"`` = every static measure). Default
         :data:`DEFAULT_MEASURES`. Measures needing source probabilities are skipped, with a note,
@@ -567,7 +785,8 @@ def rank(
         Seed of the subsample and ``random_state`` of the stochastic measures (unless given in
         ``measure_options``).
     cache_dir : str or path, optional
-        Feature-cache folder (default: the cache's own default, ``$CKPTRANK_CACHE``).
+        Feature-cache folder (default: the cache's own default, ``$CKPTRANK_CACHE``). It must be
+        writable; this is checked before any work.
     device : str, optional
         Where the checkpoints run (default CPU).
     batch_size : int
@@ -577,9 +796,13 @@ def rank(
     progress : optional
         Passed to the extraction engine (None = its default).
     trust_checkpoint : bool
-        Allow loading checkpoint files that execute code (pickles).
+        Allow loading checkpoint files that execute code (pickles); implies ``allow_code``.
     on_error : {"record", "raise"}
         ``"record"`` keeps a failing checkpoint or measure as a note; ``"raise"`` re-raises.
+    allow_code : bool
+        Allow ``py:`` specs read from a models file (they run Python code the file names).
+    on_unreadable : {"fail", "skip"}
+        Missing or unreadable image files of the target data: raise, or drop them with a note.
 
     Returns
     -------
@@ -601,12 +824,14 @@ def rank(
         could score any checkpoint.
     FileNotFoundError
         The data or the models file does not exist.
+    CacheNotWritableError
+        The feature cache folder cannot be written (an ``OSError``).
     """
     if on_error not in ("record", "raise"):
         raise ValueError(f"on_error must be 'record' or 'raise', got {on_error!r}")
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    specs = parse_models(models)
+    specs = parse_models(models, allow_code=allow_code or trust_checkpoint)
     _check_specs(specs)
     names = resolve_measures(measures)
     options = _resolve_options(names, measure_options, seed)
@@ -621,13 +846,13 @@ def rank(
         if missing:
             run_notes.append(f"default measures not available in this installation: {', '.join(missing)}")
 
-    dataset = _load_target(data, per_class, seed)
+    cache = _make_cache(cache_dir)  # an unwritable cache is one error now, not a failure per checkpoint
+    dataset = _load_target(data, per_class, seed, on_unreadable)
     run_notes.extend(_dataset_notes(dataset, per_class, seed))
     if getattr(dataset, "modality", None) == "features" and len(specs) > 1:
         run_notes.append(
             "the target data are precomputed features: every checkpoint is scored on the same features"
         )
-    cache = _make_cache(cache_dir)
 
     rows: list[dict[str, Any]] = []
     checkpoint_notes: dict[str, list[str]] = {}
@@ -664,6 +889,8 @@ def rank(
         "device": device or "cpu",
         "cache_dir": _cache_root(cache, cache_dir),
         "trust_checkpoint": trust_checkpoint,
+        "allow_code": allow_code,
+        "on_unreadable": on_unreadable,
         "versions": _versions(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
@@ -967,27 +1194,56 @@ def save_ranking(
     ------
     ValueError
         ``out`` is not empty and ``overwrite`` is False.
+
+    Notes
+    -----
+    Every file is written to a temporary file in ``out`` and moved onto its name with
+    :func:`os.replace`, so a reader never sees half a file, and a name that is a symbolic link
+    is replaced by the new file: the link's target is never written through.
     """
     path = check_output_dir(out, overwrite=overwrite)
     path.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    csv_frame(frame).to_csv(path / "ranking.csv", index=False)
-    written["csv"] = path / "ranking.csv"
-    (path / "ranking.json").write_text(json.dumps(ranking_records(frame), indent=2) + "\n", encoding="utf-8")
-    written["json"] = path / "ranking.json"
+    written["csv"] = _replace_text(path / "ranking.csv", csv_frame(frame).to_csv(index=False))
+    records = json.dumps(ranking_records(frame), indent=2) + "\n"
+    written["json"] = _replace_text(path / "ranking.json", records)
     config = dict(frame.attrs.get("config", {}))
     config["dataset"] = frame.attrs.get("dataset")
     config["notes"] = list(frame.attrs.get("notes", []))
-    (path / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
-    written["config"] = path / "config.json"
+    written["config"] = _replace_text(path / "config.json", json.dumps(config, indent=2, default=str) + "\n")
     if plot:
         try:
             from ckptrank.plotting import plot_scores
 
-            written["plot"] = plot_scores(frame, path / "scores.png")
+            written["plot"] = _replace_file(path / "scores.png", lambda tmp: plot_scores(frame, tmp))
         except ImportError as err:  # matplotlib is an optional extra
             logger.warning("scores.png not drawn: %s", err)
     return written
+
+
+def _replace_text(target: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``target`` with :func:`_replace_file`."""
+    return _replace_file(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _replace_file(target: Path, write: Callable[[Path], object]) -> Path:
+    """Write ``target`` through ``write(temporary path)`` in its folder, then :func:`os.replace` it.
+
+    ``os.replace`` renames onto the name itself, so a symbolic link there is replaced, never
+    followed, and readers see the old file or the new one, never a partial one.
+    """
+    tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # new, private name; umask mode
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return target
 
 
 # --------------------------------------------------------------------------------------------
@@ -1064,13 +1320,15 @@ def choose_ensemble(
     progress: Any = None,
     trust_checkpoint: bool = False,
     on_error: OnError = "record",
+    allow_code: bool = False,
+    on_unreadable: OnUnreadable = "fail",
 ) -> EnsembleChoice:
     """Pick ``k`` complementary checkpoints by SFDA ensemble selection.
 
     Runs each checkpoint over the target training data (through the feature cache) and calls
     :func:`ckptrank.ensemble.select_ensemble` (greedy forward selection on SFDA). ``method``,
-    ``pca_dims`` and ``standardize`` are passed to it; the other parameters are as in
-    :func:`rank`.
+    ``pca_dims`` and ``standardize`` are passed to it; the other parameters (``allow_code``
+    and ``on_unreadable`` included) are as in :func:`rank`.
 
     Raises
     ------
@@ -1080,14 +1338,14 @@ def choose_ensemble(
     """
     if not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    specs = parse_models(models)
+    specs = parse_models(models, allow_code=allow_code or trust_checkpoint)
     _check_specs(specs)
     if k > len(specs):
         raise ValueError(f"k={k} but only {len(specs)} checkpoints were given; choose k <= {len(specs)}")
     start = time.perf_counter()
-    dataset = _load_target(data, per_class, seed)
-    notes = _dataset_notes(dataset, per_class, seed)
     cache = _make_cache(cache_dir)
+    dataset = _load_target(data, per_class, seed, on_unreadable)
+    notes = _dataset_notes(dataset, per_class, seed)
     features: dict[str, Any] = {}
     failed: dict[str, str] = {}
     labels = None
@@ -1149,6 +1407,7 @@ def choose_ensemble(
         "pca_dims": pca_dims,
         "standardize": standardize,
         "per_class": per_class,
+        "on_unreadable": on_unreadable,
         "seed": seed,
         "batch_size": batch_size,
         "device": device or "cpu",

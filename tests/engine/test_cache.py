@@ -335,3 +335,51 @@ def test_npz_is_a_plain_zip_of_npy_members(tmp_path: Path) -> None:
     with zipfile.ZipFile(cache.path_for(KEY_A)) as zf:
         assert zf.testzip() is None
         assert sorted(zf.namelist()) == ["features.npy", "labels.npy", "source_probs.npy"]
+
+
+# ------------------------------------------------------------------------------------------ writability
+
+
+def test_check_writable_creates_the_folders_and_leaves_no_probe(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "new" / "cache")
+    cache.check_writable()
+    root = tmp_path / "new" / "cache"
+    assert sorted(p.name for p in root.iterdir()) == ["features", "locks", "partial"]
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+    _put(cache, KEY_A)
+    cache.check_writable()  # an existing, populated cache passes
+    assert [e.key for e in cache.ls()] == [KEY_A]
+
+
+@pytest.mark.parametrize("where", ["root is a file", "parent is a file", "features is a file"])
+def test_check_writable_names_the_file_in_the_way(tmp_path: Path, where: str) -> None:
+    blocker = tmp_path / "blocker"
+    if where == "features is a file":
+        root = tmp_path / "cache"
+        root.mkdir()
+        blocker = root / "features"
+    else:
+        root = blocker if where == "root is a file" else blocker / "sub"
+    blocker.write_text("a file")
+    with pytest.raises(cache_module.CacheNotWritableError) as info:
+        FeatureCache(root).check_writable()
+    assert isinstance(info.value, OSError)
+    assert str(info.value) == (
+        f"the feature cache folder {str(root)!r} is not writable ({str(blocker)!r} is a file, not a folder); "
+        "choose a writable folder with --cache-dir DIR (cache_dir=...) or the CKPTRANK_CACHE environment "
+        "variable"
+    )
+    assert blocker.read_text() == "a file"
+
+
+def test_check_writable_reports_an_os_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only folder (root ignores chmod, so the refusal is simulated at the temp-file call)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(kwargs.get("dir")))
+
+    monkeypatch.setattr(cache_module.tempfile, "mkstemp", refuse)
+    with pytest.raises(
+        cache_module.CacheNotWritableError, match=r"\(Permission denied: .*features\); choose"
+    ):
+        FeatureCache(tmp_path / "c").check_writable()

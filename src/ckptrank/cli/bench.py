@@ -15,10 +15,15 @@ from .rank import (
     BatchSizeOpt,
     CacheDirOpt,
     DeviceOpt,
+    OfflineOpt,
+    OnUnreadable,
+    OnUnreadableOpt,
     SeedOpt,
     TrustOpt,
     check_format,
+    cli_flag_names,
     epilog,
+    on_unreadable_policy,
     parse_measure_options,
     print_notes,
     progress_for,
@@ -400,6 +405,8 @@ def bench_command(
         typer.Option("--option", help="Measure option MEASURE.OPTION=VALUE (repeatable)."),
     ] = None,
     trust_checkpoint: TrustOpt = False,
+    on_unreadable: OnUnreadableOpt = OnUnreadable.error,
+    offline: OfflineOpt = False,
 ) -> None:
     """Evaluate transferability measures against fine-tuning ground truth on a benchmark suite.
 
@@ -414,6 +421,7 @@ def bench_command(
 
     def run() -> None:
         from ckptrank.bench.harness import bench
+        from ckptrank.ranking import on_unreadable_default
 
         fmt = check_format(output_format, FORMATS)
         if list_only:
@@ -432,27 +440,28 @@ def bench_command(
             if fmt == "human":
                 typer.echo(f"scoring {message}", err=True)
 
-        result = bench(
-            suite,
-            measures=measures,
-            scores=scores,
-            store=results,
-            protocol=protocol,
-            on_unknown="ignore" if ignore_unknown else "error",
-            higher_is_better=direction or None,
-            n_bootstrap=bootstrap,
-            min_checkpoints=min_checkpoints,
-            tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
-            cache_dir=cache_dir,
-            device=device,
-            batch_size=batch_size,
-            measure_options=parse_measure_options(option),
-            seed=seed,
-            progress=progress_for(fmt),
-            trust_checkpoint=trust_checkpoint,
-            on_error="raise" if debug_enabled() else "record",
-            on_progress=say,
-        )
+        with cli_flag_names(), on_unreadable_default(on_unreadable_policy(on_unreadable)):
+            result = bench(
+                suite,
+                measures=measures,
+                scores=scores,
+                store=results,
+                protocol=protocol,
+                on_unknown="ignore" if ignore_unknown else "error",
+                higher_is_better=direction or None,
+                n_bootstrap=bootstrap,
+                min_checkpoints=min_checkpoints,
+                tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+                cache_dir=cache_dir,
+                device=device,
+                batch_size=batch_size,
+                measure_options=parse_measure_options(option),
+                seed=seed,
+                progress=progress_for(fmt),
+                trust_checkpoint=trust_checkpoint,
+                on_error="raise" if debug_enabled() else "record",
+                on_progress=say,
+            )
         emit(result, fmt)
         if report is not None:
             from ckptrank.bench.report import write_report

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ._errors import run_with_error_mapping
-from .rank import epilog, print_notes, render_table
+from .rank import OfflineOpt, epilog, print_notes, render_table
 
 __all__ = ["register"]
 
@@ -38,6 +38,7 @@ def demo_command(
     per_class: Annotated[int | None, typer.Option("--per-class", min=1, hidden=True)] = None,
     check_per_class: Annotated[int, typer.Option("--check-per-class", min=1, hidden=True)] = 30,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", hidden=True)] = None,
+    offline: OfflineOpt = False,
 ) -> None:
     """Rank real pre-trained checkpoints on a real built-in task (offline, a few minutes on a CPU).
 

@@ -9,16 +9,22 @@ import typer
 
 from ._errors import debug_enabled, run_with_error_mapping
 from .rank import (
+    AllowCodeOpt,
     BatchSizeOpt,
     CacheDirOpt,
     DataOpt,
     DeviceOpt,
     ModelsOpt,
+    OfflineOpt,
+    OnUnreadable,
+    OnUnreadableOpt,
     PerClassOpt,
     SeedOpt,
     TrustOpt,
     check_format,
+    cli_flag_names,
     epilog,
+    on_unreadable_policy,
     print_notes,
     progress_for,
 )
@@ -61,6 +67,9 @@ def ensemble_command(
     device: DeviceOpt = None,
     batch_size: BatchSizeOpt = 64,
     trust_checkpoint: TrustOpt = False,
+    allow_code: AllowCodeOpt = False,
+    on_unreadable: OnUnreadableOpt = OnUnreadable.error,
+    offline: OfflineOpt = False,
 ) -> None:
     """Select K complementary checkpoints for an ensemble (greedy SFDA selection).
 
@@ -76,21 +85,24 @@ def ensemble_command(
         from ckptrank.ranking import choose_ensemble
 
         fmt = check_format(output_format, ("human", "json", "quiet"))
-        choice = choose_ensemble(
-            data,
-            models,
-            k=k,
-            method=method,
-            pca_dims=int(pca_dims) if pca_dims is not None and pca_dims >= 1 else pca_dims,
-            per_class=per_class,
-            seed=seed,
-            cache_dir=cache_dir,
-            device=device,
-            batch_size=batch_size,
-            progress=progress_for(fmt),
-            trust_checkpoint=trust_checkpoint,
-            on_error="raise" if debug_enabled() else "record",
-        )
+        with cli_flag_names():
+            choice = choose_ensemble(
+                data,
+                models,
+                k=k,
+                method=method,
+                pca_dims=int(pca_dims) if pca_dims is not None and pca_dims >= 1 else pca_dims,
+                per_class=per_class,
+                seed=seed,
+                cache_dir=cache_dir,
+                device=device,
+                batch_size=batch_size,
+                progress=progress_for(fmt),
+                trust_checkpoint=trust_checkpoint,
+                on_error="raise" if debug_enabled() else "record",
+                allow_code=allow_code,
+                on_unreadable=on_unreadable_policy(on_unreadable),
+            )
         result = choice.to_dict()
         if fmt == "json":
             typer.echo(json.dumps(result, indent=2))

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .rank import OfflineOpt
+
 __all__ = ["register"]
 
 _FORMATS = ("human", "json", "quiet")
@@ -117,6 +119,7 @@ def finetune_command(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")] = False,
     output_format: Annotated[str, typer.Option("--format", help="human, json or quiet.")] = "human",
+    offline: OfflineOpt = False,
 ) -> None:
     """Fine-tune checkpoints on a target task to get ground-truth accuracies (grid search + seeds).
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._errors import run_with_error_mapping
+from .rank import OfflineOpt
 
 app = typer.Typer(
     name="ckptrank",
@@ -20,7 +21,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(offline: OfflineOpt = False) -> None:
     """Rank pre-trained checkpoints for your target task, and benchmark the ranking measures."""
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
 import math
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -16,19 +20,27 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "OFFLINE_HELP",
+    "AllowCodeOpt",
     "BatchSizeOpt",
     "CacheDirOpt",
     "DataOpt",
     "DeviceOpt",
     "ModelsOpt",
+    "OfflineOpt",
+    "OnUnreadable",
+    "OnUnreadableOpt",
     "PerClassOpt",
     "SeedOpt",
     "TrustOpt",
     "add_budget_options",
+    "cli_flag_names",
     "epilog",
+    "on_unreadable_policy",
     "parse_measure_options",
     "print_notes",
     "register",
+    "set_offline",
 ]
 
 # Shared option aliases (also used by ``ckptrank ensemble`` and ``ckptrank demo``).
@@ -45,8 +57,12 @@ ModelsOpt = Annotated[
     str,
     typer.Option(
         "--models",
-        help="Checkpoints, comma-separated (e.g. efficientnet-lite0,timm:resnet18,file:model.pt), "
-        "or a file with one checkpoint per line (# comments). NAME@LAYER picks an intermediate layer.",
+        help="Checkpoints, separated by ',' or ';' (e.g. efficientnet-lite0,timm:resnet18,file:model.pt), "
+        "or a file with one checkpoint per line (# comments; py: lines need --allow-code). "
+        "NAME@LAYER picks an intermediate layer. Inside a spec's ?KEY=VALUE options a ',' belongs to the "
+        "value (?mean=0.5,0.5,0.5) unless the text after it starts a new spec (PREFIX:, a built-in "
+        "name or an existing path); ';' always separates, and a quoted spec (\"...\" or '...') is taken "
+        "as it is.",
     ),
 ]
 PerClassOpt = Annotated[
@@ -70,6 +86,76 @@ TrustOpt = Annotated[
         help="Allow checkpoint files that execute code when loaded (pickled .pt); only for files you trust.",
     ),
 ]
+
+AllowCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-code",
+        help="Allow py: checkpoints read from a --models file (they run the Python code the file "
+        "names); py: specs typed in --models itself are always allowed.",
+    ),
+]
+
+
+class OnUnreadable(enum.StrEnum):
+    """Choices of ``--on-unreadable``."""
+
+    error = "error"
+    skip = "skip"
+
+
+OnUnreadableOpt = Annotated[
+    OnUnreadable,
+    typer.Option(
+        "--on-unreadable",
+        case_sensitive=False,
+        help="Missing or unreadable image files in --data: error (default) stops with their list, "
+        "skip drops them with a note.",
+    ),
+]
+
+OFFLINE_HELP = (
+    "never touch the network: hub checkpoints load from the local cache only (also HF_HUB_OFFLINE=1)"
+)
+
+
+def set_offline(offline: bool) -> bool:
+    """``--offline``: set ``HF_HUB_OFFLINE=1`` in this process, before any checkpoint loads."""
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return offline
+
+
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help=OFFLINE_HELP, callback=set_offline, is_eager=True)
+]
+
+#: Library keywords named in error messages, and the CLI flags that set them.
+_CLI_FLAGS = {
+    "on_unreadable='skip'": "--on-unreadable skip",
+    "on_unreadable='fail'": "--on-unreadable error",
+}
+
+
+def on_unreadable_policy(value: OnUnreadable | str) -> Literal["fail", "skip"]:
+    """The library's ``on_unreadable`` value for ``--on-unreadable`` (error -> "fail")."""
+    return "skip" if OnUnreadable(value) is OnUnreadable.skip else "fail"
+
+
+@contextlib.contextmanager
+def cli_flag_names() -> Iterator[None]:
+    """Re-raise a ValueError that names a library keyword (``on_unreadable='skip'``) with its CLI flag."""
+    try:
+        yield
+    except ValueError as err:
+        message = str(err)
+        renamed = message
+        for keyword, flag in _CLI_FLAGS.items():
+            renamed = renamed.replace(keyword, flag)
+        if renamed == message:
+            raise
+        raise ValueError(renamed) from err
+
 
 FORMATS = ("human", "json", "csv", "quiet")
 
@@ -310,6 +396,9 @@ def rank_command(
         ),
     ] = None,
     trust_checkpoint: TrustOpt = False,
+    allow_code: AllowCodeOpt = False,
+    on_unreadable: OnUnreadableOpt = OnUnreadable.error,
+    offline: OfflineOpt = False,
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -341,20 +430,23 @@ def rank_command(
         add_budget_options(options, measures, epochs=epochs, time_budget=time_budget)
         if out is not None:
             check_output_dir(out, overwrite=overwrite)  # refuse before spending minutes on extraction
-        frame = rank(
-            data,
-            models,
-            measures=measures,
-            per_class=per_class,
-            seed=seed,
-            cache_dir=cache_dir,
-            device=device,
-            batch_size=batch_size,
-            measure_options=options,
-            progress=progress_for(fmt),
-            trust_checkpoint=trust_checkpoint,
-            on_error="raise" if debug_enabled() else "record",
-        )
+        with cli_flag_names():
+            frame = rank(
+                data,
+                models,
+                measures=measures,
+                per_class=per_class,
+                seed=seed,
+                cache_dir=cache_dir,
+                device=device,
+                batch_size=batch_size,
+                measure_options=options,
+                progress=progress_for(fmt),
+                trust_checkpoint=trust_checkpoint,
+                on_error="raise" if debug_enabled() else "record",
+                allow_code=allow_code,
+                on_unreadable=on_unreadable_policy(on_unreadable),
+            )
         emit(frame, fmt)
         if out is not None:
             written = save_ranking(frame, out, overwrite=overwrite)

@@ -46,6 +46,7 @@ __all__ = [
     "CACHE_FORMAT_VERSION",
     "CacheCorruptionWarning",
     "CacheEntry",
+    "CacheNotWritableError",
     "CachedFeatures",
     "FeatureCache",
     "PartialFeatures",
@@ -67,6 +68,10 @@ _STALE_TEMP_SECONDS = 24 * 3600
 
 class CacheCorruptionWarning(UserWarning):
     """A cache entry failed its integrity check and was treated as a miss."""
+
+
+class CacheNotWritableError(OSError):
+    """The cache folder cannot hold new entries (read-only, or a path component is a file)."""
 
 
 def default_cache_dir() -> Path:
@@ -360,6 +365,35 @@ class FeatureCache:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def check_writable(self) -> None:
+        """Check that new entries can be stored: create the cache folders and a probe file in each.
+
+        Call it once before long work, so that an unusable cache is one clear error rather than
+        a failure of every extraction that tries to store its result.
+
+        Raises
+        ------
+        CacheNotWritableError
+            A folder cannot be created or written (the message names the path and the fix).
+        """
+        for folder in (self._features_dir, self._partial_root, self._locks_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as err:
+                blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+                if blocker is not None:
+                    reason = f"{str(blocker)!r} is a file, not a folder"
+                else:
+                    reason = f"{err.strerror or type(err).__name__}: {err.filename or folder}"
+                raise CacheNotWritableError(
+                    f"the feature cache folder {str(self.root)!r} is not writable ({reason}); choose a "
+                    f"writable folder with --cache-dir DIR (cache_dir=...) or the {CACHE_ENV_VAR} "
+                    "environment variable"
+                ) from None
 
     # -- complete entries -----------------------------------------------------------------------------------
     def _load_entry(self, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
