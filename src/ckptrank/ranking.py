@@ -497,6 +497,9 @@ class _Run:
     load_seconds: float = 0.0
     extract_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: Where the weights came from (file, hub repo@commit) and the pinned hub commit, if any.
+    weights: str | None = None
+    revision: str | None = None
 
     def fail(self, err: BaseException) -> _Run:
         self.status = "failed"
@@ -556,6 +559,10 @@ def _iter_runs(
         if getattr(checkpoint, "layer", None) is None:
             # The stated accuracy is of the whole network's head, not of an intermediate layer.
             run.source_accuracy = _card_accuracy(getattr(checkpoint, "card", None))
+        card = getattr(checkpoint, "card", None)
+        if isinstance(card, Mapping):
+            run.weights = None if card.get("weights") is None else str(card["weights"])
+            run.revision = None if card.get("revision") is None else str(card["revision"])
         with contextlib.suppress(*_checkpoint_errors()):
             run.num_parameters = int(checkpoint.num_parameters())
         if not needs_features and not needs_model and not run.has_head:
@@ -856,6 +863,7 @@ def rank(
 
     rows: list[dict[str, Any]] = []
     checkpoint_notes: dict[str, list[str]] = {}
+    resolved: dict[str, dict[str, str | None]] = {}
     for run in _iter_runs(
         dataset,
         specs,
@@ -870,6 +878,7 @@ def rank(
     ):
         rows.append(_row_for(run, names, options, on_error))
         checkpoint_notes[run.spec] = list(dict.fromkeys(run.notes))
+        resolved[run.spec] = {"name": run.name, "weights": run.weights, "revision": run.revision}
     frame, consensus_measures, ranks_by_checkpoint = _combine(
         rows, names, measure_specs, checkpoint_notes, run_notes
     )
@@ -880,6 +889,7 @@ def rank(
         "data": _data_name(data, dataset),
         "split": getattr(dataset, "split", "train"),
         "models": specs,
+        "checkpoints": resolved,
         "measures": names,
         "measure_options": options,
         "consensus_measures": consensus_measures,
@@ -1077,7 +1087,8 @@ def _nothing_scored_message(
 def ranking_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The ranking as JSON-ready objects, one per checkpoint, best first.
 
-    Each object has ``rank``, ``checkpoint``, ``status``, ``error``, ``scores`` (measure -> value
+    Each object has ``rank``, ``checkpoint``, ``revision`` (the hub commit the checkpoint was
+    pinned to, or None), ``status``, ``error``, ``scores`` (measure -> value
     or None when skipped), ``measure_ranks``, ``consensus_rank``, ``seconds``,
     ``num_parameters``, ``source_accuracy``, ``baseline_ranks`` and ``notes`` (the run-level
     notes followed by this checkpoint's own).
@@ -1086,6 +1097,7 @@ def ranking_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     run_notes = list(frame.attrs.get("run_notes", []))
     checkpoint_notes = frame.attrs.get("checkpoint_notes", {})
     measure_ranks = frame.attrs.get("measure_ranks", {})
+    resolved = frame.attrs.get("config", {}).get("checkpoints", {})
     records = []
     for row in frame.to_dict(orient="records"):
         spec = row["checkpoint"]
@@ -1093,6 +1105,7 @@ def ranking_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
             {
                 "rank": _none_if_nan(_maybe_int(row["rank"])),
                 "checkpoint": spec,
+                "revision": resolved.get(spec, {}).get("revision"),
                 "status": row["status"],
                 "error": _none_if_nan(row["error"]),
                 "scores": {name: _none_if_nan(row[name]) for name in names},

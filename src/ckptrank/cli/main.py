@@ -79,6 +79,9 @@ _register_subcommands()
 
 def main() -> None:
     """Console-script entry point."""
+    from ._downloads import report_downloads
+
+    report_downloads()
     run_with_error_mapping(lambda: app(standalone_mode=True))
 
 
