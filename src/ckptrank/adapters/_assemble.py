@@ -135,7 +135,7 @@ class SplitZipAsset:
 def asset_dir(asset: SplitZipAsset, root: Path | None = None) -> Path:
     """``<root>/assets/<name>-<digest12>``; ``root`` defaults to ckptrank's cache folder."""
     if root is None:
-        from ..engine.cache import default_cache_dir  # lazy: keeps `import ckptrank.adapters` light
+        from .._cachedir import default_cache_dir
 
         root = default_cache_dir()
     return Path(root) / "assets" / f"{asset.name}-{asset.digest}"
@@ -220,7 +220,7 @@ def ensure_asset(asset: SplitZipAsset, root: Path | None = None) -> Path:
             problem = verify_folder(asset, target)
             if problem is None:
                 return target
-            from ..engine.cache import CacheCorruptionWarning
+            from .._cachedir import CacheCorruptionWarning
 
             warnings.warn(
                 CacheCorruptionWarning(

@@ -41,6 +41,8 @@ try:
 except ImportError:  # pragma: no cover - non-POSIX: atomic replace only, no locking
     fcntl = None  # type: ignore[assignment]
 
+from ckptrank._cachedir import CACHE_ENV_VAR, CacheCorruptionWarning, default_cache_dir
+
 __all__ = [
     "CACHE_ENV_VAR",
     "CACHE_FORMAT_VERSION",
@@ -59,25 +61,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 1
-CACHE_ENV_VAR = "CKPTRANK_CACHE"
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _SHARD_RE = re.compile(r"^(\d{12})-(\d{12})-([0-9a-f]{16})\.npz$")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _STALE_TEMP_SECONDS = 24 * 3600
 
 
-class CacheCorruptionWarning(UserWarning):
-    """A cache entry failed its integrity check and was treated as a miss."""
-
-
 class CacheNotWritableError(OSError):
     """The cache folder cannot hold new entries (read-only, or a path component is a file)."""
-
-
-def default_cache_dir() -> Path:
-    """``$CKPTRANK_CACHE`` if set, else ``~/.cache/ckptrank``."""
-    env = os.environ.get(CACHE_ENV_VAR, "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ckptrank"
 
 
 def cache_key(
