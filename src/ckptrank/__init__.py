@@ -7,33 +7,6 @@ and the ranking pipeline (:func:`rank`).
 
 from __future__ import annotations
 
-from .capacitance.line_graph import beta_eff
-from .ensemble import EnsembleSelection, select_ensemble
-from .measures import (
-    DegenerateInputWarning,
-    MeasureSpec,
-    beff,
-    beff_finetune,
-    gbc,
-    get_measure,
-    hscore,
-    knn,
-    leep,
-    linear_probe,
-    list_measures,
-    logme,
-    nce,
-    nleep,
-    parc,
-    probe_accuracy,
-    probe_accuracy_finetune,
-    reg_hscore,
-    register_measure,
-    score,
-    sfda,
-    transrate,
-)
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -67,10 +40,53 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # The ranking pipeline pulls in the adapters, data and engine: import it on first use.
-    if name == "rank":
-        from .ranking import rank
+#: Public names and the module that defines each: imported on first use, so that
+#: ``import ckptrank`` (and ``ckptrank --help``) does not pay for torch and scikit-learn.
+_LAZY = {
+    "beta_eff": "ckptrank.capacitance.line_graph",
+    "EnsembleSelection": "ckptrank.ensemble",
+    "select_ensemble": "ckptrank.ensemble",
+    "rank": "ckptrank.ranking",
+    **dict.fromkeys(
+        (
+            "DegenerateInputWarning",
+            "MeasureSpec",
+            "beff",
+            "beff_finetune",
+            "gbc",
+            "get_measure",
+            "hscore",
+            "knn",
+            "leep",
+            "linear_probe",
+            "list_measures",
+            "logme",
+            "nce",
+            "nleep",
+            "parc",
+            "probe_accuracy",
+            "probe_accuracy_finetune",
+            "reg_hscore",
+            "register_measure",
+            "score",
+            "sfda",
+            "transrate",
+        ),
+        "ckptrank.measures",
+    ),
+}
 
-        return rank
-    raise AttributeError(f"module 'ckptrank' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ckptrank' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

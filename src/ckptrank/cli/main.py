@@ -20,8 +20,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ckptrank import __version__
+
+        typer.echo(f"ckptrank {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(offline: OfflineOpt = False) -> None:
+def _root(
+    offline: OfflineOpt = False,
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Rank pre-trained checkpoints for your target task, and benchmark the ranking measures."""
 
 
