@@ -208,6 +208,19 @@ def test_torch_and_float32_inputs() -> None:
     assert leep(THETA.astype(np.float32), Y) == pytest.approx(expected, rel=1e-6)
 
 
+def test_bfloat16_softmax_is_accepted() -> None:
+    """bfloat16 rounding moves row sums by up to 2**-8, beyond the float tolerance of 1e-3."""
+    logits = torch.randn(300, 10, generator=torch.Generator().manual_seed(1))
+    theta = torch.softmax(logits, 1).to(torch.bfloat16)
+    assert (theta.double().sum(1) - 1.0).abs().max() > 1e-3
+    y = np.arange(300) % 4
+    values = theta.double().numpy()
+    expected = leep_by_definition(values / values.sum(axis=1, keepdims=True), y)
+    assert leep(theta, y) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="rounded to bfloat16/float16 and then upcast"):
+        leep(theta.float(), y)  # upcast first: the dtype, and so its tolerance, is lost
+
+
 def test_inputs_are_not_mutated() -> None:
     theta, y = THETA.copy(), Y.copy()
     leep(theta, y)

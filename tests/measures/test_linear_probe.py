@@ -69,6 +69,30 @@ def test_fixed_c_matches_sklearn_default_tolerance() -> None:
     assert linear_probe(X, y, C_reg=1.0, random_state=7) == pytest.approx(ref, abs=1e-12)
 
 
+def test_default_tolerance_predicts_like_a_converged_sklearn_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every held-out prediction equals scikit-learn's at tol=1e-8 (tol=1e-2 flipped 5 of 3000 here)."""
+    X, y = _overlapping(3000, 384, 10, seed=0)
+    predictions = []
+    original = lp_module._score
+
+    def spy(y_true: torch.Tensor, y_pred: torch.Tensor, metric: str) -> float:
+        predictions.append(y_pred.numpy().copy())
+        return original(y_true, y_pred, metric)
+
+    monkeypatch.setattr(lp_module, "_score", spy)
+    linear_probe(X, y, C_reg=0.1)
+    reference = []
+    for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, tol=1e-8, max_iter=10000))
+        reference.append(model.fit(X[train], y[train]).predict(X[test]))
+    assert len(predictions) == 5
+    assert sum(int((ours != ref).sum()) for ours, ref in zip(predictions, reference, strict=True)) == 0
+    # the fixture has decision margins small enough for a loose tolerance to flip predictions
+    predictions.clear()
+    linear_probe(X, y, C_reg=0.1, tol=1e-2)
+    assert sum(int((ours != ref).sum()) for ours, ref in zip(predictions, reference, strict=True)) > 0
+
+
 def test_balanced_accuracy_matches_sklearn() -> None:
     rng = np.random.default_rng(5)
     y = rng.choice(3, size=300, p=[0.7, 0.2, 0.1])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -11,9 +13,13 @@ import torch
 from sklearn.metrics import mutual_info_score
 
 import ckptrank
-from ckptrank import get_measure
+from ckptrank import DegenerateInputWarning, get_measure
 from ckptrank.measures.leep import leep
 from ckptrank.measures.nce import nce
+
+# The closed-form fixtures below are deliberately tiny (a few samples per source class); the
+# under-sampling warning they trigger is tested on its own in "Under-sampled source classes".
+pytestmark = pytest.mark.filterwarnings("ignore:nce.*distinct source classes:ckptrank.DegenerateInputWarning")
 
 # ----------------------------------------------------------------------------------------------
 # Independent references
@@ -167,8 +173,57 @@ def test_merging_source_classes_with_identical_conditionals() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Under-sampled source classes
+# ----------------------------------------------------------------------------------------------
+
+
+def test_many_source_classes_few_samples_warn_with_the_numbers() -> None:
+    """50 samples under a 1000-class head: about one sample per argmax class, so NCE is near 0."""
+    rng = np.random.default_rng(0)
+    theta = rng.dirichlet(np.ones(1000), size=50)  # random probabilities: no information about y
+    y = np.arange(50) % 2
+    occupied = np.unique(theta.argmax(axis=1)).size
+    message = (
+        f"nce: 50 samples fall into {occupied} distinct source classes of 1000 "
+        f"({50 / occupied:.3g} per class, fewer than 5): H(Y|Z) is underestimated"
+    )
+    with pytest.warns(DegenerateInputWarning, match=re.escape(message) + ".*score more samples"):
+        value = nce(theta, y)
+    # The bias the warning is about: -H(Y) = -log 2 = -0.693 for this uninformative head.
+    assert value > -0.1
+    assert value == pytest.approx(nce_by_counting(theta.argmax(axis=1).tolist(), y.tolist()), rel=1e-12)
+    assert leep(theta, y) < -0.6
+
+
+def test_warning_threshold_is_five_samples_per_occupied_source_class() -> None:
+    z = np.repeat(np.arange(4), 5)  # 20 samples in 4 source classes: exactly 5 per class
+    y = np.tile([0, 1, 1, 0, 1], 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nce(z, y)
+        nce(0.9 * np.eye(10)[z] + 0.01, y)  # 10 source columns, only 4 of them occupied
+    z_more, y_more = np.append(z, 4), np.append(y, 0)  # 21 samples in 5 classes: 4.2 per class
+    with pytest.warns(
+        DegenerateInputWarning,
+        match=re.escape("nce: 21 samples fall into 5 distinct source classes (4.2 per"),
+    ):
+        value = nce(z_more, y_more)
+    assert value == pytest.approx(nce_by_counting(z_more.tolist(), y_more.tolist()), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
 # Input handling
 # ----------------------------------------------------------------------------------------------
+
+
+def test_bfloat16_softmax_is_accepted() -> None:
+    """bfloat16 rounding moves row sums by up to 2**-8, beyond the float tolerance of 1e-3."""
+    logits = torch.randn(400, 10, generator=torch.Generator().manual_seed(0))
+    theta = torch.softmax(logits, 1).to(torch.bfloat16)
+    assert (theta.double().sum(1) - 1.0).abs().max() > 1e-3
+    y = np.arange(400) % 3
+    z = theta.float().numpy().argmax(axis=1)  # the bf16 values' argmax (lowest index on ties)
+    assert nce(theta, y) == pytest.approx(nce_by_counting(z.tolist(), y.tolist()), rel=1e-12)
 
 
 def test_inputs_are_not_mutated() -> None:

@@ -31,16 +31,26 @@ def leep_by_definition(theta: np.ndarray, labels: np.ndarray, use_log: bool = Tr
     return float(np.mean(np.log(eep)) if use_log else np.mean(eep))
 
 
+def relative_reg_covar(Z: np.ndarray, reg_covar: float = 1e-6) -> float:
+    """ckptrank's ridge: ``reg_covar`` times the mean per-dimension variance of the mixture input."""
+    return reg_covar * float(Z.var(axis=0).mean())
+
+
 def sklearn_nleep(
     X: np.ndarray, y: np.ndarray, *, n_components: int | None = None, pca: float | int = 0.8, **gmm: object
 ) -> float:
-    """NLEEP as the reference codes compute it: sklearn PCA, sklearn GaussianMixture, then LEEP."""
+    """NLEEP as the reference codes compute it: sklearn PCA, sklearn GaussianMixture, then LEEP.
+
+    The only change: scikit-learn's absolute ``reg_covar=1e-6`` is replaced by the same value
+    relative to the variance of the PCA output (``1e-6 * v``), as nleep defines it for scale
+    invariance. For unit-variance features the two coincide.
+    """
     n_classes = np.unique(y).size
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Z = PCA(pca).fit_transform(X)
-        mixture = GaussianMixture(n_components or 5 * n_classes, **gmm).fit(Z)
-        return leep_by_definition(mixture.predict_proba(Z), y)
+        mixture = GaussianMixture(n_components or 5 * n_classes, reg_covar=relative_reg_covar(Z), **gmm)
+        return leep_by_definition(mixture.fit(Z).predict_proba(Z), y)
 
 
 def label_entropy(labels: np.ndarray) -> float:
@@ -83,7 +93,8 @@ def test_pca_components_and_no_log_equal_sklearn_pipeline() -> None:
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Z = PCA(4).fit_transform(X)
-        posteriors = GaussianMixture(6, random_state=5).fit(Z).predict_proba(Z)
+        mixture = GaussianMixture(6, reg_covar=relative_reg_covar(Z), random_state=5)
+        posteriors = mixture.fit(Z).predict_proba(Z)
     value = nleep(
         X, y, pca_components=4, n_components=6, use_log=False, init="sklearn-kmeans", random_state=5
     )
@@ -123,6 +134,25 @@ def test_bounds_on_random_features(seed: int) -> None:
     assert -label_entropy(y) - 1e-12 <= value <= 0.0
     # Finite-sample optimism: random features score a little above -H(Y), not near 0.
     assert value < -0.5 * label_entropy(y)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_scale_invariant_through_the_relative_ridge(covariance_type: str) -> None:
+    """An absolute ridge of 1e-6 swamped features scaled by 1e-4 and NLEEP fell to -H(Y)."""
+    base = nleep(X_SMALL, Y_SMALL, covariance_type=covariance_type)
+    assert base > -label_entropy(Y_SMALL) + 0.5  # informative features: far above -H(Y) = -1.0986
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for scale in (1e-4, 3.7, 1e4, 1e-150, 1e150):
+            value = nleep(scale * X_SMALL, Y_SMALL, covariance_type=covariance_type)
+            assert value == pytest.approx(base, abs=1e-9), scale
+
+
+def test_scale_invariant_without_pca() -> None:
+    X, y = blobs(200, 6, 3, separation=2.0, random_state=3)
+    base = nleep(X, y, pca_variance=None)
+    assert nleep(1e-4 * X, y, pca_variance=None) == pytest.approx(base, abs=1e-9)
+    assert base > -label_entropy(y) + 0.5
 
 
 def test_label_permutation_and_names_do_not_change_the_score() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -137,6 +139,36 @@ def test_constant_sample_is_dropped_with_a_warning():
         value = parc(X_with, y_with, n_components=None)
     # the dropped sample leaves the column means unchanged and rescales every column alike
     assert value == pytest.approx(parc(X, y, n_components=None), rel=1e-9)
+
+
+def test_constant_columns_are_dropped_with_a_warning_naming_them():
+    """A constant column, standardised to zeros, used to shift every correlation (36.3 -> 35.2)."""
+    X, y = blobs(200, 4, 4, 1.5, random_state=0)
+    padded = np.column_stack([X[:, :2], np.full((200, 3), 3.25), X[:, 2:], np.zeros(200)])
+    with pytest.warns(DegenerateInputWarning, match=r"parc: 4 of 8 feature columns are constant"):
+        value = parc(padded, y)
+    assert value == pytest.approx(parc(X, y), rel=1e-12)
+    assert value == pytest.approx(_slow_parc(X, y), rel=1e-9)
+
+
+@pytest.mark.parametrize(("n_constant", "d"), [(5, 5), (4, 5)])
+def test_constant_features_are_refused(n_constant, d):
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.standard_normal((30, d - n_constant)), np.full((30, n_constant), 2.0)])
+    with pytest.raises(
+        ValueError, match=rf"parc: {n_constant} of {d} feature columns are constant.*at least 2 varying"
+    ):
+        parc(X, np.arange(30) % 3)
+
+
+def test_zero_variance_pca_components_are_dropped():
+    """20 samples in 64 dimensions: the PCA to min(32, 20) components ends in a zero-variance one."""
+    X, y = blobs(20, 64, 4, 1.5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = parc(X, y, pca_solver="full")
+    assert value == pytest.approx(parc(X, y, n_components=19, pca_solver="full"), rel=1e-9)
+    assert value == pytest.approx(_slow_parc(X, y, n_components=19, solver="full"), rel=1e-9)
 
 
 def test_undefined_correlation_returns_nan_with_warning():

@@ -362,6 +362,43 @@ def test_check_source_probs_accepts_float32_tensors() -> None:
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-15)
 
 
+@pytest.mark.parametrize(
+    "to_half",
+    [
+        lambda P: P.to(torch.bfloat16),
+        lambda P: P.to(torch.float16),
+        lambda P: P.numpy().astype(np.float16),
+    ],
+    ids=["torch-bfloat16", "torch-float16", "numpy-float16"],
+)
+def test_check_source_probs_accepts_half_precision_softmax(to_half) -> None:
+    logits = torch.randn(500, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    P = to_half(torch.softmax(logits, 1))
+    values = np.asarray(torch.as_tensor(P).double())
+    out = check_source_probs(P)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, values / values.sum(axis=1, keepdims=True), rtol=1e-15, atol=0)
+
+
+def test_check_source_probs_half_precision_tolerance() -> None:
+    P = torch.softmax(torch.randn(500, 10, generator=torch.Generator().manual_seed(0)), 1).to(torch.bfloat16)
+    deviation = (P.double().sum(1) - 1.0).abs()
+    assert 1e-3 < deviation.max() <= 2.0**-8  # beyond the float tolerance, within bfloat16 rounding
+    with pytest.raises(
+        ValueError, match=r"rows of source_probs do not sum to 1 .*pass the half-precision tensor"
+    ):
+        check_source_probs(P.float())  # the bfloat16 values upcast: float32 tolerance
+    # half precision still rejects unnormalised rows and logits
+    with pytest.raises(ValueError, match=r"sums to 0\.49.*softmax probabilities"):
+        check_source_probs((0.5 * P.float()).to(torch.bfloat16))
+    with pytest.raises(ValueError, match="negative entries"):
+        check_source_probs(torch.randn(5, 3).to(torch.bfloat16))
+    bumped = P.clone()
+    bumped[0, 0] += 0.02  # a row sum off by about 0.02 > 2**-7
+    with pytest.raises(ValueError, match=r"1 rows of source_probs do not sum to 1 \(row 0"):
+        check_source_probs(bumped)
+
+
 def test_check_source_probs_rejects_rows_not_summing_to_one() -> None:
     P = np.array([[0.2, 0.8], [0.3, 0.3], [0.5, 0.5], [1.0, 1.0]])
     with pytest.raises(

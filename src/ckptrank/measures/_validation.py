@@ -268,6 +268,27 @@ def check_features_and_labels(features: Any, labels: Any) -> tuple[np.ndarray, L
     return X, info
 
 
+#: Machine epsilon of bfloat16 (8 significant bits), the coarsest float format accepted.
+_BFLOAT16_EPS = 2.0**-7
+
+
+def _storage_epsilon(x: Any) -> float:
+    """Machine epsilon of ``x``'s floating dtype as given (before any conversion); 0 for other types.
+
+    torch tensors and numpy arrays report their own dtype (``torch.bfloat16``: 2**-7,
+    ``float16``: 2**-10, ``float32``: 2**-23); lists and other array-likes report 0.
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return 0.0
+    if type(x).__module__.startswith("torch"):
+        return float(torch.finfo(dtype).eps) if dtype.is_floating_point else 0.0
+    try:
+        return float(np.finfo(dtype).eps)
+    except (TypeError, ValueError):  # integer, bool or non-numeric dtypes
+        return 0.0
+
+
 def check_source_probs(
     source_probs: Any, *, n_samples: int | None = None, atol: float = 1e-3, name: str = "source_probs"
 ) -> np.ndarray:
@@ -276,20 +297,37 @@ def check_source_probs(
     Parameters
     ----------
     source_probs : array-like or torch.Tensor of shape (n_samples, n_source_classes)
-        Probabilities of the checkpoint's own head for every target sample.
+        Probabilities of the checkpoint's own head for every target sample, in any float
+        dtype (bfloat16 and float16 tensors included).
     n_samples : int, optional
         Expected number of rows.
     atol : float
-        Tolerance on each row sum; rows are renormalised exactly after the check.
+        Tolerance on each row sum, raised to the machine epsilon of the input's dtype when
+        that is larger (see Notes); rows are renormalised exactly after the check.
     name : str
         Name used in error messages.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_source_classes), float64
+        The probabilities, each row divided by its sum.
 
     Raises
     ------
     ValueError
         On NaN/inf, negative entries, or rows that do not sum to one (e.g. logits passed
         instead of probabilities).
+
+    Notes
+    -----
+    The row sums are computed in float64. Rounding exact probabilities to a float format
+    with unit roundoff ``u`` changes each entry ``p`` by at most ``u * p``, hence a row sum
+    by at most ``u``; the tolerance ``max(atol, 2 u)`` (``2 u`` is the machine epsilon)
+    therefore accepts every rounded softmax with a factor-two margin. For bfloat16
+    (8 significant bits, ``u = 2**-8``) it is ``2**-7 = 0.0078``; float16 (``2**-10``) and
+    float32 keep the default 1e-3. Logits or unnormalised scores still fail.
     """
+    atol = max(atol, _storage_epsilon(source_probs))
     P = check_features(source_probs, name=name, min_samples=1)
     if n_samples is not None and P.shape[0] != n_samples:
         raise ValueError(
@@ -303,12 +341,19 @@ def check_source_probs(
             f"{name} has {n_neg} negative entries (min {P.min():.3g}); pass softmax probabilities, not logits"
         )
     sums = P.sum(axis=1)
-    off = np.abs(sums - 1.0) > atol
+    deviation = np.abs(sums - 1.0)
+    off = deviation > atol
     if off.any():
         i = int(np.flatnonzero(off)[0])
+        if deviation.max() <= _BFLOAT16_EPS:
+            fix = (
+                "they look rounded to bfloat16/float16 and then upcast: pass the half-precision tensor "
+                f"itself (its tolerance is {_BFLOAT16_EPS:g}) or renormalise the rows"
+            )
+        else:
+            fix = "pass softmax probabilities (scipy.special.softmax(logits, axis=1)), not logits or scores"
         raise ValueError(
-            f"{int(off.sum())} rows of {name} do not sum to 1 (row {i} sums to {sums[i]:.6g}); "
-            "pass softmax probabilities (scipy.special.softmax(logits, axis=1)), not logits or scores"
+            f"{int(off.sum())} rows of {name} do not sum to 1 (row {i} sums to {sums[i]:.6g}); {fix}"
         )
     return P / sums[:, None]
 

@@ -69,7 +69,8 @@ def leep(source_probs: Any, labels: Any, *, use_log: bool = True) -> float:
     ----------
     source_probs : array-like or torch.Tensor of shape (n_samples, n_source_classes)
         Softmax probabilities :math:`\theta` of the checkpoint's own classification head on
-        the target samples; rows must sum to one (they are renormalised exactly).
+        the target samples; rows must sum to one within 1e-3, or within the rounding of their
+        dtype when coarser (2**-7 for bfloat16), and are then renormalised exactly.
     labels : array-like of shape (n_samples,)
         Target labels of any hashable type.
     use_log : bool, default=True

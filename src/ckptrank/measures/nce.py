@@ -11,13 +11,22 @@ from typing import Any
 import numpy as np
 
 from ._registry import register_measure
-from ._validation import check_labels, check_source_probs, to_numpy
+from ._validation import check_labels, check_source_probs, to_numpy, warn_degenerate
 
 __all__ = ["nce"]
 
+#: Fewest samples per occupied source class, on average, below which NCE warns. The plug-in
+#: conditional entropy is biased towards 0 by about (C - 1) / (2 m) nats at m samples per source
+#: class; 5 is the usual minimum expected count for plug-in statistics of a contingency table.
+MIN_SAMPLES_PER_SOURCE_CLASS = 5
 
-def _hard_source_labels(source: Any, n_samples: int) -> np.ndarray:
-    """Source labels in 0..Z-1: argmax of probabilities (lowest index on ties) or re-indexed hard labels."""
+
+def _hard_source_labels(source: Any, n_samples: int) -> tuple[np.ndarray, int | None]:
+    """Source labels in 0..Z-1: argmax of probabilities (lowest index on ties) or re-indexed hard labels.
+
+    Also returns the number of source classes of the head (columns of the probabilities), or
+    ``None`` for hard labels.
+    """
     arr = to_numpy(source, name="source_probs")
     if arr.ndim == 2 and arr.shape[1] == 1 and arr.dtype.kind in "iub":
         arr = arr[:, 0]
@@ -32,9 +41,24 @@ def _hard_source_labels(source: Any, n_samples: int) -> np.ndarray:
                 f"source labels have {arr.shape[0]} entries but labels has {n_samples}; "
                 "they must describe the same samples"
             )
-        return np.unique(arr, return_inverse=True)[1].ravel()
+        return np.unique(arr, return_inverse=True)[1].ravel(), None
     theta = check_source_probs(source, n_samples=n_samples)
-    return np.argmax(theta, axis=1)  # numpy's argmax returns the first maximum on ties
+    return np.argmax(theta, axis=1), theta.shape[1]  # numpy's argmax returns the first maximum on ties
+
+
+def _warn_if_undersampled(z: np.ndarray, n_source_columns: int | None) -> None:
+    """Warn when the samples spread over too many source classes for a meaningful -H(Y | Z)."""
+    n = z.shape[0]
+    occupied = int(np.unique(z).size)
+    if n < MIN_SAMPLES_PER_SOURCE_CLASS * occupied:
+        of = "" if n_source_columns is None else f" of {n_source_columns}"
+        warn_degenerate(
+            f"nce: {n} samples fall into {occupied} distinct source classes{of} "
+            f"({n / occupied:.3g} per class, fewer than {MIN_SAMPLES_PER_SOURCE_CLASS}): H(Y|Z) is "
+            "underestimated and NCE biased towards its maximum 0; score more samples (at least "
+            f"{MIN_SAMPLES_PER_SOURCE_CLASS} per occupied source class), or use leep",
+            stacklevel=4,
+        )
 
 
 def _conditional_entropy_score(z: np.ndarray, y: np.ndarray, n_classes: int) -> float:
@@ -88,8 +112,27 @@ def nce(source_probs: Any, labels: Any) -> float:
         If the probabilities are invalid (NaN/inf, negative, rows not summing to one), a
         1-D ``source_probs`` is not integer, the lengths differ, or ``labels`` has a single class.
 
+    Warns
+    -----
+    DegenerateInputWarning
+        When the samples fall into so many distinct source classes that fewer than
+        ``MIN_SAMPLES_PER_SOURCE_CLASS = 5`` samples land in each on average (e.g. 50 samples
+        under a 1000-class head); the message names the numbers. The score is still returned.
+
     Notes
     -----
+    NCE is a plug-in estimate: :math:`H(Y \mid Z = z)` is estimated from the :math:`m_z`
+    samples with source label :math:`z`, and is biased towards 0 when they are few. For labels
+    independent of :math:`z`, with :math:`C` balanced classes and :math:`m` samples per
+    occupied source class, NCE exceeds :math:`-H(Y)` by about :math:`(C - 1) / (2m)` nats
+    (Miller-Madow; measured 0.43, 0.12 and 0.06 nats for :math:`C = 2` at :math:`m = 1, 5, 10`):
+    with ~1 sample per source class NCE is near its maximum 0 for any labels (-0.06 on random
+    probabilities over 1000 source classes with 50 samples, where LEEP gives -0.68). NCE
+    therefore warns when :math:`n / K_z < 5`, with :math:`K_z` the number of distinct source
+    labels (5 is the usual minimum expected count for plug-in statistics of a contingency
+    table). LEEP on soft probabilities is much less affected (with one-hot probabilities it
+    equals NCE and shares the bias).
+
     Empty cells contribute :math:`0 \log 0 = 0`; no smoothing is added. PARC's reference
     code adds 1e-5 to every cell of the joint and marginal before the log, a bias that grows
     with the number of cells; it is deliberately not reproduced. LOGME/TLLIB add 1e-20
@@ -105,12 +148,14 @@ def nce(source_probs: Any, labels: Any) -> float:
     Examples
     --------
     >>> import numpy as np
-    >>> round(nce(np.array([0, 0, 1, 1]), [0, 1, 1, 1]), 6)
+    >>> z, y = np.repeat([0, 0, 1, 1], 5), np.repeat([0, 1, 1, 1], 5)  # 10 samples per source class
+    >>> round(nce(z, y), 6)
     -0.346574
-    >>> theta = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
-    >>> round(nce(theta, ["a", "a", "b", "b"]), 6)
+    >>> theta = np.repeat([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]], 5, axis=0)
+    >>> round(nce(theta, np.repeat(["a", "a", "b", "b"], 5)), 6)
     -0.693147
     """
     info = check_labels(labels)
-    z = _hard_source_labels(source_probs, info.n_samples)
+    z, n_source_classes = _hard_source_labels(source_probs, info.n_samples)
+    _warn_if_undersampled(z, n_source_classes)
     return _conditional_entropy_score(z, info.y, info.n_classes)

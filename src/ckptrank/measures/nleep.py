@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 from ._gmm import CovarianceType, InitMethod, check_gmm_options, fit_gaussian_mixture
 from ._linalg import pca_project
 from ._registry import register_measure
-from ._validation import check_features_and_labels, warn_degenerate
+from ._validation import check_features_and_labels, power_of_two_scaled, warn_degenerate
 from .leep import _leep_score
 
 __all__ = ["nleep"]
@@ -80,6 +80,11 @@ def _project(X: np.ndarray, pca_variance: float | None, pca_components: int | No
         return pca_project(X, n_components)
 
 
+def _relative_reg_covar(Z: np.ndarray, reg_covar: float) -> float:
+    """``reg_covar`` times the mean per-dimension variance of the (centred) mixture input ``Z``."""
+    return reg_covar * float(np.einsum("ij,ij->", Z, Z)) / Z.size
+
+
 @register_measure(
     "nleep",
     requires=("features",),
@@ -138,7 +143,9 @@ def nleep(
     covariance_type : {"full", "diag", "spherical"}, default="full"
         Covariance structure of the components (reference codes use scikit-learn's "full").
     reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance (absolute, so slightly scale dependent).
+        Relative covariance regularisation: ``reg_covar`` times the mean per-dimension
+        variance of the (PCA-reduced) features is added to the diagonal of every covariance,
+        which makes the score invariant to the scale of the features (see Notes).
     tol : float, default=1e-3
         EM stops when the mean log-likelihood changes by less than ``tol``.
     max_iter : int, default=100
@@ -180,10 +187,20 @@ def nleep(
     Notes
     -----
     The score is deterministic given ``random_state`` and exactly invariant to relabelling
-    the classes (the mixture never sees the labels). Translation, rotation and isotropic
-    scaling of the features change it only through EM randomness and the absolute
-    ``reg_covar``; row order changes the k-means seeding. Unlike scikit-learn, which fails
-    when K > n, K is capped at :math:`\lfloor n/2 \rfloor` (a toolkit choice, with a warning).
+    the classes (the mixture never sees the labels). scikit-learn's ``reg_covar`` is absolute,
+    which ties the fit to the units of the features: with blob features scaled by 1e-4 the
+    covariances (about 1e-8) drown in the 1e-6 ridge, every posterior flattens and NLEEP
+    returned :math:`-H(\hat Y)` (-1.0986 against -0.49 unscaled). Here the ridge is
+    ``reg_covar`` times the mean per-dimension variance :math:`v` of the mixture's input (that
+    input is first multiplied by a power of two, exactly, so that its largest magnitude lies in
+    [0.5, 1) and its variances neither overflow nor underflow), so scaling the features leaves
+    the score unchanged up to rounding; the k-means and EM stopping rules are already scale
+    free. For features of unit mean variance this is scikit-learn's absolute ridge;
+    ``GaussianMixture(reg_covar=reg_covar * v)`` on the same PCA output reproduces the
+    ``init="sklearn-kmeans"`` fit. Translation and rotation of the features change the score
+    only through EM randomness; row order changes the k-means seeding. Unlike scikit-learn,
+    which fails when K > n, K is capped at :math:`\lfloor n/2 \rfloor` (a toolkit choice,
+    with a warning).
     With random features the score exceeds :math:`-H(\hat Y)` by a finite-sample optimism
     that grows with K/n. The EM is a batched torch re-implementation of scikit-learn's
     ``GaussianMixture`` (it agrees to about 1e-12 from the same initial parameters); the
@@ -218,11 +235,13 @@ def nleep(
         k = 1
     if k == 1:  # a single component: every posterior is 1 and NLEEP = -H(Y) exactly
         return _leep_score(np.ones((info.n_samples, 1)), info.y, info.n_classes, use_log=use_log)
+    # Exact power-of-two rescaling keeps the variances away from under/overflow; the ridge is relative.
+    Z = power_of_two_scaled(_project(X, pca_variance, pca_components))
     fit = fit_gaussian_mixture(
-        _project(X, pca_variance, pca_components),
+        Z,
         k,
         covariance_type=covariance_type,
-        reg_covar=reg_covar,
+        reg_covar=_relative_reg_covar(Z, reg_covar),
         tol=tol,
         max_iter=max_iter,
         n_init=n_init,

@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 #: probe sets of 500 images. 3000 samples give 4.5 million pairs (about 0.5 GB peak).
 DEFAULT_MAX_SAMPLES = 3000
 
+#: A column whose standard deviation is at most this times the largest column's has no variance:
+#: constant input columns are dropped with a warning, zero-variance PCA components silently.
+_CONSTANT_COLUMN_RTOL = 1e-12
+
 #: A sample whose standardised feature vector has a standard deviation below this is constant:
 #: its correlation with every other sample is undefined.
 _CONSTANT_ROW_TOL = 1e-10
@@ -62,13 +66,21 @@ def _stratified_subsample(info: LabelInfo, max_samples: int, random_state: int) 
     return np.flatnonzero(rank_in_class < quota[info.y])
 
 
-def _standard_scale(Z: np.ndarray) -> np.ndarray:
-    """Z-score each column (population std, like ``StandardScaler``); constant columns stay 0."""
-    Z = Z - Z.mean(axis=0)
+def _varying_columns(Z: np.ndarray) -> np.ndarray:
+    """Mask of the columns whose standard deviation exceeds ``_CONSTANT_COLUMN_RTOL`` times the largest."""
     std = Z.std(axis=0)
-    tiny = 1e-12 * std.max() if std.size else 0.0
-    std[std <= tiny] = 1.0
-    return Z / std
+    return std > _CONSTANT_COLUMN_RTOL * std.max()
+
+
+def _standard_scale(Z: np.ndarray) -> np.ndarray:
+    """Z-score each column (population std, like ``StandardScaler``), dropping zero-variance columns.
+
+    A column without variance (e.g. a PCA component beyond the rank of the features) is no
+    feature dimension: kept as a column of zeros it would shift every sample's correlation.
+    """
+    Z = Z[:, _varying_columns(Z)]
+    Z = Z - Z.mean(axis=0)
+    return Z / Z.std(axis=0)
 
 
 def _spearman_vs_two_groups(values: np.ndarray, high: np.ndarray) -> float:
@@ -174,13 +186,15 @@ def parc(
     ------
     ValueError
         On invalid features or labels, ``n_components < 2``, ``max_samples < 3``, an unknown
-        ``pca_solver``, or when fewer than 2 feature dimensions remain (a correlation across
-        one dimension is undefined).
+        ``pca_solver``, when fewer than 2 feature columns vary (e.g. constant features), or
+        when fewer than 2 dimensions with nonzero variance remain after the PCA (a correlation
+        across one dimension is undefined).
 
     Warns
     -----
     DegenerateInputWarning
-        When samples with a constant standardised feature vector are dropped (their correlation
+        When constant feature columns are dropped (the message names how many), when samples
+        with a constant standardised feature vector are dropped (their correlation
         with other samples is undefined), and when no correlation can be computed (fewer than
         two samples remain, all pairs share a class, or every dissimilarity is equal): the
         result is then NaN.
@@ -198,6 +212,15 @@ def parc(
     here (e.g. 5.195 against 5.210 on 300 blobs). For the same reason the feature
     dissimilarities are rounded to 12 decimals before ranking, so that exact ties (with two
     dimensions every correlation is +-1) are not split by rounding noise.
+
+    A feature column without variance (standard deviation at most 1e-12 times the largest
+    column's) is not a feature dimension: standardisation cannot scale it, and kept as a column
+    of zeros it would shift every sample's correlation (four constant columns appended to four
+    informative ones moved the score from 36.3 to 35.2). Constant input columns are therefore
+    dropped with a warning, so appending constant columns leaves the score unchanged; zero-variance
+    PCA components (more components requested than the rank of the features, e.g. fewer than
+    ``n_components`` samples) are dropped silently; the reference keeps them as columns of
+    (near) zeros.
 
     The reference code scores probe sets of 500 images; here samples beyond ``max_samples``
     are subsampled before the PCA (logged at INFO level), so the score is then random through
@@ -230,6 +253,19 @@ def parc(
         raise ValueError(f"unknown pca_solver {pca_solver!r}; use 'randomized' or 'full'")
     if max_samples is not None and int(max_samples) < 3:
         raise ValueError(f"max_samples must be None or an int >= 3, got {max_samples!r}")
+    varying = _varying_columns(X)
+    n_constant, d = int(X.shape[1] - varying.sum()), X.shape[1]
+    if n_constant and d - n_constant < 2:
+        raise ValueError(
+            f"parc: {n_constant} of {d} feature columns are constant (zero variance); correlating samples "
+            "across dimensions needs at least 2 varying columns - check the feature extraction"
+        )
+    if n_constant:
+        warn_degenerate(
+            f"parc: {n_constant} of {d} feature columns are constant (zero variance) and were dropped; "
+            f"the score is that of the other {d - n_constant} columns"
+        )
+        X = X[:, varying]
 
     y = info.y
     if max_samples is not None and info.n_samples > max_samples:
@@ -244,13 +280,12 @@ def parc(
             random_state=pca_random_state,
             iterated_power=iterated_power,
         )
-    if X.shape[1] < 2:
+    Z = _standard_scale(X)
+    if Z.shape[1] < 2:
         raise ValueError(
             f"parc correlates every sample's features across dimensions and needs at least 2 "
-            f"dimensions, got {X.shape[1]}; pass more feature dimensions"
+            f"dimensions with nonzero variance, got {Z.shape[1]}; pass more feature dimensions"
         )
-
-    Z = _standard_scale(X)
     Z -= Z.mean(axis=1, keepdims=True)
     row_norm = np.linalg.norm(Z, axis=1)
     constant = row_norm <= _CONSTANT_ROW_TOL * np.sqrt(Z.shape[1])
