@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import ckptrank
-from ckptrank import ranking
+from ckptrank import combine, ranking
 from ckptrank.data import TargetDataset
 from ckptrank.testing.synthetic import source_probs_for
 
@@ -171,12 +171,12 @@ def test_on_error_raise_reraises(zoo):
 
 
 def test_consensus_ties_are_averaged():
-    ranks = ranking._ranks(np.array([0.5, 0.9, 0.5, np.nan]), higher_is_better=True)
+    ranks = combine.measure_ranks(np.array([0.5, 0.9, 0.5, np.nan]), higher_is_better=True)
     np.testing.assert_array_equal(ranks[:3], [2.5, 1.0, 2.5])
     assert np.isnan(ranks[3])
-    lower = ranking._ranks(np.array([3.0, 1.0, 2.0]), higher_is_better=False)
+    lower = combine.measure_ranks(np.array([3.0, 1.0, 2.0]), higher_is_better=False)
     np.testing.assert_array_equal(lower, [3.0, 1.0, 2.0])
-    np.testing.assert_array_equal(ranking._final_rank(np.array([1.5, 1.5, 3.0, np.nan]))[:3], [1, 1, 3])
+    np.testing.assert_array_equal(combine.final_rank(np.array([1.5, 1.5, 3.0, np.nan]))[:3], [1, 1, 3])
 
 
 def test_consensus_is_mean_of_measure_ranks(zoo):

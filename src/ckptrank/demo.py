@@ -202,7 +202,7 @@ def reality_check(
     from ckptrank.data import load_dataset
     from ckptrank.engine import FeatureCache, extract
 
-    from .ranking import _ranks
+    from .combine import measure_ranks
 
     data = result.task.data
     train = load_dataset(data, split="train", per_class=per_class, seed=seed)
@@ -226,7 +226,7 @@ def reality_check(
             }
         )
     check = pd.DataFrame(rows)
-    check["probe_rank"] = _ranks(check["probe_accuracy"].to_numpy(dtype=float), higher_is_better=True)
+    check["probe_rank"] = measure_ranks(check["probe_accuracy"].to_numpy(dtype=float), higher_is_better=True)
     tau = kendalltau(-check["consensus_rank"].to_numpy(dtype=float), check["probe_accuracy"].to_numpy())
     check.attrs["kendall_tau"] = float(tau.statistic) if np.isfinite(tau.statistic) else None
     check.attrs["n_test"] = len(test)

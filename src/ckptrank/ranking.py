@@ -7,15 +7,9 @@ checkpoint with the per-measure scores, a consensus rank and two target-blind ba
 (parameter count, and the source accuracy the checkpoint's card states).
 
 Consensus rank
-    For each measure, the checkpoints it scored are ranked 1 (predicted best) .. M, ties
-    averaged (:func:`scipy.stats.rankdata`, ``method="average"``), using the measure's
-    ``higher_is_better``. The consensus rank of a checkpoint is the mean of its per-measure
-    ranks over the measures that scored *every* successfully run checkpoint (a measure that
-    skipped some checkpoints, e.g. LEEP for checkpoints without a head, is shown but left out
-    of the consensus so that all checkpoints are compared on the same measures; when no
-    measure scored every checkpoint, the mean over the available ranks is used and a note
-    says so). The final ``rank`` orders the consensus ranks, ties sharing the smaller rank
-    ("1, 2, 2, 4").
+    :func:`ckptrank.combine.consensus_column` makes the ``rank`` column from the per-measure
+    scores (the same function the benchmark evaluates): the mean per-measure rank over the
+    measures that scored every checkpoint that ran, ties sharing the smaller final rank.
 
 Failures
     A checkpoint that cannot be loaded or run is kept as a row with ``status="failed"`` and the
@@ -46,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ckptrank.combine import DEFAULT_MEASURES
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -65,9 +61,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Measures used when none are requested: fast on a CPU, strong in the published comparisons,
-#: and of different kinds (evidence, discriminant analysis, covariance, mixture, source head).
-DEFAULT_MEASURES: tuple[str, ...] = ("logme", "sfda", "reg_hscore", "nleep", "leep")
 
 #: Columns that precede and follow the per-measure score columns of a ranking.
 LEADING_COLUMNS = ("rank", "checkpoint")
@@ -162,7 +155,7 @@ def _make_cache(cache_dir: str | Path | None) -> Any:
 def _extract(
     checkpoint: Any, dataset: Any, *, batch_size: int, device: str | None, cache: Any, progress: bool | None
 ) -> Any:
-    from ckptrank.engine.extract import extract
+    from ckptrank.engine.extraction import extract
 
     return extract(checkpoint, dataset, batch_size=batch_size, device=device, cache=cache, progress=progress)
 
@@ -726,18 +719,6 @@ def _score_run(
     return scores, time.perf_counter() - start
 
 
-def _ranks(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
-    """Ranks 1 = best among the finite values, ties averaged; NaN where the value is NaN."""
-    from scipy.stats import rankdata
-
-    out = np.full(values.shape, np.nan)
-    finite = np.isfinite(values)
-    if finite.any():
-        keyed = -values[finite] if higher_is_better else values[finite]
-        out[finite] = rankdata(keyed, method="average")
-    return out
-
-
 def _versions() -> dict[str, str]:
     import ckptrank
 
@@ -968,57 +949,29 @@ def _combine(
     scored = {name: np.isfinite(frame[name].to_numpy(dtype=float)) & ok for name in names}
     if not any(mask.any() for mask in scored.values()):
         raise ValueError(_nothing_scored_message(names, measure_specs, frame, checkpoint_notes))
+    from ckptrank.combine import consensus_column, measure_ranks
 
-    measure_ranks = {
-        name: _ranks(
-            np.where(ok, frame[name].to_numpy(dtype=float), np.nan), measure_specs[name].higher_is_better
-        )
-        for name in names
-    }
+    combined = consensus_column(
+        {name: frame[name].to_numpy(dtype=float) for name in names},
+        {name: measure_specs[name].higher_is_better for name in names},
+        ok,
+    )
+    run_notes.extend(combined.notes)
     ranks_by_checkpoint = {
-        spec: {name: _none_if_nan(measure_ranks[name][i]) for name in names}
+        spec: {name: _none_if_nan(combined.ranks[name][i]) for name in names}
         for i, spec in enumerate(frame["checkpoint"])
     }
-    complete = [name for name in names if scored[name].sum() == ok.sum()]
-    partial = [name for name in names if name not in complete and scored[name].any()]
-    consensus_measures = complete or partial
-    if complete and partial:
-        run_notes.append(
-            f"consensus over {', '.join(complete)} (the measures that scored every checkpoint); "
-            f"{', '.join(partial)} scored only some checkpoints and {'is' if len(partial) == 1 else 'are'} "
-            "shown but not averaged"
-        )
-    elif not complete:
-        run_notes.append(
-            "no measure scored every checkpoint; the consensus averages each checkpoint's available ranks, "
-            "which compares checkpoints on different measures"
-        )
-    for name in names:
-        if not scored[name].any():
-            run_notes.append(f"{name} scored no checkpoint (see the notes of each checkpoint)")
-        elif scored[name].sum() > 1 and _all_equal(frame.loc[scored[name], name].to_numpy(dtype=float)):
-            run_notes.append(
-                f"{name} gave every checkpoint the same score, so it cannot separate them here "
-                "(its ranks are tied; see its warnings)"
-            )
-    stacked = np.vstack([measure_ranks[name] for name in consensus_measures])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (failed rows) give NaN
-        consensus = np.where(ok, np.nanmean(stacked, axis=0), np.nan)
-    frame["consensus_rank"] = consensus
-    frame["rank"] = _final_rank(consensus)
+    consensus_measures = combined.measures
+    frame["consensus_rank"] = combined.consensus
+    frame["rank"] = combined.rank
     for column in ("num_parameters", "source_accuracy"):
         values = frame[column].to_numpy(dtype=float, na_value=np.nan)
-        frame[f"{column}_rank"] = _ranks(np.where(ok, values, np.nan), higher_is_better=True)
+        frame[f"{column}_rank"] = measure_ranks(np.where(ok, values, np.nan), higher_is_better=True)
     position = np.nan_to_num(frame["rank"].to_numpy(dtype=float), nan=np.inf)
     frame = frame.iloc[np.lexsort((np.arange(len(frame)), position))].reset_index(drop=True)
     frame["num_parameters"] = frame["num_parameters"].astype("Int64")
     frame["rank"] = frame["rank"].astype("Int64")
     return frame[[*LEADING_COLUMNS, *names, *TRAILING_COLUMNS]], consensus_measures, ranks_by_checkpoint
-
-
-def _all_equal(values: np.ndarray, rtol: float = 1e-6) -> bool:
-    return bool(np.ptp(values) <= rtol * max(1.0, float(np.abs(values).max())))
 
 
 def _grouped_notes(checkpoint_notes: Mapping[str, list[str]]) -> list[str]:
@@ -1033,16 +986,6 @@ def _grouped_notes(checkpoint_notes: Mapping[str, list[str]]) -> list[str]:
 def _cache_root(cache: Any, cache_dir: str | Path | None) -> str | None:
     root = getattr(cache, "root", None) or cache_dir
     return None if root is None else str(root)
-
-
-def _final_rank(consensus: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    out = np.full(consensus.shape, np.nan)
-    finite = np.isfinite(consensus)
-    if finite.any():
-        out[finite] = rankdata(np.round(consensus[finite], 9), method="min")
-    return out
 
 
 def _none_if_nan(value: Any) -> Any:

@@ -271,3 +271,13 @@ def test_progress_bar_switches(monkeypatch: pytest.MonkeyPatch) -> None:
         assert bar.disable
     monkeypatch.setenv(DISABLE_ENV_VAR, "0")
     assert progress_enabled(True)
+
+
+def test_extract_is_the_function_whatever_was_imported_first():
+    """The lazy package never hands out a submodule in place of the function of the same role."""
+    import importlib
+
+    importlib.import_module("ckptrank.engine.extraction")
+    from ckptrank import engine
+
+    assert callable(engine.extract) and engine.extract is extract

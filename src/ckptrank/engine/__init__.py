@@ -14,9 +14,9 @@ _LAZY = {
     "VerifyResult": "cache",
     "cache_key": "cache",
     "default_cache_dir": "cache",
-    "Extracted": "extract",
-    "extract": "extract",
-    "extraction_key": "extract",
+    "Extracted": "extraction",
+    "extract": "extraction",
+    "extraction_key": "extraction",
     "progress_bar": "progress",
     "progress_enabled": "progress",
 }
