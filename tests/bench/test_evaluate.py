@@ -11,6 +11,7 @@ import io
 import math
 import time
 import warnings
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -167,7 +168,7 @@ def test_intervals_are_deterministic_and_zero_bootstrap_gives_none():
     assert none[["ci_low", "ci_high", "seed_ci_low", "seed_ci_high"]].isna().all().all()
 
 
-def test_noise_ceiling_is_mean_pairwise_weighted_tau_between_seeds():
+def test_seed_agreement_and_reliability_per_task():
     gt = _truth(noise=0.05)
     ev = evaluate(_scores({"m": 0.3}), gt, n_bootstrap=50)
     for task in ("t0", "t1", "t2"):
@@ -177,27 +178,33 @@ def test_noise_ceiling_is_mean_pairwise_weighted_tau_between_seeds():
             for i in range(3)
             for j in range(i + 1, 3)
         ]
-        got = ev.noise_ceiling.set_index("task").loc[task]
-        assert got["noise_ceiling"] == pytest.approx(np.mean(pairs), abs=1e-12)
-        assert got["n_seeds"] == 3
-    assert ev.mean_noise_ceiling() == pytest.approx(ev.noise_ceiling["noise_ceiling"].mean())
+        got = ev.seed_agreement.set_index("task").loc[task]
+        assert got["seed_agreement"] == pytest.approx(np.mean(pairs), abs=1e-12)
+        assert got["reliability"] == pytest.approx(stats.split_half_reliability(table.to_numpy()), abs=1e-12)
+        assert got["n_seeds"] == 3 and got["n_checkpoints"] == 8
+    assert ev.mean_seed_agreement() == pytest.approx(ev.seed_agreement["seed_agreement"].mean())
+    assert ev.mean_reliability() == pytest.approx(ev.seed_agreement["reliability"].mean())
+    assert ev.mean_reliability() > ev.mean_seed_agreement()  # the 3-seed mean beats one seed
+    # the deprecated names read the seed agreement
+    assert ev.noise_ceiling["noise_ceiling"].tolist() == ev.seed_agreement["seed_agreement"].tolist()
+    assert ev.mean_noise_ceiling() == ev.mean_seed_agreement()
+    assert ev.to_dict()["mean_reliability"] == pytest.approx(ev.mean_reliability())
 
 
-def test_single_seed_has_no_seed_interval_and_no_ceiling():
+def test_single_seed_has_no_seed_interval_agreement_or_reliability():
     ev = evaluate(_scores({"m": 0.3}), _truth(seeds=1), n_bootstrap=100)
     assert ev.per_task["seed_ci_low"].isna().all()
-    assert ev.noise_ceiling["noise_ceiling"].isna().all()
-    assert math.isnan(ev.mean_noise_ceiling())
+    assert ev.seed_agreement[["seed_agreement", "reliability"]].isna().all().all()
+    assert math.isnan(ev.mean_seed_agreement()) and math.isnan(ev.mean_reliability())
     assert any("single ground-truth seed" in note for note in ev.notes)
 
 
 def test_baselines_evaluated_and_weaker_measures_marked():
     gt = _truth(seeds=2)
     sc = _scores({"strong": 0.01, "weak": 1.5})
-    baselines = pd.DataFrame(
-        {"num_parameters": QUALITY * 1e6 + np.arange(8), "source_accuracy": np.full(8, np.nan)}, index=CKPTS
-    )
-    baselines.loc["c0", "num_parameters"] = 5e6  # an imperfect baseline
+    # an imperfect baseline: four of the eight checkpoints out of place
+    params = (QUALITY + np.array([0.6, -0.5, 0.45, -0.4, 0.0, 0.0, 0.0, 0.0])) * 1e6
+    baselines = pd.DataFrame({"num_parameters": params, "source_accuracy": np.full(8, np.nan)}, index=CKPTS)
     ev = evaluate(sc, gt, baselines=baselines, n_bootstrap=300)
     assert ev.baselines == ["num_parameters"]  # all-NaN source_accuracy is not a baseline
     base_tau = ev.summary.loc["num_parameters", "weighted_tau"]
@@ -212,11 +219,18 @@ def test_baselines_evaluated_and_weaker_measures_marked():
     )
     assert base_tau == pytest.approx(expected)
     assert ev.summary.loc["strong", "beats_baseline"] is True and not ev.summary.loc["strong", "marked"]
+    assert ev.summary.loc["strong", "verdict"] == "better" and ev.summary.loc["strong", "diff_ci_low"] > 0
     assert ev.summary.loc["weak", "beats_baseline"] is False and ev.summary.loc["weak", "marked"]
     assert ev.summary.loc["weak", "best_baseline"] == "num_parameters"
     assert ev.summary.loc["strong", "p_beats_baseline"] > ev.summary.loc["weak", "p_beats_baseline"]
     assert 0.0 <= ev.summary.loc["weak", "p_beats_baseline"] <= 1.0
     assert ev.summary.loc["num_parameters", "kind"] == "baseline"
+    # no interval, no verdict: nothing is marked as beating the baseline
+    none = evaluate(sc, gt, baselines=baselines, n_bootstrap=0).summary
+    assert none.loc["strong", "verdict"] is None and none.loc["strong", "beats_baseline"] is False
+    assert none.loc["strong", "diff_vs_baseline"] == pytest.approx(
+        ev.summary.loc["strong", "diff_vs_baseline"]
+    )
 
 
 def test_lower_is_better_measures_are_negated():
@@ -431,3 +445,221 @@ def test_evaluate_suite_registered_measure_direction_and_baselines_only():
     ev = evaluate_suite(suite, None, n_bootstrap=0)
     assert ev.measures == [] and ev.baselines == ["num_parameters"]
     assert ev.summary.loc["num_parameters", "weighted_tau"] > 0.5
+
+
+# --- paired comparisons ---------------------------------------------------------------------------------
+
+
+def _one_task(truth: dict[str, float], measure: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    gt = pd.DataFrame({"task": "t", "checkpoint": list(truth), "seed": 0, "accuracy": list(truth.values())})
+    sc = pd.DataFrame(
+        {"task": "t", "checkpoint": list(measure), "measure": "A", "score": list(measure.values())}
+    )
+    return gt, sc
+
+
+def test_paired_difference_by_hand_where_the_unpaired_comparison_disagrees():
+    # A scores c1..c3 only; the baseline also covers c4 and c5, the best checkpoints, and gets them right.
+    truth = {"c1": 1.0, "c2": 2.0, "c3": 3.0, "c4": 4.0, "c5": 5.0}
+    gt, sc = _one_task(truth, {"c1": 2.0, "c2": 1.0, "c3": 3.0})  # bottom two swapped
+    params = pd.DataFrame({"num_parameters": [1.0, 3.0, 2.0, 4.0, 5.0]}, index=list(truth))  # c2/c3 swapped
+    ev = evaluate(sc, gt, baselines=params, n_bootstrap=200)
+    row = ev.summary.loc["A"]
+    # By hand (hyperbolic weights 1/(r+1), ranked by each side in turn): a swap of the bottom two of
+    # three gives 6/11, a swap of the top two 2/11 (tests/bench/test_stats.py derives the first).
+    assert row["weighted_tau"] == pytest.approx(6 / 11, abs=1e-14)
+    # unpaired, the baseline (on all five) looks better than A (on three) ...
+    unpaired = ev.summary.loc["num_parameters", "weighted_tau"]
+    assert unpaired == pytest.approx(sps.weightedtau([1.0, 3, 2, 4, 5], [1.0, 2, 3, 4, 5]).statistic)
+    assert unpaired > row["weighted_tau"]
+    # ... paired on c1..c3 the baseline has 2/11 and A is better by 4/11: that is what is reported
+    assert row["best_baseline"] == "num_parameters"
+    assert row["best_baseline_tau"] == pytest.approx(2 / 11, abs=1e-14)
+    assert row["weighted_tau_common"] == pytest.approx(6 / 11, abs=1e-14)
+    assert row["diff_vs_baseline"] == pytest.approx(4 / 11, abs=1e-14)
+    assert (row["n_common_tasks"], row["n_common_pairs"]) == (1, 3)
+    # three checkpoints cannot settle it: the interval contains 0, so no mark either way
+    assert row["diff_ci_low"] <= 0 <= row["diff_ci_high"]
+    assert row["verdict"] == "tie" and row["beats_baseline"] is False
+    cmp = ev.comparison("num_parameters", "A")
+    assert cmp["diff"] == pytest.approx(-4 / 11) and cmp["verdict"] == "tie"
+    assert (cmp["ci_low"], cmp["ci_high"]) == (-row["diff_ci_high"], -row["diff_ci_low"])
+
+
+def _extra_easy_case(n_common: int = 16, n_swaps: int = 7, n_tasks: int = 3):
+    """A on k01..k(n_common); the baseline on all, right on the 3 best (extra) checkpoints.
+
+    Both swap the two best of the common checkpoints; the baseline also swaps ``n_swaps`` bottom pairs.
+    """
+    n = n_common + 3
+    names = [f"k{i:02d}" for i in range(1, n + 1)]
+    q = np.arange(1.0, n + 1)
+    a = q[:n_common].copy()
+    a[[n_common - 1, n_common - 2]] = a[[n_common - 2, n_common - 1]]
+    b = q.copy()
+    b[[n_common - 1, n_common - 2]] = b[[n_common - 2, n_common - 1]]
+    for k in range(n_swaps):
+        b[[2 * k, 2 * k + 1]] = b[[2 * k + 1, 2 * k]]
+    tasks = [f"t{j}" for j in range(n_tasks)]
+    gt = pd.DataFrame(
+        [(t, name, 0, 50 + q[i] + 0.1 * j) for j, t in enumerate(tasks) for i, name in enumerate(names)],
+        columns=["task", "checkpoint", "seed", "accuracy"],
+    )
+    sc = pd.DataFrame(
+        [(t, name, "A", a[i]) for t in tasks for i, name in enumerate(names[:n_common])],
+        columns=["task", "checkpoint", "measure", "score"],
+    )
+    return gt, sc, pd.DataFrame({"num_parameters": b}, index=names), names, q, a, b
+
+
+def test_mark_follows_the_paired_interval_and_resamples_are_shared():
+    gt, sc, params, names, q, a, b = _extra_easy_case()
+    n_boot = 300
+    ev = evaluate(sc, gt, baselines=params, n_bootstrap=n_boot, random_state=4)
+    row = ev.summary.loc["A"]
+    common = len(a)
+    tau_a = sps.weightedtau(a, q[:common]).statistic
+    tau_b_common = sps.weightedtau(b[:common], q[:common]).statistic
+    tau_b_all = sps.weightedtau(b, q).statistic
+    # unpaired (the old report) the baseline wins; paired A is better, and significantly
+    assert ev.summary.loc["num_parameters", "weighted_tau"] == pytest.approx(tau_b_all)
+    assert row["weighted_tau"] == pytest.approx(tau_a) and tau_b_all > tau_a
+    assert row["best_baseline_tau"] == pytest.approx(tau_b_common)
+    assert row["diff_vs_baseline"] == pytest.approx(tau_a - tau_b_common)
+    assert row["n_common_pairs"] == 3 * common
+    assert row["diff_ci_low"] > 0 and row["verdict"] == "better"
+    assert row["beats_baseline"] is True and not row["marked"]
+    # independent reference: the same index draws for both rows (the checkpoint set's stream), a
+    # scipy loop per resample, the difference of the task means, its percentile interval
+    key = zlib.crc32("\x00".join(names[:common]).encode())
+    idx = np.random.default_rng([4, 0, key]).integers(0, common, (n_boot, common))
+    truth = q[:common]
+    diffs = []
+    for draw in idx:
+        per_task = []
+        for j in range(3):
+            t = truth[draw] + 0.1 * j
+            per_task.append(
+                sps.weightedtau(a[draw], t).statistic - sps.weightedtau(b[:common][draw], t).statistic
+            )
+        diffs.append(np.mean(per_task))
+    diffs = np.array(diffs)
+    low, high = np.quantile(diffs[np.isfinite(diffs)], [0.025, 0.975])
+    assert row["diff_ci_low"] == pytest.approx(low, abs=1e-12)
+    assert row["diff_ci_high"] == pytest.approx(high, abs=1e-12)
+    assert row["p_beats_baseline"] == pytest.approx(np.mean(diffs[np.isfinite(diffs)] > 0))
+
+
+def test_comparisons_cover_every_pair_and_use_the_common_pairs():
+    gt = _truth(seeds=2)
+    sc = _scores({"good": 0.05, "noisy": 0.6})
+    sc = sc[~((sc.measure == "noisy") & (sc.task == "t2"))]  # noisy misses a task
+    sc = sc[~((sc.measure == "good") & (sc.checkpoint == "c1"))]  # good misses a checkpoint
+    base = pd.DataFrame({"num_parameters": QUALITY[::-1]}, index=CKPTS)
+    ev = evaluate(sc, gt, baselines=base, n_bootstrap=100)
+    pairs = set(zip(ev.comparisons["a"], ev.comparisons["b"], strict=True))
+    assert pairs == {("good", "noisy"), ("good", "num_parameters"), ("noisy", "num_parameters")}
+    row = ev.comparison("good", "noisy")
+    assert row["n_tasks"] == 2 and row["n_pairs"] == 14  # t0, t1 without c1
+    mean = gt.groupby(["task", "checkpoint"])["accuracy"].mean()
+    expected = []
+    for m in ("good", "noisy"):
+        taus = []
+        for t in ("t0", "t1"):
+            s = sc[(sc.measure == m) & (sc.task == t) & (sc.checkpoint != "c1")].set_index("checkpoint")[
+                "score"
+            ]
+            taus.append(sps.weightedtau(s.to_numpy(), mean.loc[t].loc[s.index].to_numpy()).statistic)
+        expected.append(np.mean(taus))
+    assert row["tau_a"] == pytest.approx(expected[0]) and row["tau_b"] == pytest.approx(expected[1])
+    assert row["diff"] == pytest.approx(expected[0] - expected[1])
+    assert row["verdict"] == "better" and row["p_a_better"] > 0.95
+    # each row's own mean is over its own tasks, shown with their number
+    assert ev.summary.loc["noisy", "n_tasks"] == 2 and ev.summary.loc["good", "n_tasks"] == 3
+    assert not ev.summary.loc["noisy", "covers_all_tasks"] and ev.summary.loc["good", "covers_all_tasks"]
+    versus = ev.versus("num_parameters")
+    assert list(versus.index) == ["good", "noisy"] and versus.loc["good", "verdict"] == "better"
+    assert versus.loc["noisy", "diff"] == ev.comparison("noisy", "num_parameters")["diff"]
+    assert versus.loc["noisy", "tau_other"] == ev.comparison("num_parameters", "noisy")["tau_a"]
+
+
+# --- random-init controls and tracks --------------------------------------------------------------------
+
+
+def test_random_init_controls_are_left_out_and_checked():
+    gt = _truth(seeds=2)
+    sc = _scores({"m": 0.05})
+    # c0 and c4 are controls; m scores c0 lowest everywhere but c4 above c0 and below the rest;
+    # the baseline gives c4 the largest value
+    base = pd.DataFrame({"num_parameters": np.array([1, 5, 3, 4, 9, 6, 7, 2], dtype=float)}, index=CKPTS)
+    ev = evaluate(sc, gt, baselines=base, controls=["c0", "c4"], n_bootstrap=50)
+    pretrained = [c for c in CKPTS if c not in ("c0", "c4")]
+    mean = gt.groupby(["task", "checkpoint"])["accuracy"].mean()
+    got = ev.per_task.query("measure == 'm' and task == 't0' and statistic == 'weighted_tau'")
+    s = sc[(sc.measure == "m") & (sc.task == "t0")].set_index("checkpoint")["score"].loc[pretrained]
+    assert got["value"].item() == pytest.approx(
+        sps.weightedtau(s.to_numpy(), mean.loc["t0"].loc[pretrained]).statistic
+    )
+    assert got["n_checkpoints"].item() == 6
+    assert set(ev.seed_agreement["n_checkpoints"]) == {6}
+    controls = ev.controls.set_index(["measure", "task"])
+    # QUALITY of c0 (0.1) and c4 (0.2) are the lowest: m (quality + small noise) puts them last
+    assert controls.loc[("m", "t0"), "below_all"] and controls.loc[("m", "t0"), "ordered"] == 1.0
+    assert controls.loc[("ground truth", "t0"), "below_all"]
+    # the baseline scores c4 (9) above every pre-trained checkpoint: first, ordered half the pairs
+    row = controls.loc[("num_parameters", "t1")]
+    assert not row["below_all"] and row["top_control"] == "c4" and row["top_control_rank"] == 1
+    assert row["ordered"] == pytest.approx(0.5)  # c0 below all 6, c4 above all 6
+    assert ev.summary.loc["m", "controls_below"] == 3 and ev.summary.loc["m", "controls_tasks"] == 3
+    assert ev.summary.loc["num_parameters", "controls_below"] == 0
+    assert ev.pairs.query("measure == 'm' and task == 't0'")["control"].sum() == 2
+    assert any("2 random-initialised control(s) (c0, c4) are left out" in n for n in ev.notes)
+
+
+def test_suite_marks_controls_and_tracks():
+    from ckptrank.bench.suite import SuiteCheckpoint, Task, infer_tracks
+
+    assert SuiteCheckpoint(group="random-init").is_control
+    assert SuiteCheckpoint(spec="timm:efficientnet_lite0?init=random&size=112").is_control
+    assert not SuiteCheckpoint(spec="timm:efficientnet_lite0?size=112", group="imagenet").is_control
+    assert not SuiteCheckpoint(group="random-init", control=False).is_control
+    image = _truth(tasks=("i0", "i1"), seeds=2)
+    text = _truth(tasks=("w0",), seeds=2).assign(checkpoint=lambda f: "w" + f["checkpoint"])
+    gt = pd.concat([image, text], ignore_index=True)
+    assert infer_tracks(gt) == {"i0": "track 1", "i1": "track 1", "w0": "track 2"}
+    assert set(infer_tracks(image).values()) == {""}
+    suite = Suite(
+        name="test-tracks",
+        tasks={"i0": Task(track="image"), "i1": Task(track="image"), "w0": Task(track="text")},
+        checkpoints={
+            **{c: {"group": "random-init" if c == "c0" else "x"} for c in CKPTS},
+            **{f"w{c}": {} for c in CKPTS},
+        },
+        ground_truth=gt,
+    )
+    assert suite.controls() == ["c0"]
+    sc = pd.concat(
+        [
+            _scores({"m": 0.1, "img": 0.2}, tasks=("i0", "i1")),
+            _scores({"m": 0.3}, tasks=("w0",)).assign(checkpoint=lambda f: "w" + f["checkpoint"]),
+        ],
+        ignore_index=True,
+    )
+    ev = evaluate_suite(suite, sc, n_bootstrap=50)
+    assert ev.track_names == ["image", "text"]
+    assert list(ev.task_table().columns) == ["i0", "i1", "w0", "mean", "mean:image", "mean:text"]
+    taus = ev.task_table()
+    assert taus.loc["m", "mean:image"] == pytest.approx(taus.loc["m", ["i0", "i1"]].mean())
+    assert taus.loc["m", "mean:text"] == pytest.approx(taus.loc["m", "w0"])
+    assert taus.loc["m", "mean"] == pytest.approx(taus.loc["m", ["i0", "i1", "w0"]].mean())
+    assert ev.summary.loc["m", "weighted_tau:image"] == pytest.approx(taus.loc["m", "mean:image"])
+    assert ev.summary.loc["img", "n_tasks:text"] == 0 and math.isnan(
+        ev.summary.loc["img", "weighted_tau:text"]
+    )
+    assert ev.pairs.query("task == 'i0' and measure == 'm'")["control"].sum() == 1
+    scopes = ev.comparisons.set_index(["scope", "a", "b"])
+    assert ("image", "m", "img") in scopes.index and ("text", "m", "img") not in scopes.index
+    assert scopes.loc[("all", "m", "img"), "n_tasks"] == 2  # the comparison uses the common tasks
+    assert ev.mean_reliability("text") == pytest.approx(
+        ev.seed_agreement.set_index("task").loc["w0", "reliability"]
+    )

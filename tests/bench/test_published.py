@@ -7,6 +7,7 @@ The recomputations are done here independently, straight from the packaged CSVs 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from importlib import resources
 
@@ -158,7 +159,69 @@ def test_modelspider_recomputed_vs_reported_counts():
     assert set(rep.loc[rep["agrees"].isna(), "measure"]) == {"ModelSpider"}  # reported only, no scores
 
 
+def test_modelspider_parameter_count_beats_every_published_metric():
+    result = bench("published:modelspider", n_bootstrap=300)
+    ev = result.evaluation
+    tau = ev.summary["weighted_tau"]
+    # the issue's figures, and an independent recomputation of the baseline from the packaged truth
+    gt = pd.read_csv(DATA / "modelspider_single_source_finetune.csv")
+    gt = gt[~gt.dataset.isin(["dSprites", "UTKFace"])].pivot(
+        index="model", columns="dataset", values="finetune_score"
+    )
+    counted = {n: _inference_parameters(n) for n in gt.index}
+    assert tau["num_parameters"] == pytest.approx(_mean_tau(gt, counted), abs=1e-12)
+    assert round(tau["num_parameters"], 3) == 0.680
+    assert (round(tau["LogME"], 3), round(tau["H-Score"], 3), round(tau["NCE"], 3)) == (0.675, 0.657, 0.655)
+    measures = ev.measures
+    assert len(measures) == 9 and (tau[measures] < tau["num_parameters"]).all()
+    # paired comparisons with the parameter count, on the same 80 (task, checkpoint) pairs
+    versus = ev.versus("num_parameters").loc[measures]
+    assert (versus["n_pairs"] == 80).all()
+    np.testing.assert_allclose(versus["diff"], tau[measures] - tau["num_parameters"], atol=1e-12)
+    assert (versus["verdict"] != "better").all()  # none is significantly better than the parameter count
+    assert versus.loc["LogME", "verdict"] == "tie" and versus.loc["LFC", "verdict"] == "worse"
+    # Model Spider's learned ranker: reported only (0.800), set beside the baselines computed here
+    means = reported_summary(ev).set_index("measure")
+    assert means.loc["ModelSpider", "reported"] == pytest.approx(0.800, abs=5e-4)
+    assert math.isnan(means.loc["ModelSpider", "recomputed"])
+    assert means.loc["ModelSpider", "num_parameters"] == pytest.approx(tau["num_parameters"])
+
+
 # --- SFDA group 1: baselines and the reported table --------------------------------------------------------
+
+
+def _inference_parameters(name: str) -> int:
+    """Parameters of a torchvision architecture built on the CPU as it runs at inference (no aux heads)."""
+    from torchvision import models
+
+    options = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+    return sum(p.numel() for p in models.get_model(name, weights=None, **options).parameters())
+
+
+def _mean_tau(truth: pd.DataFrame, values: dict[str, float]) -> float:
+    """Mean over tasks of scipy's weighted tau of ``values`` against a (model x task) truth table."""
+    names = list(truth.index)
+    score = np.array([values[n] for n in names], dtype=float)
+    return float(np.mean([sps.weightedtau(score, truth[t].to_numpy()).statistic for t in truth.columns]))
+
+
+def test_parameter_count_baseline_is_counted_on_the_architectures():
+    from ckptrank.bench.published import architecture_parameters
+
+    names = ["googlenet", "inception_v3", "resnet50", "mobilenet_v2"]
+    counts = architecture_parameters(names)
+    assert counts.to_dict() == {n: float(_inference_parameters(n)) for n in names}
+    assert counts["inception_v3"] == 23_834_568
+    # torchvision's weights metadata counts Inception-v3 with its auxiliary classifier, GoogLeNet without
+    meta = read_published_table("torchvision_imagenet1k_v1.csv").set_index("model")["num_params"]
+    from torchvision import models
+
+    full = models.get_model("inception_v3", weights=None, init_weights=False)
+    with_aux = sum(p.numel() for p in full.parameters())
+    assert meta["inception_v3"] == with_aux != counts["inception_v3"]
+    assert meta["googlenet"] == counts["googlenet"]
+    with pytest.raises(ValueError, match="no classification architecture 'resnet5'"):
+        architecture_parameters(["resnet5"])
 
 
 def test_sfda_group1_baselines_and_reported_values():
@@ -166,7 +229,16 @@ def test_sfda_group1_baselines_and_reported_values():
     summary = result.evaluation.summary
     assert result.source == "none" and result.evaluation.measures == []
     assert summary.loc["source_accuracy", "weighted_tau"] == pytest.approx(0.654, abs=5e-4)
-    assert summary.loc["num_parameters", "weighted_tau"] == pytest.approx(0.578, abs=5e-4)
+    # the issue's figure, recomputed independently: counted architectures, scipy on the packaged truth
+    truth = pd.read_csv(DATA / "sfda_group1_finetune_acc.csv").set_index("model")
+    counted = {n: _inference_parameters(n) for n in truth.index}
+    assert _mean_tau(truth, counted) == pytest.approx(0.609, abs=5e-4)
+    assert summary.loc["num_parameters", "weighted_tau"] == pytest.approx(
+        _mean_tau(truth, counted), abs=1e-12
+    )
+    # with the weights metadata's count (Inception-v3 with its auxiliary classifier) it would read 0.578
+    meta = read_published_table("torchvision_imagenet1k_v1.csv").set_index("model")["num_params"]
+    assert _mean_tau(truth, meta.to_dict()) == pytest.approx(0.578, abs=5e-4)
     rep = result.evaluation.reported
     assert len(rep) == 55 and rep["agrees"].isna().all()
     sfda_mean = rep[rep.measure == "SFDA"]["reported"].mean()
@@ -182,6 +254,10 @@ def test_sfda_group1_baselines_and_reported_values():
         "SFDA": True,
     }
     assert means.loc["NLEEP", "reported"] == pytest.approx(0.61145, abs=1e-5)
+    # every reported mean sits beside both baselines computed here on the same 11 tasks
+    assert (
+        means["num_parameters"].round(3).eq(0.609).all() and means["source_accuracy"].round(3).eq(0.654).all()
+    )
 
 
 def test_user_scores_against_a_published_suite_are_compared_with_reported(tmp_path):
@@ -190,9 +266,11 @@ def test_user_scores_against_a_published_suite_are_compared_with_reported(tmp_pa
     rows = [(task, model, "SFDA", gt.loc[model, task]) for task in gt.columns for model in gt.index]
     path = tmp_path / "scores.csv"
     pd.DataFrame(rows, columns=["task", "checkpoint", "measure", "score"]).to_csv(path, index=False)
-    result = bench("published:sfda-group1", scores=path, n_bootstrap=0)
+    result = bench("published:sfda-group1", scores=path, n_bootstrap=200)
     assert result.evaluation.summary.loc["SFDA", "weighted_tau"] == pytest.approx(1.0)
     assert not result.evaluation.summary.loc["SFDA", "marked"]
+    assert result.evaluation.summary.loc["SFDA", "verdict"] == "better"
+    assert result.evaluation.summary.loc["SFDA", "n_common_pairs"] == 121
     rep = result.evaluation.reported
     sfda = rep[rep.measure == "SFDA"]
     assert len(sfda) == 11 and sfda["flagged"].all()

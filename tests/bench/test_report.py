@@ -54,6 +54,8 @@ def result():
     suite = Suite(
         name="test:report <&>",
         description="A synthetic suite for the report test",
+        # net-4, the worst, is a random-initialised control: left out of the statistics, checked apart
+        checkpoints={name: {"group": "random-init" if name == "net-4" else "pre-trained"} for name in CKPTS},
         ground_truth=truth,
         baselines=pd.DataFrame({"num_parameters": QUALITY + 0.3 * rng.normal(size=6)}, index=CKPTS),
         reported=reported,
@@ -71,12 +73,15 @@ def report_dir(result, tmp_path_factory):
     return out
 
 
-def test_report_files_and_embedded_images(report_dir):
+def test_report_files_and_embedded_images(report_dir, result):
     out = report_dir
     for name in (
         "report.html",
         "summary.csv",
         "per_task.csv",
+        "comparisons.csv",
+        "seed_agreement.csv",
+        "controls.csv",
         "scores.csv",
         "reported.csv",
         "evaluation.json",
@@ -105,9 +110,30 @@ def test_report_files_and_embedded_images(report_dir):
     for name in (*MEASURES, "num_parameters"):
         assert f">{name}<" in page
     assert "test:report &lt;&amp;&gt;" in page  # names are escaped
-    assert "DISAGREES" in page and "Ground-truth noise ceiling" in page
+    assert "DISAGREES" in page and "noise ceiling" not in page
+    assert "Ground truth: seed agreement and reliability" in page and "Random-init sanity check" in page
     summary = pd.read_csv(out / "summary.csv")
     assert summary["measure"].tolist()[:3] == list(MEASURES)
+    ev = result.evaluation
+    # the tables of the page and the CSVs are the evaluation's
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert len(comparisons) == 6  # 3 measures + 1 baseline: every pair once
+    np.testing.assert_allclose(comparisons["diff"], ev.comparisons["diff"])
+    truth = pd.read_csv(out / "seed_agreement.csv")
+    assert truth["n_checkpoints"].eq(5).all()  # the control is left out
+    page_reliability = re.search(
+        r"<td class='name'>mean</td><td></td><td></td><td></td><td>([-0-9.]+)</td><td>([-0-9.]+)</td>", page
+    )
+    assert page_reliability and float(page_reliability.group(2)) == pytest.approx(
+        ev.mean_reliability(), abs=5e-4
+    )
+    controls = pd.read_csv(out / "controls.csv")
+    assert set(controls["measure"]) == {*MEASURES, "num_parameters", "ground truth"}
+    assert (controls["top_control"] == "net-4").all()
+    for name in MEASURES:
+        row = ev.summary.loc[name]
+        diff = f"{row['diff_vs_baseline']:+.3f}"
+        assert diff in page, (name, diff)
 
 
 def test_report_refuses_a_file_path(result, tmp_path):

@@ -140,3 +140,64 @@ def test_seed_agreement() -> None:
     expected = np.mean([1.0, -1.0, -1.0])
     assert stats.seed_agreement(T) == pytest.approx(expected)
     assert math.isnan(stats.seed_agreement(T[:1]))
+
+
+# --- reliability of the seed-mean ground truth ----------------------------------------------------------
+
+
+def test_spearman_brown_by_hand() -> None:
+    assert stats.spearman_brown(0.6, 2) == pytest.approx(1.2 / 1.6)
+    assert stats.spearman_brown(0.5, 3) == pytest.approx(1.5 / 2.0)
+    assert stats.spearman_brown(0.8, 1) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="positive"):
+        stats.spearman_brown(0.5, 0)
+
+
+def test_split_half_reliability_two_seeds_by_hand() -> None:
+    # seed 1 swaps the two bottom checkpoints of seed 0. By hand (hyperbolic weights 1/(r+1)):
+    # ranked by either side the weights of the pairs (c1,c2), (c1,c3), (c2,c3) are 5/6, 3/2, 4/3
+    # (or 5/6, 4/3, 3/2), only (c1,c2) is discordant: tau = (-5/6 + 3/2 + 4/3) / (22/6) = 6/11.
+    T = np.array([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0]])
+    assert stats.weighted_tau(T[0], T[1]) == pytest.approx(6 / 11, abs=1e-15)
+    # one split (seed 0 | seed 1); Spearman-Brown: 2 r / (1 + r) = (12/11) / (17/11) = 12/17
+    assert stats.split_half_reliability(T) == pytest.approx(12 / 17, abs=1e-14)
+    assert stats.seed_agreement(T) == pytest.approx(6 / 11, abs=1e-15)
+
+
+def test_split_half_reliability_four_seeds_equal_halves() -> None:
+    T = np.array(
+        [
+            [1.0, 2.0, 3.0, 4.0, 5.0],
+            [2.0, 1.0, 3.0, 5.0, 4.0],
+            [1.0, 3.0, 2.0, 4.0, 5.0],
+            [1.5, 2.5, 2.0, 5.5, 4.0],
+        ]
+    )
+    splits = [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))]  # each unordered split once
+    r = np.mean(
+        [sps.weightedtau(T[list(a)].mean(axis=0), T[list(b)].mean(axis=0)).statistic for a, b in splits]
+    )
+    assert stats.split_half_reliability(T) == pytest.approx(2 * r / (1 + r), abs=1e-14)
+
+
+def test_split_half_reliability_three_seeds_unequal_halves() -> None:
+    T = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 1.0, 3.0, 5.0, 4.0], [1.0, 3.0, 2.0, 4.0, 5.0]])
+    # splits {i} | the other two; r = mean weighted tau between one seed and the mean of two
+    r = np.mean(
+        [sps.weightedtau(T[i], T[[j for j in range(3) if j != i]].mean(axis=0)).statistic for i in range(3)]
+    )
+    # parallel-measurement model: corr(mean of 1, mean of 2) = rho sqrt(2) / sqrt(1 + rho), so
+    # 2 rho^2 - r^2 rho - r^2 = 0, and the 3-seed mean has reliability 3 rho / (1 + 2 rho)
+    rho = (r**2 + math.sqrt(r**4 + 8 * r**2)) / 4
+    assert stats.split_half_reliability(T) == pytest.approx(3 * rho / (1 + 2 * rho), abs=1e-10)
+    # the seed mean is more reliable than one seed agrees with another
+    assert stats.split_half_reliability(T) > stats.seed_agreement(T)
+
+
+def test_split_half_reliability_edge_cases() -> None:
+    assert math.isnan(stats.split_half_reliability([[1.0, 2.0, 3.0]]))  # one seed
+    assert stats.split_half_reliability([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]) == 1.0
+    assert math.isnan(stats.split_half_reliability([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]))  # r = -1
+    assert math.isnan(stats.split_half_reliability([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))  # constant
+    with pytest.raises(ValueError, match="2-D"):
+        stats.split_half_reliability([1.0, 2.0])

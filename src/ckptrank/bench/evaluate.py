@@ -47,7 +47,7 @@ import pandas as pd
 from ckptrank.ranking import LEADING_COLUMNS, TRAILING_COLUMNS
 
 from . import stats
-from .suite import BASELINE_COLUMNS, normalize_name
+from .suite import BASELINE_COLUMNS, infer_tracks, normalize_name
 
 if TYPE_CHECKING:
     from .suite import Suite
@@ -62,6 +62,7 @@ __all__ = [
     "evaluate_suite",
     "read_scores",
     "reported_summary",
+    "weighted_tau_rows",
 ]
 
 #: Statistics computed per task (with the default ``ks=(1, 3)``), in display order.
@@ -263,6 +264,55 @@ def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(constant, np.nan, np.clip(r, -1.0, 1.0))
 
 
+def _weighted_from_signs(
+    S: np.ndarray, A: np.ndarray, prod: np.ndarray, ax: np.ndarray, ay: np.ndarray, inc: np.ndarray
+) -> np.ndarray:
+    """Weighted tau of each row from the pair signs (``prod = sx * sy``, ``|sx|``, ``|sy|``)."""
+    # The weight of pair (i, j) is w_i + w_j, so a weighted sum over pairs is w @ (pair values @ incidence).
+    per_item = [m @ inc for m in (prod, ax, ay)]
+    taus = []
+    for w in (_importance(S, A), _importance(A, S)):
+        taus.append(
+            _ratio(
+                (w * per_item[0]).sum(axis=1), (w * per_item[1]).sum(axis=1), (w * per_item[2]).sum(axis=1)
+            )
+        )
+    return 0.5 * (taus[0] + taus[1])
+
+
+def weighted_tau_rows(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Weighted tau (scipy's defaults) of each row of ``scores`` / ``truth``; NaN for a constant row.
+
+    The weighted-tau part of :func:`batch_statistics`, for the paired comparisons.
+
+    Parameters
+    ----------
+    scores, truth : ndarray of shape (n_rows, n_checkpoints)
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+    """
+    S = np.asarray(scores, dtype=np.float64)
+    A = np.asarray(truth, dtype=np.float64)
+    if S.ndim != 2 or S.shape != A.shape or S.shape[1] < 2:
+        raise ValueError(
+            f"scores and truth must be 2-D arrays of the same shape with >= 2 columns, got {S.shape} and "
+            f"{A.shape}"
+        )
+    M = S.shape[1]
+    i, j, inc_i, inc_j = _pairs(M)
+    inc = inc_i + inc_j
+    chunk = max(1, _MAX_CELLS // (M * (M - 1) // 2))
+    parts = []
+    for start in range(0, S.shape[0], chunk):
+        s, a = S[start : start + chunk], A[start : start + chunk]
+        sx = np.sign(s[:, i] - s[:, j])
+        sy = np.sign(a[:, i] - a[:, j])
+        parts.append(_weighted_from_signs(s, a, sx * sy, np.abs(sx), np.abs(sy), inc))
+    return np.concatenate(parts)
+
+
 def _correlations(S: np.ndarray, A: np.ndarray, out: dict[str, np.ndarray]) -> None:
     """Weighted tau, Kendall tau-b and Spearman of each row, from the signs of all pairs."""
     i, j, inc_i, inc_j = _pairs(S.shape[1])
@@ -273,16 +323,7 @@ def _correlations(S: np.ndarray, A: np.ndarray, out: dict[str, np.ndarray]) -> N
     ax = np.abs(sx)
     ay = np.abs(sy)
     out["kendall_tau"] = _ratio(prod.sum(axis=1), ax.sum(axis=1), ay.sum(axis=1))
-    # The weight of pair (i, j) is w_i + w_j, so a weighted sum over pairs is w @ (pair values @ incidence).
-    per_item = [m @ inc for m in (prod, ax, ay)]
-    taus = []
-    for w in (_importance(S, A), _importance(A, S)):
-        taus.append(
-            _ratio(
-                (w * per_item[0]).sum(axis=1), (w * per_item[1]).sum(axis=1), (w * per_item[2]).sum(axis=1)
-            )
-        )
-    out["weighted_tau"] = 0.5 * (taus[0] + taus[1])
+    out["weighted_tau"] = _weighted_from_signs(S, A, prod, ax, ay, inc)
     # Average ranks (ties share the mean rank): 1 + #smaller + (#equal - 1) / 2.
     tie_x = 0.5 * (sx == 0)
     tie_y = 0.5 * (sy == 0)
@@ -394,29 +435,68 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------------
 # Result
 
+#: ``task`` of the per_task rows holding the mean over a row's tasks; per track: ``"mean:TRACK"``.
+MEAN = "mean"
+_TRACK_MEAN = "mean:"
+#: Name of the ground truth in the random-init sanity check.
+TRUTH_ROW = "ground truth"
+
 
 @dataclass
 class Evaluation:
     """Result of :func:`evaluate`.
 
+    Random-initialised controls (``controls``) are left out of every table but :attr:`controls`
+    and :attr:`pairs`.
+
     Attributes
     ----------
     per_task : pandas.DataFrame
         Long table with columns ``measure``, ``kind`` (``"measure"`` or ``"baseline"``), ``task``
-        (a task name, or ``"mean"`` for the average over the measure's tasks), ``statistic``,
-        ``value``, ``ci_low``/``ci_high`` (bootstrap over checkpoints), ``seed_ci_low``/
-        ``seed_ci_high`` (bootstrap over ground-truth seeds), ``n_checkpoints``, ``n_tasks``.
+        (a task name; ``"mean"`` for the mean over the row's tasks; ``"mean:TRACK"`` for the mean
+        over its tasks of one track, when the suite has several tracks), ``aggregate`` (True on
+        the mean rows), ``statistic``, ``value``, ``ci_low``/``ci_high`` (bootstrap over
+        checkpoints), ``seed_ci_low``/``seed_ci_high`` (bootstrap over ground-truth seeds),
+        ``n_checkpoints``, ``n_tasks``.
     summary : pandas.DataFrame
-        One row per measure then per baseline: the mean of every statistic over tasks, the
-        intervals of the mean weighted tau, ``seconds`` (median per checkpoint), the best
-        baseline over the same tasks and its mean weighted tau, ``beats_baseline``,
-        ``p_beats_baseline`` (fraction of checkpoint resamples in which the measure's mean
-        weighted tau exceeds the best baseline's) and ``marked`` (does not beat the best baseline).
-    noise_ceiling : pandas.DataFrame
-        Per task: ``noise_ceiling`` (mean pairwise weighted tau between seeds) and ``n_seeds``.
+        One row per measure then per baseline, indexed by name: ``kind``; ``n_tasks`` and
+        ``n_pairs`` (the (task, checkpoint) pairs it was evaluated on); ``covers_all_tasks``;
+        ``weighted_tau`` (mean over its own ``n_tasks`` tasks) with ``weighted_tau_ci_low``/
+        ``_high`` and ``weighted_tau_seed_ci_low``/``_high``; the mean of every other statistic;
+        ``weighted_tau:TRACK`` and ``n_tasks:TRACK`` per track; ``seconds`` (median per
+        checkpoint); the paired comparison with the best baseline (see :attr:`comparisons`):
+        ``best_baseline``, ``best_baseline_tau`` (the baseline's mean on the common pairs),
+        ``weighted_tau_common`` (the row's mean on the same pairs), ``diff_vs_baseline``,
+        ``diff_ci_low``/``diff_ci_high``, ``p_beats_baseline``, ``n_common_tasks``,
+        ``n_common_pairs``, ``verdict`` (``"better"``, ``"worse"``, ``"tie"``, or None without
+        interval), ``beats_baseline`` (True only when the interval of the difference lies above 0;
+        None without a baseline), ``marked`` (a baseline exists and is not beaten); and the
+        random-init sanity check: ``controls_below`` (tasks on which every control is scored
+        below every pre-trained checkpoint) out of ``controls_tasks``.
+    comparisons : pandas.DataFrame
+        Paired comparison of every two rows ``a`` and ``b`` (``a`` before ``b`` in the summary),
+        per ``scope`` (``"all"``, and each track when there are several): on the (task,
+        checkpoint) pairs both have (``n_tasks``, ``n_pairs``), ``tau_a`` and ``tau_b`` (mean
+        weighted tau), ``diff`` = ``tau_a - tau_b``, its percentile interval ``ci_low``/
+        ``ci_high`` over checkpoint resamples shared by both, ``p_a_better`` (share of resamples
+        with ``diff > 0``) and ``verdict`` for ``a`` (``"better"``/``"worse"`` when the interval
+        excludes 0, else ``"tie"``; None without interval). :meth:`comparison` reads one.
+    seed_agreement : pandas.DataFrame
+        Per task: ``track``, ``n_seeds``, ``n_checkpoints``, ``seed_agreement`` (mean pairwise
+        weighted tau between single seeds) and ``reliability`` (of the mean over the seeds that
+        the measures are scored against: split-half, Spearman-Brown corrected; see
+        :func:`ckptrank.bench.stats.split_half_reliability`).
+    controls : pandas.DataFrame
+        Random-init sanity check per row (and the ground truth, ``measure="ground truth"``,
+        ``kind="truth"``) and task: ``n_controls``, ``n_pretrained``, ``below_all`` (every
+        control scored strictly below every pre-trained checkpoint), ``ordered`` (share of
+        (control, pre-trained) pairs in that order, ties counting half), ``top_control`` (the
+        highest-scored control) and ``top_control_rank`` (its rank among all, 1 = first).
     pairs : pandas.DataFrame
         The evaluated points: ``measure``, ``kind``, ``task``, ``checkpoint``, ``score`` (as given),
-        ``truth`` (mean over seeds), ``truth_std`` (over seeds).
+        ``truth`` (mean over seeds), ``truth_std`` (over seeds), ``control``.
+    tracks : dict
+        Task -> track (``""`` when the suite is one track).
     reported : pandas.DataFrame or None
         Recomputed vs reported statistics (see :func:`compare_reported`).
     notes : list of str
@@ -425,8 +505,11 @@ class Evaluation:
 
     per_task: pd.DataFrame
     summary: pd.DataFrame
-    noise_ceiling: pd.DataFrame
+    comparisons: pd.DataFrame
+    seed_agreement: pd.DataFrame
+    controls: pd.DataFrame
     pairs: pd.DataFrame
+    tracks: dict[str, str] = field(default_factory=dict)
     reported: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
@@ -434,7 +517,7 @@ class Evaluation:
     @property
     def measures(self) -> list[str]:
         """Evaluated measures (not baselines), in order."""
-        return [m for m, row in self.summary.iterrows() if row["kind"] == "measure"]
+        return [m for m, row in self.summary.iterrows() if row["kind"] != "baseline"]
 
     @property
     def baselines(self) -> list[str]:
@@ -444,37 +527,165 @@ class Evaluation:
     @property
     def tasks(self) -> list[str]:
         """Evaluated tasks, in order."""
-        tasks = self.per_task.loc[self.per_task["task"] != "mean", "task"]
+        tasks = self.per_task.loc[~self.per_task["aggregate"].astype(bool), "task"]
         return list(dict.fromkeys(tasks))
 
+    @property
+    def track_names(self) -> list[str]:
+        """The tracks, in task order; empty when the evaluated tasks form one track."""
+        names = list(dict.fromkeys(self.tracks.get(t, "") for t in self.tasks))
+        return names if len(names) > 1 else []
+
     def task_table(self, statistic: str = "weighted_tau") -> pd.DataFrame:
-        """A (measures + baselines) x tasks table of one statistic, with a ``mean`` column."""
+        """A (measures + baselines) x tasks table of one statistic, with the ``mean`` (over each
+        row's own tasks) and ``mean:TRACK`` columns."""
         rows = self.per_task[self.per_task["statistic"] == statistic]
         table = rows.pivot_table(
             index="measure", columns="task", values="value", aggfunc="first", dropna=False
         )
-        columns = [t for t in self.tasks if t in table.columns] + (
-            ["mean"] if "mean" in table.columns else []
-        )
+        means = [MEAN, *(f"{_TRACK_MEAN}{t}" for t in self.track_names)]
+        columns = [t for t in self.tasks if t in table.columns] + [m for m in means if m in table.columns]
         order = [m for m in self.summary.index if m in table.index]
         return table.reindex(index=order, columns=columns)
 
-    def mean_noise_ceiling(self) -> float:
-        """Mean noise ceiling over the tasks where it is defined (NaN when none)."""
-        values = self.noise_ceiling["noise_ceiling"].to_numpy(dtype=float)
+    def comparison(self, a: str, b: str, scope: str = "all") -> dict[str, Any] | None:
+        """The paired comparison of ``a`` with ``b`` (``diff = tau_a - tau_b``), or None.
+
+        Parameters
+        ----------
+        a, b : str
+            Measure or baseline names.
+        scope : str
+            ``"all"`` or a track.
+        """
+        rows = self.comparisons
+        if rows.empty:
+            return None
+        hit = rows[(rows["scope"] == scope) & (rows["a"] == a) & (rows["b"] == b)]
+        if len(hit):
+            return dict(hit.iloc[0])
+        hit = rows[(rows["scope"] == scope) & (rows["a"] == b) & (rows["b"] == a)]
+        if not len(hit):
+            return None
+        row = dict(hit.iloc[0])
+        flipped = dict(row)
+        flipped.update(
+            a=row["b"],
+            b=row["a"],
+            kind_a=row["kind_b"],
+            kind_b=row["kind_a"],
+            tau_a=row["tau_b"],
+            tau_b=row["tau_a"],
+            diff=-row["diff"],
+            ci_low=-row["ci_high"],
+            ci_high=-row["ci_low"],
+            p_a_better=row["p_b_better"],
+            p_b_better=row["p_a_better"],
+            verdict=_VERDICT_FLIP.get(row["verdict"], row["verdict"]),
+        )
+        return flipped
+
+    def versus(self, other: str, scope: str = "all") -> pd.DataFrame:
+        """Every other row compared with ``other`` (a baseline or a measure), paired.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by row name (summary order, ``other`` left out): ``n_tasks``, ``n_pairs``,
+            ``tau`` (the row's mean weighted tau on the common pairs), ``tau_other`` (``other``'s
+            on the same pairs), ``diff``, ``ci_low``, ``ci_high``, ``p_better`` (share of paired
+            resamples in which the row is better) and ``verdict``. Rows without common pairs are
+            absent.
+        """
+        rows = []
+        for name in self.summary.index:
+            if name == other:
+                continue
+            found = self.comparison(str(name), other, scope)
+            if found is None:
+                continue
+            rows.append(
+                {
+                    "measure": name,
+                    "n_tasks": found["n_tasks"],
+                    "n_pairs": found["n_pairs"],
+                    "tau": found["tau_a"],
+                    "tau_other": found["tau_b"],
+                    "diff": found["diff"],
+                    "ci_low": found["ci_low"],
+                    "ci_high": found["ci_high"],
+                    "p_better": found["p_a_better"],
+                    "verdict": found["verdict"],
+                }
+            )
+        columns = [
+            "n_tasks",
+            "n_pairs",
+            "tau",
+            "tau_other",
+            "diff",
+            "ci_low",
+            "ci_high",
+            "p_better",
+            "verdict",
+        ]
+        return pd.DataFrame(rows, columns=["measure", *columns]).set_index("measure")
+
+    def _truth_mean(self, column: str, track: str | None) -> float:
+        table = self.seed_agreement
+        if track is not None:
+            table = table[table["track"] == track]
+        values = table[column].to_numpy(dtype=float)
         return float(_nanmean(values, 0)) if values.size else math.nan
+
+    def mean_seed_agreement(self, track: str | None = None) -> float:
+        """Mean seed agreement over the tasks (of one track) where it is defined (NaN when none)."""
+        return self._truth_mean("seed_agreement", track)
+
+    def mean_reliability(self, track: str | None = None) -> float:
+        """Mean reliability of the seed-mean ground truth over the tasks (of one track); NaN when none."""
+        return self._truth_mean("reliability", track)
+
+    @property
+    def noise_ceiling(self) -> pd.DataFrame:
+        """Deprecated name of the seed agreement: columns ``task``, ``noise_ceiling``, ``n_seeds``.
+
+        The mean pairwise agreement of single seeds is not a ceiling for a measure scored against
+        the seed mean; use :attr:`seed_agreement` (with its ``reliability``).
+        """
+        return self.seed_agreement.rename(columns={"seed_agreement": "noise_ceiling"})[
+            ["task", "noise_ceiling", "n_seeds"]
+        ]
+
+    def mean_noise_ceiling(self) -> float:
+        """Deprecated name of :meth:`mean_seed_agreement`."""
+        return self.mean_seed_agreement()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (NaN -> None)."""
+        tracks = self.track_names
         return {
             "summary": _records(self.summary.reset_index()),
             "per_task": _records(self.per_task),
-            "noise_ceiling": _records(self.noise_ceiling),
-            "mean_noise_ceiling": _clean(self.mean_noise_ceiling()),
+            "comparisons": _records(self.comparisons),
+            "seed_agreement": _records(self.seed_agreement),
+            "mean_seed_agreement": _clean(self.mean_seed_agreement()),
+            "mean_reliability": _clean(self.mean_reliability()),
+            "tracks": {
+                "task_track": dict(self.tracks),
+                "mean_seed_agreement": {t: _clean(self.mean_seed_agreement(t)) for t in tracks},
+                "mean_reliability": {t: _clean(self.mean_reliability(t)) for t in tracks},
+            },
+            "controls": _records(self.controls),
+            # deprecated alias of mean_seed_agreement (the single-seed agreement is no ceiling)
+            "mean_noise_ceiling": _clean(self.mean_seed_agreement()),
             "reported": None if self.reported is None else _records(self.reported),
             "notes": list(self.notes),
             "config": self.config,
         }
+
+
+_VERDICT_FLIP = {"better": "worse", "worse": "better"}
 
 
 def _clean(value: Any) -> Any:
@@ -497,7 +708,10 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 @dataclass
 class _Entry:
-    """One (measure or baseline, task) evaluation with its resampled statistics."""
+    """One (measure or baseline, task) evaluation with its resampled statistics.
+
+    ``s`` (signed scores) and ``a`` (mean ground truth) follow ``checkpoints``.
+    """
 
     measure: str
     kind: str
@@ -506,10 +720,21 @@ class _Entry:
     point: dict[str, float]
     boot: dict[str, np.ndarray]
     seed_boot: dict[str, np.ndarray] | None
+    s: np.ndarray
+    a: np.ndarray
+
+    def positions(self, names: Sequence[str]) -> list[int]:
+        index = {name: i for i, name in enumerate(self.checkpoints)}
+        return [index[name] for name in names]
 
 
 class _Resampler:
-    """Resampled index arrays, drawn once per checkpoint set / per task and shared by all measures."""
+    """Resampled index arrays, drawn once per checkpoint set / per task and shared by all rows.
+
+    Two rows evaluated on the same checkpoints of a task get the same draws, and so do tasks
+    evaluated on the same checkpoints (the interval of a mean over tasks then accounts for their
+    correlation).
+    """
 
     def __init__(self, n: int, random_state: int) -> None:
         self.n = n
@@ -530,6 +755,106 @@ class _Resampler:
             rng = np.random.default_rng([self.random_state, 1, zlib.crc32(task.encode())])
             self._seed_draws[key] = rng.integers(0, n_seeds, (self.n, n_seeds))
         return self._seed_draws[key]
+
+
+class _Comparer:
+    """Paired comparisons of two rows on the (task, checkpoint) pairs both have.
+
+    For every task both rows evaluated, the common checkpoints (at least ``min_checkpoints``)
+    are resampled with the draws of :class:`_Resampler` for that checkpoint set, so both rows
+    see exactly the same resamples; the difference of their mean weighted tau over the common
+    tasks is computed per resample.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[_Entry],
+        resampler: _Resampler,
+        *,
+        n_bootstrap: int,
+        confidence: float,
+        min_checkpoints: int,
+    ) -> None:
+        self.entries = {(e.measure, e.task): e for e in entries}
+        self.resampler = resampler
+        self.n_bootstrap = n_bootstrap
+        self.confidence = confidence
+        self.min_checkpoints = min_checkpoints
+        self._cache: dict[tuple[str, str, tuple[str, ...]], tuple[float, np.ndarray | None]] = {}
+
+    def tau(self, entry: _Entry, names: tuple[str, ...]) -> tuple[float, np.ndarray | None]:
+        """Weighted tau of ``entry`` on the checkpoints ``names`` (point, resamples)."""
+        key = (entry.measure, entry.task, names)
+        if key not in self._cache:
+            if names == entry.checkpoints:
+                self._cache[key] = (entry.point["weighted_tau"], entry.boot.get("weighted_tau"))
+            else:
+                pos = entry.positions(names)
+                s, a = entry.s[pos], entry.a[pos]
+                point = stats.weighted_tau(s, a)
+                boot = None
+                if self.n_bootstrap:
+                    idx = self.resampler.checkpoints(names)
+                    boot = weighted_tau_rows(s[idx], a[idx])
+                self._cache[key] = (point, boot)
+        return self._cache[key]
+
+    def compare(self, a: str, b: str, tasks: Sequence[str]) -> dict[str, Any] | None:
+        """``a`` vs ``b`` over ``tasks``; None when they share no task with enough checkpoints."""
+        points_a, points_b, boots_a, boots_b = [], [], [], []
+        n_pairs = 0
+        for task in tasks:
+            ea, eb = self.entries.get((a, task)), self.entries.get((b, task))
+            if ea is None or eb is None:
+                continue
+            theirs = set(eb.checkpoints)
+            common = tuple(name for name in ea.checkpoints if name in theirs)
+            if len(common) < self.min_checkpoints:
+                continue
+            pa, ba = self.tau(ea, common)
+            pb, bb = self.tau(eb, common)
+            if not (math.isfinite(pa) and math.isfinite(pb)):
+                continue
+            points_a.append(pa)
+            points_b.append(pb)
+            boots_a.append(ba)
+            boots_b.append(bb)
+            n_pairs += len(common)
+        if not points_a:
+            return None
+        tau_a, tau_b = float(np.mean(points_a)), float(np.mean(points_b))
+        out: dict[str, Any] = {
+            "n_tasks": len(points_a),
+            "n_pairs": n_pairs,
+            "tau_a": tau_a,
+            "tau_b": tau_b,
+            "diff": tau_a - tau_b,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "p_a_better": math.nan,
+            "p_b_better": math.nan,
+            "verdict": None,
+        }
+        if self.n_bootstrap and all(x is not None for x in (*boots_a, *boots_b)):
+            A = np.column_stack(boots_a)
+            B = np.column_stack(boots_b)
+            both = np.isfinite(A) & np.isfinite(B)
+            count = both.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                diff = np.where(
+                    count > 0,
+                    (np.where(both, A, 0.0).sum(axis=1) - np.where(both, B, 0.0).sum(axis=1))
+                    / np.maximum(count, 1),
+                    np.nan,
+                )
+            low, high = _interval(diff, self.confidence)
+            finite = diff[np.isfinite(diff)]
+            out.update(ci_low=low, ci_high=high)
+            if finite.size:
+                out.update(p_a_better=float(np.mean(finite > 0)), p_b_better=float(np.mean(finite < 0)))
+            if math.isfinite(low) and math.isfinite(high):
+                out["verdict"] = "better" if low > 0 else "worse" if high < 0 else "tie"
+        return out
 
 
 def _check_options(n_bootstrap: int, confidence: float, min_checkpoints: int, ks: Sequence[int]) -> None:
@@ -580,6 +905,40 @@ def _truth_tables(
     return means, seeds
 
 
+def _control_row(
+    name: str, kind: str, task: str, control: pd.Series, pretrained: pd.Series
+) -> dict[str, Any]:
+    """Are the controls (values: higher = predicted better) below every pre-trained checkpoint?"""
+    c = control.to_numpy(dtype=float)
+    p = pretrained.to_numpy(dtype=float)
+    gap = p[None, :] - c[:, None]
+    top = int(np.argmax(c))
+    return {
+        "measure": name,
+        "kind": kind,
+        "task": task,
+        "n_controls": int(c.size),
+        "n_pretrained": int(p.size),
+        "below_all": bool(c.max() < p.min()),
+        "ordered": float(np.mean((gap > 0) + 0.5 * (gap == 0))),
+        "top_control": str(control.index[top]),
+        "top_control_rank": int(1 + np.sum(p > c[top]) + np.sum(np.delete(c, top) > c[top])),
+    }
+
+
+_CONTROL_COLUMNS = [
+    "measure",
+    "kind",
+    "task",
+    "n_controls",
+    "n_pretrained",
+    "below_all",
+    "ordered",
+    "top_control",
+    "top_control_rank",
+]
+
+
 def evaluate(
     scores: pd.DataFrame,
     ground_truth: pd.DataFrame,
@@ -595,6 +954,9 @@ def evaluate(
     tolerance: float = 0.0015,
     task_order: Sequence[str] | None = None,
     checkpoint_order: Sequence[str] | None = None,
+    controls: Iterable[str] = (),
+    tracks: Mapping[str, str] | None = None,
+    kinds: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
 ) -> Evaluation:
     """Evaluate every measure of ``scores`` against ``ground_truth``.
@@ -614,14 +976,15 @@ def evaluate(
         Measure -> whether a higher score predicts better transfer (default True); scores of
         lower-is-better measures are negated before evaluation.
     n_bootstrap : int, default 1000
-        Bootstrap resamples for the intervals (0 = no intervals).
+        Bootstrap resamples for the intervals (0 = no intervals, hence no verdict).
     confidence : float, default 0.95
     random_state : int, default 0
-        Seed of the resampled indices (the same resamples for every measure).
+        Seed of the resampled indices (the same resamples for every row).
     ks : sequence of int, default (1, 3)
         The k of Rel@k and hit@k.
     min_checkpoints : int, default 3
-        A task with fewer evaluable checkpoints for a measure is skipped for it (with a note).
+        A task with fewer evaluable checkpoints for a row (or for two rows in common, in a
+        comparison) is skipped for it (with a note).
     reported : pandas.DataFrame, optional
         Published statistics (``task, measure, statistic, value``) to set beside the recomputed
         ones (:func:`compare_reported`).
@@ -629,6 +992,17 @@ def evaluate(
         Recomputed and reported values further apart than this are flagged.
     task_order, checkpoint_order : sequence of str, optional
         Display order (and the order of the resampled checkpoint arrays).
+    controls : iterable of str
+        Random-initialised control checkpoints: left out of every statistic, mean, comparison
+        and of the ground truth's seed agreement and reliability, and checked separately
+        (:attr:`Evaluation.controls`).
+    tracks : mapping, optional
+        Task -> track, for the per-track means and comparisons; default: the groups of tasks
+        linked by shared checkpoints (:func:`ckptrank.bench.suite.infer_tracks`).
+    kinds : mapping, optional
+        Score-table measure -> its ``kind`` in the result (default ``"measure"``); the harness
+        marks the answer of ``ckptrank rank`` as ``"default"``. Rows of another kind than
+        ``"measure"`` come first in the summary.
     notes : sequence of str
         Notes to carry into the result.
 
@@ -645,8 +1019,10 @@ def evaluate(
     Notes
     -----
     * Scores for (task, checkpoint) pairs without ground truth are left out, and so are
-      ground-truth checkpoints a measure did not score: each measure is evaluated on the
-      intersection, with a note.
+      ground-truth checkpoints a measure did not score: each row is evaluated on the
+      intersection, with a note. Rows are therefore evaluated on different pairs; their own
+      means are shown with their task count, and every comparison of two rows is computed on
+      the pairs both have (:attr:`Evaluation.comparisons`).
     * NaN scores (a measure failed or was skipped for a checkpoint) are left out with a note.
     * Score ties are handled by scipy in the correlations; for Rel@k, hit@k and regret they are
       broken pessimistically (lowest ground truth first), noted.
@@ -671,9 +1047,14 @@ def evaluate(
 
     means, seed_tables = _truth_tables(ground_truth, checkpoint_order)
     tasks = [t for t in (task_order or []) if t in means] + [t for t in means if t not in (task_order or [])]
+    if tracks is None:
+        tracks = infer_tracks(ground_truth, tasks)
+    task_track = {task: str(tracks.get(task, "") or "") for task in tasks}
+    control_set = {str(c) for c in controls}
     resampler = _Resampler(int(n_bootstrap), int(random_state))
     entries: list[_Entry] = []
     pair_rows: list[pd.DataFrame] = []
+    control_rows: list[dict[str, Any]] = []
 
     # ground truth without scores, scores without ground truth
     known_pairs = {(task, name) for task, truth in means.items() for name in truth.index}
@@ -692,33 +1073,61 @@ def evaluate(
                     f"({_listing(names)}); evaluated on the checkpoints that have both"
                 )
 
+    kinds = dict(kinds or {})
     measures = list(dict.fromkeys(sc["measure"]))
-    single_seed_tasks: list[str] = []
+    measures = [m for m in measures if kinds.get(m, "measure") != "measure"] + [
+        m for m in measures if kinds.get(m, "measure") == "measure"
+    ]
+    single_seed_tasks = [task for task in tasks if seed_tables[task].shape[0] < 2]
+    present_controls = [
+        c for c in dict.fromkeys(c for t in tasks for c in means[t].index) if c in control_set
+    ]
     for task in tasks:
-        table = seed_tables[task]
-        if table.shape[0] < 2:
-            single_seed_tasks.append(task)
+        truth = means[task]
+        is_control = truth.index.isin(list(control_set))
+        if is_control.any() and (~is_control).any():
+            control_rows.append(_control_row(TRUTH_ROW, "truth", task, truth[is_control], truth[~is_control]))
 
     def run_one(name: str, kind: str, task: str, values: pd.Series, raw: pd.Series) -> None:
         truth = means[task]
         where = f"{name} on {task}"
         values = values[values.index.isin(truth.index)]
         nan = values.index[~np.isfinite(values.to_numpy(dtype=float))]
-        if len(nan) and kind == "measure":
+        if len(nan) and kind != "baseline":
             notes.append(f"{where}: no score for {len(nan)} checkpoint(s) ({_listing(nan)}); left out")
         values = values[np.isfinite(values.to_numpy(dtype=float))]
-        if kind == "measure":
+        if kind != "baseline":
             unscored = [c for c in truth.index if c not in values.index and c not in nan]
             if unscored:
                 notes.append(
                     f"{where}: {len(unscored)} checkpoint(s) with ground truth were not scored "
                     f"({_listing(unscored)}); evaluated on {len(values)}"
                 )
-        names = tuple(c for c in truth.index if c in values.index)
+        is_control = values.index.isin(list(control_set))
+        if is_control.any() and (~is_control).any():
+            control_rows.append(_control_row(name, kind, task, values[is_control], values[~is_control]))
+        ordered = [c for c in truth.index if c in values.index]
+        names = tuple(c for c in ordered if c not in control_set)
+        spread = seed_tables[task][ordered].std(axis=0, ddof=1) if seed_tables[task].shape[0] > 1 else None
+        pair_rows.append(
+            pd.DataFrame(
+                {
+                    "measure": name,
+                    "kind": kind,
+                    "task": task,
+                    "checkpoint": ordered,
+                    "score": raw.loc[ordered].to_numpy(dtype=float),
+                    "truth": truth.loc[ordered].to_numpy(dtype=float),
+                    "truth_std": spread.to_numpy(dtype=float) if spread is not None else np.nan,
+                    "control": [c in control_set for c in ordered],
+                }
+            )
+        )
         if len(names) < min_checkpoints:
             notes.append(
-                f"{where}: skipped, only {len(names)} checkpoint(s) with both a score and ground truth "
-                f"(need {min_checkpoints})"
+                f"{where}: skipped, only {len(names)} "
+                + ("pre-trained " if control_set else "")
+                + f"checkpoint(s) with both a score and ground truth (need {min_checkpoints})"
             )
             return
         s = values.loc[list(names)].to_numpy(dtype=float)
@@ -735,23 +1144,7 @@ def evaluate(
                 draws = resampler.seeds(task, complete.shape[0])
                 truth_b = complete[draws].mean(axis=1)
                 seed_boot = batch_statistics(np.broadcast_to(s, truth_b.shape), truth_b, ks=ks)
-        entries.append(_Entry(name, kind, task, names, point, boot, seed_boot))
-        spread = (
-            seed_tables[task][list(names)].std(axis=0, ddof=1) if seed_tables[task].shape[0] > 1 else None
-        )
-        pair_rows.append(
-            pd.DataFrame(
-                {
-                    "measure": name,
-                    "kind": kind,
-                    "task": task,
-                    "checkpoint": list(names),
-                    "score": raw.loc[list(names)].to_numpy(dtype=float),
-                    "truth": a,
-                    "truth_std": spread.to_numpy(dtype=float) if spread is not None else np.nan,
-                }
-            )
-        )
+        entries.append(_Entry(name, kind, task, names, point, boot, seed_boot, s, a))
 
     for measure in measures:
         sign = 1.0 if hib.get(measure, True) else -1.0
@@ -761,7 +1154,7 @@ def evaluate(
             if task_rows.empty:
                 continue
             raw = task_rows.set_index("checkpoint")["score"]
-            run_one(measure, "measure", task, sign * raw, raw)
+            run_one(measure, kinds.get(measure, "measure"), task, sign * raw, raw)
     baseline_names: list[str] = []
     if baselines is not None and len(baselines):
         base = baselines.copy()
@@ -788,11 +1181,29 @@ def evaluate(
             "every task" if len(single_seed_tasks) == len(tasks) else f"tasks {_listing(single_seed_tasks)}"
         )
         notes.append(
-            f"single ground-truth seed on {which}: no interval over seeds and no noise ceiling there"
+            f"single ground-truth seed on {which}: no interval over seeds and no seed agreement or "
+            "reliability there"
+        )
+    if present_controls:
+        notes.append(
+            f"{len(present_controls)} random-initialised control(s) ({_listing(present_controls)}) are left "
+            "out of every headline statistic, mean, comparison, seed agreement and reliability; the sanity "
+            "check asks whether each row scores them below every pre-trained checkpoint"
         )
 
-    per_task, summary = _aggregate(entries, measures, baseline_names, sc, confidence, tasks)
-    ceiling = _noise_ceiling(seed_tables, tasks)
+    comparer = _Comparer(
+        entries,
+        resampler,
+        n_bootstrap=int(n_bootstrap),
+        confidence=float(confidence),
+        min_checkpoints=int(min_checkpoints),
+    )
+    per_task, summary, comparisons = _aggregate(
+        entries, measures, baseline_names, sc, confidence, tasks, task_track, comparer
+    )
+    controls_table = pd.DataFrame(control_rows, columns=_CONTROL_COLUMNS)
+    summary = _add_control_summary(summary, controls_table)
+    agreement = _seed_reliability(seed_tables, tasks, control_set, task_track)
     comparison = None
     if reported is not None and len(reported):
         comparison = compare_reported(per_task, reported, tolerance=tolerance)
@@ -805,32 +1216,69 @@ def evaluate(
         "min_checkpoints": int(min_checkpoints),
         "tolerance": float(tolerance),
         "higher_is_better": {m: bool(hib.get(m, True)) for m in measures},
-        "bootstrap": "percentile; checkpoints resampled with replacement, shared by tasks evaluated on the "
-        "same checkpoints and by every measure; ground-truth seeds resampled per task with scores fixed",
+        "controls": present_controls,
+        "bootstrap": "percentile; checkpoints resampled with replacement, the same draws for every row and "
+        "every task evaluated on the same checkpoints; ground-truth seeds resampled per task with scores "
+        "fixed",
+        "comparisons": "paired: on the (task, checkpoint) pairs both rows have, the same checkpoint "
+        "resamples for both; diff of mean weighted tau, its percentile interval, P(diff > 0); a row beats "
+        "another only when the interval lies above 0",
+        "reliability": "split-half over seeds (every split into halves of n//2 and n - n//2 seeds; mean "
+        "weighted tau between the half means), Spearman-Brown corrected to all n seeds",
     }
     return Evaluation(
         per_task=per_task,
         summary=summary,
-        noise_ceiling=ceiling,
+        comparisons=comparisons,
+        seed_agreement=agreement,
+        controls=controls_table,
         pairs=pairs,
+        tracks=task_track,
         reported=comparison,
         notes=list(dict.fromkeys(notes)),
         config=config,
     )
 
 
-def _noise_ceiling(seed_tables: Mapping[str, pd.DataFrame], tasks: Sequence[str]) -> pd.DataFrame:
+def _seed_reliability(
+    seed_tables: Mapping[str, pd.DataFrame],
+    tasks: Sequence[str],
+    control_set: set[str],
+    task_track: Mapping[str, str],
+) -> pd.DataFrame:
+    """Per task: seed agreement and split-half reliability on the complete pre-trained checkpoints."""
     rows = []
     for task in tasks:
-        table = seed_tables[task].dropna(axis=1, how="any")
+        table = seed_tables[task]
+        table = table[[c for c in table.columns if c not in control_set]].dropna(axis=1, how="any")
         n_seeds = int(table.shape[0])
-        value = (
-            stats.seed_agreement(table.to_numpy(dtype=float))
-            if n_seeds >= 2 and table.shape[1] >= 2
-            else math.nan
+        values = table.to_numpy(dtype=float)
+        defined = n_seeds >= 2 and table.shape[1] >= 2
+        rows.append(
+            {
+                "task": task,
+                "track": task_track.get(task, ""),
+                "n_seeds": n_seeds,
+                "n_checkpoints": int(table.shape[1]),
+                "seed_agreement": stats.seed_agreement(values) if defined else math.nan,
+                "reliability": stats.split_half_reliability(values) if defined else math.nan,
+            }
         )
-        rows.append({"task": task, "noise_ceiling": value, "n_seeds": n_seeds})
-    return pd.DataFrame(rows, columns=["task", "noise_ceiling", "n_seeds"])
+    return pd.DataFrame(
+        rows, columns=["task", "track", "n_seeds", "n_checkpoints", "seed_agreement", "reliability"]
+    )
+
+
+def _add_control_summary(summary: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame:
+    below: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for name, rows in controls.groupby("measure", sort=False):
+        below[str(name)] = int(rows["below_all"].astype(bool).sum())
+        total[str(name)] = len(rows)
+    summary = summary.copy()
+    summary["controls_below"] = [below.get(str(n), 0) if str(n) in total else math.nan for n in summary.index]
+    summary["controls_tasks"] = [total.get(str(n), 0) for n in summary.index]
+    return summary
 
 
 def _aggregate(
@@ -840,13 +1288,19 @@ def _aggregate(
     scores: pd.DataFrame,
     confidence: float,
     tasks: Sequence[str],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    task_track: Mapping[str, str],
+    comparer: _Comparer,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     by_name: dict[str, list[_Entry]] = {}
     for entry in entries:
         by_name.setdefault(entry.measure, []).append(entry)
     statistics = list(entries[0].point)
     rows: list[dict[str, Any]] = []
-    means: dict[str, dict[str, tuple[float, np.ndarray | None]]] = {}
+    track_names = list(dict.fromkeys(task_track[t] for t in tasks))
+    track_names = track_names if len(track_names) > 1 else []
+    scopes = [(MEAN, set(tasks))] + [
+        (f"{_TRACK_MEAN}{track}", {t for t in tasks if task_track[t] == track}) for track in track_names
+    ]
 
     def interval(values: np.ndarray | None) -> tuple[float, float]:
         return _interval(values, confidence) if values is not None and values.size else (math.nan, math.nan)
@@ -862,6 +1316,7 @@ def _aggregate(
                         "measure": name,
                         "kind": kind,
                         "task": entry.task,
+                        "aggregate": False,
                         "statistic": stat,
                         "value": entry.point[stat],
                         "ci_low": low,
@@ -872,34 +1327,39 @@ def _aggregate(
                         "n_tasks": 1,
                     }
                 )
-        means[name] = {}
-        for stat in statistics:
-            point = np.array([e.point[stat] for e in group])
-            value = float(_nanmean(point, 0))
-            boot = np.column_stack([e.boot[stat] for e in group]) if group[0].boot else None
-            mean_boot = _nanmean(boot, 1) if boot is not None else None
-            seed_cols = [e.seed_boot[stat] for e in group if e.seed_boot is not None]
-            seed_mean = _nanmean(np.column_stack(seed_cols), 1) if len(seed_cols) == len(group) else None
-            low, high = interval(mean_boot)
-            slow, shigh = interval(seed_mean)
-            means[name][stat] = (value, mean_boot)
-            rows.append(
-                {
-                    "measure": name,
-                    "kind": kind,
-                    "task": "mean",
-                    "statistic": stat,
-                    "value": value,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "seed_ci_low": slow,
-                    "seed_ci_high": shigh,
-                    "n_checkpoints": int(np.median([len(e.checkpoints) for e in group])),
-                    "n_tasks": int(np.isfinite(point).sum()),
-                }
-            )
+        for label, scope in scopes:
+            members = [e for e in group if e.task in scope]
+            if not members:
+                continue
+            for stat in statistics:
+                point = np.array([e.point[stat] for e in members])
+                value = float(_nanmean(point, 0))
+                boot = np.column_stack([e.boot[stat] for e in members]) if members[0].boot else None
+                mean_boot = _nanmean(boot, 1) if boot is not None else None
+                seed_cols = [e.seed_boot[stat] for e in members if e.seed_boot is not None]
+                seed_mean = (
+                    _nanmean(np.column_stack(seed_cols), 1) if len(seed_cols) == len(members) else None
+                )
+                low, high = interval(mean_boot)
+                slow, shigh = interval(seed_mean)
+                rows.append(
+                    {
+                        "measure": name,
+                        "kind": kind,
+                        "task": label,
+                        "aggregate": True,
+                        "statistic": stat,
+                        "value": value,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "seed_ci_low": slow,
+                        "seed_ci_high": shigh,
+                        "n_checkpoints": int(np.median([len(e.checkpoints) for e in members])),
+                        "n_tasks": int(np.isfinite(point).sum()),
+                    }
+                )
     per_task = pd.DataFrame(rows)
-    order = {t: i for i, t in enumerate([*tasks, "mean"])}
+    order = {t: i for i, t in enumerate([*tasks, *(label for label, _ in scopes)])}
     names = [m for m in measures if m in by_name] + [b for b in baselines if b in by_name]
     rank = {m: i for i, m in enumerate(names)}
     stat_rank = {s: i for i, s in enumerate(statistics)}
@@ -917,26 +1377,43 @@ def _aggregate(
             values = values[np.isfinite(values)]
             seconds[name] = float(np.median(values)) if values.size else math.nan
 
-    def tau_over(name: str, task_set: set[str]) -> tuple[float, np.ndarray | None]:
-        group = [e for e in by_name.get(name, []) if e.task in task_set]
-        if not group:
-            return math.nan, None
-        point = np.array([e.point["weighted_tau"] for e in group])
-        boot = np.column_stack([e.boot["weighted_tau"] for e in group]) if group[0].boot else None
-        return float(_nanmean(point, 0)), (_nanmean(boot, 1) if boot is not None else None)
+    # paired comparisons of every two rows, overall and per track
+    comparison_rows = []
+    kinds = {name: by_name[name][0].kind for name in names}
+    for label, scope in scopes:
+        scope_name = "all" if label == MEAN else label[len(_TRACK_MEAN) :]
+        scope_tasks = [t for t in tasks if t in scope]
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                result = comparer.compare(a, b, scope_tasks)
+                if result is not None:
+                    comparison_rows.append(
+                        {
+                            "scope": scope_name,
+                            "a": a,
+                            "b": b,
+                            "kind_a": kinds[a],
+                            "kind_b": kinds[b],
+                            **result,
+                        }
+                    )
+    comparisons = pd.DataFrame(comparison_rows, columns=_COMPARISON_COLUMNS)
 
+    evaluated_tasks = {e.task for e in entries}
     summary_rows = []
     for name in names:
         group = by_name[name]
         kind = group[0].kind
-        mean_rows = per_task[(per_task["measure"] == name) & (per_task["task"] == "mean")].set_index(
-            "statistic"
-        )
+        mine = per_task[(per_task["measure"] == name) & per_task["aggregate"]]
+        mean_rows = mine[mine["task"] == MEAN].set_index("statistic")
         wt = mean_rows.loc["weighted_tau"]
+        own = {e.task for e in group if math.isfinite(e.point["weighted_tau"])}
         row: dict[str, Any] = {
             "measure": name,
             "kind": kind,
             "n_tasks": int(wt["n_tasks"]),
+            "n_pairs": int(sum(len(e.checkpoints) for e in group)),
+            "covers_all_tasks": own == evaluated_tasks,
             "weighted_tau": wt["value"],
             "weighted_tau_ci_low": wt["ci_low"],
             "weighted_tau_ci_high": wt["ci_high"],
@@ -946,30 +1423,72 @@ def _aggregate(
         for stat in statistics:
             if stat != "weighted_tau":
                 row[stat] = mean_rows.loc[stat, "value"]
-        row["seconds"] = seconds.get(name, math.nan) if kind == "measure" else 0.0
+        for track in track_names:
+            hit = mine[(mine["task"] == f"{_TRACK_MEAN}{track}") & (mine["statistic"] == "weighted_tau")]
+            row[f"weighted_tau:{track}"] = float(hit["value"].iloc[0]) if len(hit) else math.nan
+            row[f"n_tasks:{track}"] = int(hit["n_tasks"].iloc[0]) if len(hit) else 0
+        row["seconds"] = seconds.get(name, math.nan) if kind != "baseline" else 0.0
         row.update(
-            best_baseline=None, best_baseline_tau=math.nan, beats_baseline=None, p_beats_baseline=math.nan
+            best_baseline=None,
+            best_baseline_tau=math.nan,
+            weighted_tau_common=math.nan,
+            diff_vs_baseline=math.nan,
+            diff_ci_low=math.nan,
+            diff_ci_high=math.nan,
+            p_beats_baseline=math.nan,
+            n_common_tasks=0,
+            n_common_pairs=0,
+            verdict=None,
+            beats_baseline=None,
+            marked=False,
         )
-        row["marked"] = False
-        if kind == "measure":
-            task_set = {e.task for e in group if math.isfinite(e.point["weighted_tau"])}
-            best_name, best_tau, best_boot = None, -math.inf, None
+        if kind != "baseline":
+            best: dict[str, Any] | None = None
+            best_name = None
             for base in baselines:
-                tau, boot = tau_over(base, task_set)
-                if math.isfinite(tau) and tau > best_tau:
-                    best_name, best_tau, best_boot = base, tau, boot
-            if best_name is not None:
-                mine = means[name]["weighted_tau"]
-                beats = bool(math.isfinite(mine[0]) and mine[0] > best_tau)
-                row.update(best_baseline=best_name, best_baseline_tau=best_tau, beats_baseline=beats)
-                row["marked"] = not beats
-                if mine[1] is not None and best_boot is not None:
-                    valid = np.isfinite(mine[1]) & np.isfinite(best_boot)
-                    if valid.any():
-                        row["p_beats_baseline"] = float(np.mean(mine[1][valid] > best_boot[valid]))
+                if base not in by_name:
+                    continue
+                result = comparer.compare(name, base, list(tasks))
+                if result is not None and (best is None or result["tau_b"] > best["tau_b"]):
+                    best, best_name = result, base
+            if best is not None:
+                beats = best["verdict"] == "better"
+                row.update(
+                    best_baseline=best_name,
+                    best_baseline_tau=best["tau_b"],
+                    weighted_tau_common=best["tau_a"],
+                    diff_vs_baseline=best["diff"],
+                    diff_ci_low=best["ci_low"],
+                    diff_ci_high=best["ci_high"],
+                    p_beats_baseline=best["p_a_better"],
+                    n_common_tasks=best["n_tasks"],
+                    n_common_pairs=best["n_pairs"],
+                    verdict=best["verdict"],
+                    beats_baseline=beats,
+                    marked=not beats,
+                )
         summary_rows.append(row)
     summary = pd.DataFrame(summary_rows).set_index("measure")
-    return per_task, summary
+    return per_task, summary, comparisons
+
+
+_COMPARISON_COLUMNS = [
+    "scope",
+    "a",
+    "b",
+    "kind_a",
+    "kind_b",
+    "n_tasks",
+    "n_pairs",
+    "tau_a",
+    "tau_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_a_better",
+    "p_b_better",
+    "verdict",
+]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1040,16 +1559,19 @@ def compare_reported(
 def reported_summary(evaluation: Evaluation) -> pd.DataFrame:
     """Per reported (measure, statistic): the mean over tasks, reported and recomputed, beside the baselines.
 
-    For the weighted tau, the best static baseline's mean over the *same tasks* is added, so that a
-    published number can be judged against the target-blind baselines even when no score table
-    exists to recompute it.
+    For the weighted tau, every static baseline's mean over the *same tasks* is added (a column
+    named after the baseline), and the best of them, so that a published number can be judged
+    against the target-blind baselines even when no score table exists to recompute it. Without
+    scores this is a comparison of means, not a paired one: the reported values come without
+    the per-checkpoint scores a paired interval needs.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``measure``, ``statistic``, ``n_tasks``, ``reported``, ``recomputed`` (NaN unless
         every task was recomputed), ``best_baseline``, ``best_baseline_value``, ``beats_baseline``
-        (None when no baseline applies). Empty without reported values.
+        (None when no baseline applies), then one column per evaluated baseline (its mean weighted
+        tau on the same tasks; NaN when it misses one of them). Empty without reported values.
     """
     columns = [
         "measure",
@@ -1060,13 +1582,13 @@ def reported_summary(evaluation: Evaluation) -> pd.DataFrame:
         "best_baseline",
         "best_baseline_value",
         "beats_baseline",
+        *evaluation.baselines,
     ]
     rep = evaluation.reported
     if rep is None or rep.empty:
         return pd.DataFrame(columns=columns)
-    base = evaluation.per_task[
-        (evaluation.per_task["kind"] == "baseline") & (evaluation.per_task["task"] != "mean")
-    ]
+    per_task = evaluation.per_task
+    base = per_task[(per_task["kind"] == "baseline") & ~per_task["aggregate"].astype(bool)]
     rows = []
     for (measure, statistic), group in rep.groupby(["measure", "statistic"], sort=False):
         tasks = set(group["task"])
@@ -1081,12 +1603,14 @@ def reported_summary(evaluation: Evaluation) -> pd.DataFrame:
             "best_baseline_value": math.nan,
             "beats_baseline": None,
         }
+        row.update(dict.fromkeys(evaluation.baselines, math.nan))
         if statistic == "weighted_tau":
             rows_b = base[(base["statistic"] == statistic) & base["task"].isin(tasks)]
             best_name, best_value = None, -math.inf
             for name, values in rows_b.groupby("measure", sort=False):
                 if values["task"].nunique() == len(tasks):
                     value = float(values["value"].mean())
+                    row[str(name)] = value
                     if math.isfinite(value) and value > best_value:
                         best_name, best_value = str(name), value
             if best_name is not None:
@@ -1196,6 +1720,12 @@ def evaluate_suite(
     **options
         Passed to :func:`evaluate` (n_bootstrap, confidence, random_state, ks, min_checkpoints,
         tolerance).
+
+    Notes
+    -----
+    The suite's random-initialised controls (:meth:`~ckptrank.bench.suite.Suite.controls`) are
+    kept out of the headline statistics and checked separately; its tracks
+    (:meth:`~ckptrank.bench.suite.Suite.task_tracks`) give the per-track means and comparisons.
     """
     notes = list(suite.notes)
     if scores is None:
@@ -1246,6 +1776,8 @@ def evaluate_suite(
         reported=reported,
         task_order=list(suite.tasks),
         checkpoint_order=list(suite.checkpoints),
+        controls=suite.controls(),
+        tracks=suite.task_tracks(),
         notes=notes,
         **options,
     )

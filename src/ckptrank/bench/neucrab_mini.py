@@ -572,6 +572,7 @@ def load_suite(directory: Path | None = None) -> Any:
             seed=t.seed,
             metric="top-1 accuracy (%)",
             description=t.description,
+            track=t.track,
         )
         for name, t in TASKS.items()
     }

@@ -4,14 +4,15 @@
 
 * ``report.html``: one page with no external resource (figures embedded as base64 PNG data
   URIs, inline CSS): the summary table (every measure beside the static baselines, intervals,
-  marks), the noise ceiling, the weighted tau of every measure on every task, the recomputed vs
-  reported values (published suites), the figures, the notes, the provenance and the
-  configuration;
+  the paired comparison with the best baseline), the means per track, the paired comparisons of
+  every two rows, the seed agreement and reliability of the ground truth, the random-init sanity
+  check, the weighted tau of every measure on every task, the recomputed vs reported values
+  (published suites), the figures, the notes, the provenance and the configuration;
 * ``figures/*.png``: weighted tau with its intervals per measure, the per-task heat map, cost vs
   quality (when timings exist), score vs ground truth per measure and task, and recomputed vs
   reported;
-* ``summary.csv``, ``per_task.csv``, ``scores.csv``, ``reported.csv`` (when any) and
-  ``evaluation.json``.
+* ``summary.csv``, ``per_task.csv``, ``comparisons.csv``, ``seed_agreement.csv``,
+  ``controls.csv``, ``scores.csv``, ``reported.csv`` (when any) and ``evaluation.json``.
 
 Files of the same names are replaced; other files in the folder are left alone. The figures are
 drawn with :class:`matplotlib.figure.Figure` and the Agg renderer (never ``pyplot``), so drawing
@@ -64,6 +65,7 @@ th { background: #f2f2f2; }
 td.name, th.name { text-align: left; }
 tr.baseline td { color: #666; background: #f7f7f7; font-style: italic; }
 tr.marked td.measure::after { content: " \\2717"; color: #d95f02; font-weight: bold; }
+tr.tie td.measure::after { content: " \\2248"; color: #777; font-weight: bold; }
 tr.beats td.measure::after { content: " \\2713"; color: #1b7837; font-weight: bold; }
 div.scroll { overflow-x: auto; max-width: 100%; }
 td.flag { color: #b30000; font-weight: bold; }
@@ -161,7 +163,7 @@ def _tau_figure(result: BenchResult) -> bytes:
     Figure = _figure_class()
     ev = result.evaluation
     summary = ev.summary
-    measures = summary[summary["kind"] == "measure"].sort_values("weighted_tau", ascending=True)
+    measures = summary[summary["kind"] != "baseline"].sort_values("weighted_tau", ascending=True)
     baselines = summary[summary["kind"] == "baseline"]
     rows = pd.concat([baselines, measures])
     n = max(len(rows), 1)
@@ -194,11 +196,11 @@ def _tau_figure(result: BenchResult) -> bytes:
         ax.text(
             best, len(rows) - 0.45, " best baseline ", fontsize=7.5, color=_BASELINE, va="bottom", ha=side
         )
-    ceiling = ev.mean_noise_ceiling()
-    if _finite(ceiling):
-        ax.axvline(ceiling, color=_SEED, linestyle=":", linewidth=1.2)
-        side = "right" if ceiling > 0.5 else "left"
-        ax.text(ceiling, -0.9, "noise ceiling ", fontsize=7.5, color=_SEED, va="bottom", ha=side)
+    reliability = ev.mean_reliability()
+    if _finite(reliability):
+        ax.axvline(reliability, color=_SEED, linestyle=":", linewidth=1.2)
+        side = "right" if reliability > 0.5 else "left"
+        ax.text(reliability, -0.9, "truth reliability ", fontsize=7.5, color=_SEED, va="bottom", ha=side)
     ax.axvline(0.0, color="#cccccc", linewidth=0.8)
     ax.set_yticks(y)
     ax.set_yticklabels([str(name) for name in rows.index], fontsize=8.5)
@@ -251,7 +253,7 @@ def _heatmap_figure(result: BenchResult) -> bytes:
 def _cost_figure(result: BenchResult) -> bytes | None:
     """Median seconds per checkpoint vs mean weighted tau (None when no timing is known)."""
     summary = result.evaluation.summary
-    measures = summary[(summary["kind"] == "measure") & summary["seconds"].apply(_finite)]
+    measures = summary[(summary["kind"] != "baseline") & summary["seconds"].apply(_finite)]
     measures = measures[measures["seconds"].astype(float) > 0]
     if measures.empty:
         return None
@@ -303,15 +305,30 @@ def _scatter_figure(result: BenchResult, measure: str) -> bytes:
     color = _BASELINE if kind == "baseline" else "#4d4d4d"
     for ax, task in zip(axes, tasks, strict=False):
         rows_t = pairs[pairs["task"] == task]
+        control = (
+            rows_t["control"].astype(bool).to_numpy() if "control" in rows_t else np.zeros(len(rows_t), bool)
+        )
         x = rows_t["score"].to_numpy(dtype=float)
         y = rows_t["truth"].to_numpy(dtype=float)
         err = rows_t["truth_std"].to_numpy(dtype=float)
-        if np.isfinite(err).any():
-            ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="o", color=color, markersize=4, elinewidth=0.8)
-        else:
-            ax.plot(x, y, "o", color=color, markersize=4)
-        best = int(np.argmax(y))
-        ax.plot([x[best]], [y[best]], "o", color=_GOOD, markersize=6, fillstyle="none")
+        for mask, marker in ((~control, "o"), (control, "x")):
+            if not mask.any():
+                continue
+            if np.isfinite(err[mask]).any():
+                ax.errorbar(
+                    x[mask],
+                    y[mask],
+                    yerr=np.nan_to_num(err[mask]),
+                    fmt=marker,
+                    color=color,
+                    markersize=4,
+                    elinewidth=0.8,
+                )
+            else:
+                ax.plot(x[mask], y[mask], marker, color=color, markersize=4)
+        if (~control).any():
+            best = int(np.flatnonzero(~control)[np.argmax(y[~control])])
+            ax.plot([x[best]], [y[best]], "o", color=_GOOD, markersize=6, fillstyle="none")
         if len(x) <= 16:
             for xi, yi, label in zip(x, y, rows_t["checkpoint"], strict=True):
                 ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(3, 2), fontsize=6)
@@ -322,7 +339,10 @@ def _scatter_figure(result: BenchResult, measure: str) -> bytes:
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
     suffix = " (target-blind baseline)" if kind == "baseline" else ""
-    fig.suptitle(f"{measure}{suffix}: score (x) vs fine-tuned accuracy (y)", fontsize=10)
+    fig.suptitle(
+        f"{measure}{suffix}: score (x) vs fine-tuned accuracy (y); x = random-init control (not in τw)",
+        fontsize=10,
+    )
     # Fixed margins: tight_layout would draw every panel twice.
     top = 1.0 - 0.55 / fig.get_figheight()
     bottom = 0.45 / fig.get_figheight()
@@ -384,24 +404,57 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _verdict_mark(verdict: Any) -> str:
+    return {"better": "✓", "worse": "✗", "tie": "≈"}.get(verdict if isinstance(verdict, str) else "", "")
+
+
+def _diff_cell(diff: Any, low: Any, high: Any) -> str:
+    if not _finite(diff):
+        return "—"
+    text = f"{float(diff):+.3f}"
+    if _finite(low) and _finite(high):
+        text += f" <span class='ci'>[{float(low):+.2f}, {float(high):+.2f}]</span>"
+    return text
+
+
 def _summary_table(result: BenchResult) -> str:
     summary = result.evaluation.summary
     ks = result.evaluation.config.get("ks", [1, 3])
-    head = ["measure", "weighted τ", "CI checkpoints", "CI seeds", "Kendall τ", "Pearson", "Spearman"]
+    head = [
+        "measure",
+        "weighted τ",
+        "tasks",
+        "CI checkpoints",
+        "CI seeds",
+        "Kendall τ",
+        "Pearson",
+        "Spearman",
+    ]
     head += [f"Rel@{k}" for k in ks] + [f"hit@{k}" for k in ks]
-    head += ["regret", "s / ckpt", "tasks", "P(> base)", "best baseline"]
+    head += [
+        "regret",
+        "s / ckpt",
+        "best baseline",
+        "diff vs baseline (paired)",
+        "P(> base)",
+        "controls below",
+    ]
     out = ["<div class='scroll'><table class='summary'><thead><tr>"]
-    out += [f"<th class='{'name' if h == 'measure' else ''}'>{_e(h)}</th>" for h in head]
+    out += [f"<th class='{'name' if h in ('measure', 'best baseline') else ''}'>{_e(h)}</th>" for h in head]
     out.append("</tr></thead><tbody>")
     for name, row in summary.iterrows():
         classes = []
         if row["kind"] == "baseline":
             classes.append("baseline")
         elif not _missing(row["beats_baseline"]):
-            classes.append("marked" if bool(row["marked"]) else "beats")
+            verdict = row.get("verdict")
+            classes.append(
+                "beats" if bool(row["beats_baseline"]) else "marked" if verdict == "worse" else "tie"
+            )
         cells = [
             f"<td class='name measure'>{_e(name)}</td>",
             f"<td><b>{_fmt(row['weighted_tau'])}</b></td>",
+            f"<td>{int(row['n_tasks'])}</td>",
             f"<td class='ci'>{_fmt_ci(row['weighted_tau_ci_low'], row['weighted_tau_ci_high'])}</td>",
             f"<td class='ci'>{_fmt_ci(row['weighted_tau_seed_ci_low'], row['weighted_tau_seed_ci_high'])}"
             "</td>",
@@ -413,20 +466,81 @@ def _summary_table(result: BenchResult) -> str:
         cells += [f"<td>{_fmt(row.get(f'hit@{k}'), 2)}</td>" for k in ks]
         cells.append(f"<td>{_fmt(row['top1_regret'], 2)}</td>")
         cells.append(f"<td>{'free' if row['kind'] == 'baseline' else _seconds(row['seconds'])}</td>")
-        cells.append(f"<td>{int(row['n_tasks'])}</td>")
-        cells.append(f"<td>{_fmt(row['p_beats_baseline'], 2)}</td>")
         best = row["best_baseline"]
         best_text = "" if _missing(best) else _e(best)
-        title = "" if not best_text else f" title='mean weighted tau {_fmt(row['best_baseline_tau'])}'"
-        cells.append(f"<td class='name'{title}>{best_text}</td>")
+        if best_text:
+            best_text += (
+                f" <span class='ci'>({_fmt(row['best_baseline_tau'])} vs {_fmt(row['weighted_tau_common'])} "
+                f"on {int(row['n_common_tasks'])} task(s), {int(row['n_common_pairs'])} pairs)</span>"
+            )
+        cells.append(f"<td class='name'>{best_text}</td>")
+        cells.append(
+            f"<td>{_diff_cell(row['diff_vs_baseline'], row['diff_ci_low'], row['diff_ci_high'])}</td>"
+        )
+        cells.append(f"<td>{_fmt(row['p_beats_baseline'], 2)}</td>")
+        tasks = int(row.get("controls_tasks", 0) or 0)
+        below = f"{int(row['controls_below'])}/{tasks}" if tasks else "—"
+        cells.append(f"<td>{below}</td>")
         out.append(f"<tr class='{' '.join(classes)}'>{''.join(cells)}</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
 
 
+def _track_table(result: BenchResult) -> str:
+    ev = result.evaluation
+    tracks = ev.track_names
+    if not tracks:
+        return ""
+    out = ["<div class='scroll'><table><thead><tr><th class='name'>measure</th><th>all (tasks)</th>"]
+    for track in tracks:
+        n = sum(1 for t in ev.tasks if ev.tracks.get(t) == track)
+        out.append(f"<th>{_e(track)} ({n} tasks)</th>")
+    out.append("</tr></thead><tbody>")
+    for name, row in ev.summary.iterrows():
+        cls = "baseline" if row["kind"] == "baseline" else ""
+        out.append(f"<tr class='{cls}'><td class='name'>{_e(name)}</td>")
+        out.append(f"<td>{_fmt(row['weighted_tau'])} ({int(row['n_tasks'])})</td>")
+        for track in tracks:
+            n = int(row.get(f"n_tasks:{track}", 0) or 0)
+            value = row.get(f"weighted_tau:{track}")
+            out.append(f"<td>{_fmt(value)} ({n})</td>" if n else "<td>—</td>")
+        out.append("</tr>")
+    out.append("<tr class='baseline'><td class='name'>truth reliability</td>")
+    out.append(f"<td>{_fmt(ev.mean_reliability())}</td>")
+    out += [f"<td>{_fmt(ev.mean_reliability(track))}</td>" for track in tracks]
+    out.append("</tr></tbody></table></div>")
+    return "".join(out)
+
+
+def _comparison_table(result: BenchResult) -> str:
+    ev = result.evaluation
+    rows = ev.comparisons
+    if rows.empty:
+        return "<p>No two rows share enough (task, checkpoint) pairs to be compared.</p>"
+    out = []
+    for scope in dict.fromkeys(rows["scope"]):
+        part = rows[rows["scope"] == scope]
+        title = "all tasks" if scope == "all" else f"track {scope}"
+        out.append(f"<h3>{_e(title)}</h3><div class='scroll'><table><thead><tr>")
+        for h in ("a", "b", "tasks", "pairs", "τ a", "τ b", "diff a − b", "P(a > b)", ""):
+            out.append(f"<th class='{'name' if h in ('a', 'b') else ''}'>{_e(h)}</th>")
+        out.append("</tr></thead><tbody>")
+        for r in part.itertuples(index=False):
+            cls = "ok" if r.verdict == "better" else "flag" if r.verdict == "worse" else ""
+            out.append(
+                f"<tr><td class='name'>{_e(r.a)}</td><td class='name'>{_e(r.b)}</td><td>{r.n_tasks}</td>"
+                f"<td>{r.n_pairs}</td><td>{_fmt(r.tau_a)}</td><td>{_fmt(r.tau_b)}</td>"
+                f"<td>{_diff_cell(r.diff, r.ci_low, r.ci_high)}</td><td>{_fmt(r.p_a_better, 2)}</td>"
+                f"<td class='{cls}'>{_verdict_mark(r.verdict)}</td></tr>"
+            )
+        out.append("</tbody></table></div>")
+    return "".join(out)
+
+
 def _task_table(result: BenchResult) -> str:
-    table = result.evaluation.task_table("weighted_tau")
-    kinds = result.evaluation.summary["kind"]
+    ev = result.evaluation
+    table = ev.task_table("weighted_tau")
+    kinds = ev.summary["kind"]
     out = ["<div class='scroll'><table><thead><tr><th class='name'>measure</th>"]
     out += [f"<th>{_e(c)}</th>" for c in table.columns]
     out.append("</tr></thead><tbody>")
@@ -435,37 +549,91 @@ def _task_table(result: BenchResult) -> str:
         out.append(f"<tr class='{cls}'><td class='name'>{_e(name)}</td>")
         out += [f"<td>{_fmt(v)}</td>" for v in row.to_numpy(dtype=float)]
         out.append("</tr>")
-    ceiling = result.evaluation.noise_ceiling.set_index("task")["noise_ceiling"]
-    if ceiling.apply(_finite).any():
-        out.append("<tr class='baseline'><td class='name'>noise ceiling</td>")
-        for column in table.columns:
-            value = result.evaluation.mean_noise_ceiling() if column == "mean" else ceiling.get(column)
+    truth = ev.seed_agreement.set_index("task")
+    for column, label, overall in (
+        ("seed_agreement", "seed agreement", ev.mean_seed_agreement),
+        ("reliability", "truth reliability", ev.mean_reliability),
+    ):
+        if not truth[column].apply(_finite).any():
+            continue
+        out.append(f"<tr class='baseline'><td class='name'>{_e(label)}</td>")
+        for task in table.columns:
+            if task == "mean":
+                value = overall()
+            elif str(task).startswith("mean:"):
+                value = overall(str(task)[len("mean:") :])
+            else:
+                value = truth[column].get(task)
             out.append(f"<td>{_fmt(value)}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
 
 
-def _noise_table(result: BenchResult) -> str:
-    ceiling = result.evaluation.noise_ceiling
-    if ceiling.empty or not ceiling["noise_ceiling"].apply(_finite).any():
-        seeds = sorted(set(ceiling["n_seeds"].astype(int))) if len(ceiling) else []
+def _truth_table(result: BenchResult) -> str:
+    ev = result.evaluation
+    truth = ev.seed_agreement
+    if truth.empty or not truth["seed_agreement"].apply(_finite).any():
+        seeds = sorted(set(truth["n_seeds"].astype(int))) if len(truth) else []
         return (
-            "<p>No noise ceiling: the ground truth has "
+            "<p>No seed agreement or reliability: the ground truth has "
             f"{' / '.join(str(s) for s in seeds) or 'no'} seed(s) per task; at least 2 are needed.</p>"
         )
     out = [
-        "<table><thead><tr><th class='name'>task</th><th>seeds</th><th>noise ceiling (mean pairwise τw)</th>"
+        "<p class='legend'>Seed agreement: mean weighted τ between two single fine-tuning seeds. "
+        "Reliability: of the mean over all seeds that the measures are scored against; split-half over "
+        "seeds (every split into two halves, weighted τ between the half means), stepped up to all seeds "
+        "with the Spearman-Brown formula. The seed mean is less noisy than one seed, so a measure can "
+        "exceed the seed agreement; the reliability is the figure to hold measures against.</p>",
+        "<table><thead><tr><th class='name'>task</th><th class='name'>track</th><th>seeds</th>"
+        "<th>checkpoints</th><th>seed agreement</th><th>reliability</th></tr></thead><tbody>",
     ]
-    out.append("</tr></thead><tbody>")
-    for row in ceiling.itertuples(index=False):
-        out.append(f"<tr><td class='name'>{_e(row.task)}</td><td>{int(row.n_seeds)}</td>")
-        out.append(f"<td>{_fmt(row.noise_ceiling)}</td></tr>")
+    for row in truth.itertuples(index=False):
+        out.append(
+            f"<tr><td class='name'>{_e(row.task)}</td><td class='name'>{_e(row.track)}</td>"
+            f"<td>{int(row.n_seeds)}</td><td>{int(row.n_checkpoints)}</td>"
+            f"<td>{_fmt(row.seed_agreement)}</td><td>{_fmt(row.reliability)}</td></tr>"
+        )
     out.append(
-        f"<tr class='baseline'><td class='name'>mean</td><td></td>"
-        f"<td>{_fmt(result.evaluation.mean_noise_ceiling())}</td></tr>"
+        f"<tr class='baseline'><td class='name'>mean</td><td></td><td></td><td></td>"
+        f"<td>{_fmt(ev.mean_seed_agreement())}</td><td>{_fmt(ev.mean_reliability())}</td></tr>"
     )
     out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _controls_table(result: BenchResult) -> str:
+    ev = result.evaluation
+    controls = ev.controls
+    if controls.empty:
+        return "<p>No random-initialised control among the checkpoints.</p>"
+    out = [
+        "<p class='legend'>Random-initialised controls are left out of every headline statistic. For each "
+        "row and task: is every control scored strictly below every pre-trained checkpoint? Ordered: share "
+        "of (control, pre-trained) pairs in that order (ties count half). The ground-truth row shows what "
+        "fine-tuning itself says.</p><div class='scroll'><table><thead><tr>"
+    ]
+    for h in (
+        "measure",
+        "task",
+        "controls",
+        "pre-trained",
+        "below every pre-trained?",
+        "ordered",
+        "top control",
+    ):
+        out.append(f"<th class='{'name' if h in ('measure', 'task', 'top control') else ''}'>{_e(h)}</th>")
+    out.append("</tr></thead><tbody>")
+    for r in controls.itertuples(index=False):
+        cls = "baseline" if r.kind in ("baseline", "truth") else ""
+        verdict = "yes" if bool(r.below_all) else "no"
+        out.append(
+            f"<tr class='{cls}'><td class='name'>{_e(r.measure)}</td><td class='name'>{_e(r.task)}</td>"
+            f"<td>{r.n_controls}</td><td>{r.n_pretrained}</td>"
+            f"<td class='{'ok' if r.below_all else 'flag'}'>{verdict}</td><td>{_fmt(r.ordered, 2)}</td>"
+            f"<td class='name'>{_e(r.top_control)} (rank {r.top_control_rank})</td></tr>"
+        )
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -515,35 +683,41 @@ def _reported_table(result: BenchResult) -> str:
 def _reported_means(result: BenchResult) -> str:
     from .evaluate import reported_summary
 
+    baselines = result.evaluation.baselines
     summary = reported_summary(result.evaluation)
     out = [
-        "<p class='legend'>Mean over the source's tasks of the values it reports, the same mean recomputed "
-        "(when scores exist) and the best target-blind baseline on the same tasks; ✗: the reported mean does "
-        "not exceed that baseline.</p><div class='scroll'><table><thead><tr>"
+        "<p class='legend'>Mean over the source's tasks of the values it <b>reports</b>, the same mean "
+        "<b>recomputed here</b> from its published scores (when they exist), and every target-blind baseline "
+        "computed here on the same tasks; ✗: the reported mean does not exceed the best baseline. Reported "
+        "values come without per-checkpoint scores, so this is a comparison of means, not a paired one.</p>"
+        "<div class='scroll'><table><thead><tr>"
     ]
-    for h in ("measure", "statistic", "tasks", "reported", "recomputed", "best baseline", ""):
+    head = ["measure", "statistic", "tasks", "reported", "recomputed", *(f"{b} (ours)" for b in baselines)]
+    head += ["best baseline", ""]
+    for h in head:
         out.append(
             f"<th class='{'name' if h in ('measure', 'statistic', 'best baseline') else ''}'>{_e(h)}</th>"
         )
     out.append("</tr></thead><tbody>")
-    for row in summary.itertuples(index=False):
-        if _missing(row.beats_baseline):
+    for row in summary.to_dict(orient="records"):
+        if _missing(row["beats_baseline"]):
             verdict, cls = "", ""
-        elif row.beats_baseline:
+        elif row["beats_baseline"]:
             verdict, cls = "✓", "ok"
         else:
             verdict, cls = "✗", "flag"
         baseline = (
             ""
-            if _missing(row.best_baseline)
-            else f"{_e(row.best_baseline)} ({_fmt(row.best_baseline_value)})"
+            if _missing(row["best_baseline"])
+            else f"{_e(row['best_baseline'])} ({_fmt(row['best_baseline_value'])})"
         )
         out.append(
-            f"<tr><td class='name'>{_e(row.measure)}</td>"
-            f"<td class='name'>{_e(_STAT_LABELS.get(row.statistic, row.statistic))}</td>"
-            f"<td>{row.n_tasks}</td><td>{_fmt(row.reported)}</td><td>{_fmt(row.recomputed)}</td>"
-            f"<td class='name'>{baseline}</td><td class='{cls}'>{verdict}</td></tr>"
+            f"<tr><td class='name'>{_e(row['measure'])}</td>"
+            f"<td class='name'>{_e(_STAT_LABELS.get(row['statistic'], row['statistic']))}</td>"
+            f"<td>{row['n_tasks']}</td><td>{_fmt(row['reported'])}</td><td>{_fmt(row['recomputed'])}</td>"
         )
+        out += [f"<td>{_fmt(row.get(b))}</td>" for b in baselines]
+        out.append(f"<td class='name'>{baseline}</td><td class='{cls}'>{verdict}</td></tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
 
@@ -568,22 +742,22 @@ def render_html(result: BenchResult, figures: dict[str, bytes] | None = None) ->
         "table": "a score table given by the caller",
         "none": "no scores: only the static baselines",
     }.get(result.source, result.source)
-    marked = [m for m in ev.measures if bool(ev.summary.loc[m, "marked"])]
-    beating = [
-        m
-        for m in ev.measures
-        if not _missing(ev.summary.loc[m, "beats_baseline"]) and bool(ev.summary.loc[m, "beats_baseline"])
-    ]
+    verdicts = {m: ev.summary.loc[m, "verdict"] for m in ev.measures}
+    beating = [m for m, v in verdicts.items() if v == "better"]
+    worse = [m for m, v in verdicts.items() if v == "worse"]
+    tied = [m for m, v in verdicts.items() if v == "tie"]
     verdict = ""
     if ev.baselines and ev.measures:
         verdict = (
             f"<p><b>{len(beating)} of {len(ev.measures)}</b> measures beat the best static baseline "
-            f"(mean weighted tau){': ' + _e(', '.join(beating)) if beating else ''}. "
-            f"Marked ✗: {_e(', '.join(marked)) or 'none'}.</p>"
+            f"(paired interval of the difference above 0){': ' + _e(', '.join(beating)) if beating else ''}. "
+            f"Significantly worse ✗: {_e(', '.join(worse)) or 'none'}; "
+            f"not distinguishable ≈: {_e(', '.join(tied)) or 'none'}.</p>"
         )
     captions = {
         "weighted_tau.png": "Mean weighted tau over tasks per measure, with bootstrap intervals; grey = "
-        "target-blind baselines, orange = does not beat the best baseline, green = beats it.",
+        "target-blind baselines, orange = does not beat the best baseline (paired), green = beats it; "
+        "dotted: reliability of the seed-mean ground truth.",
         "weighted_tau_per_task.png": "Weighted tau of every measure and baseline on every task.",
         "cost_vs_quality.png": "Median scoring time per checkpoint against mean weighted tau.",
         "reported_vs_recomputed.png": "Weighted tau / Pearson recomputed from the published scores "
@@ -600,18 +774,32 @@ def render_html(result: BenchResult, figures: dict[str, bytes] | None = None) ->
         f"{ev.config.get('n_bootstrap')} bootstrap resamples, "
         f"{round(100 * ev.config.get('confidence', 0.95))}% intervals.</p>",
         verdict,
-        "<h2>Summary (mean over tasks)</h2>",
+        "<h2>Summary (mean over each row's tasks)</h2>",
         "<p class='legend'>Weighted τ is <code>scipy.stats.weightedtau</code> with its defaults "
-        "(comparable with published numbers). CI checkpoints: bootstrap over checkpoints; CI seeds: "
-        "bootstrap over fine-tuning seeds. Grey rows are target-blind baselines; ✗ marks a measure whose "
-        "mean weighted τ does not exceed the best baseline's on the same tasks, ✓ one that does. "
-        "P(&gt; baseline): share of checkpoint resamples in which it does. s / ckpt: median seconds to "
-        "score one checkpoint (feature extraction excluded).</p>",
+        "(comparable with published numbers), averaged over the row's own tasks (their number is shown; "
+        "random-initialised controls left out). CI checkpoints: bootstrap over checkpoints; CI seeds: "
+        "bootstrap over fine-tuning seeds. Grey rows are target-blind baselines. The comparison with the "
+        "best baseline is paired: both on the (task, checkpoint) pairs they share, with the same "
+        "checkpoint resamples; ✓ when the 95% interval of the difference lies above 0, ✗ below 0, ≈ when "
+        "it contains 0. P(&gt; base): share of paired resamples in which the measure is better. Controls "
+        "below: tasks on which every random-init control is scored below every pre-trained checkpoint. "
+        "s / ckpt: median seconds to score one checkpoint (feature extraction excluded).</p>",
         _summary_table(result),
+    ]
+    if ev.track_names:
+        parts += ["<h2>Mean weighted τ per track (tasks)</h2>", _track_table(result)]
+    parts += [
+        "<h2>Paired comparisons</h2>",
+        "<p class='legend'>Every two rows on the (task, checkpoint) pairs both have, with the same "
+        "checkpoint resamples: difference of mean weighted τ with its 95% interval; ✓ / ✗ when the "
+        "interval excludes 0 (a better / worse), ≈ otherwise.</p>",
+        _comparison_table(result),
         "<h2>Weighted τ per task</h2>",
         _task_table(result),
-        "<h2>Ground-truth noise ceiling</h2>",
-        _noise_table(result),
+        "<h2>Ground truth: seed agreement and reliability</h2>",
+        _truth_table(result),
+        "<h2>Random-init sanity check</h2>",
+        _controls_table(result),
     ]
     if ev.reported is not None and not ev.reported.empty:
         parts += ["<h2>Reported by the source</h2>", _reported_means(result)]
@@ -625,7 +813,13 @@ def render_html(result: BenchResult, figures: dict[str, bytes] | None = None) ->
     parts.append("<h2>Score vs ground truth</h2>")
     for name, data in figures.items():
         if name.startswith("scores_"):
-            parts.append(_img(name, data, "Each point is a checkpoint; the green ring marks the best one."))
+            parts.append(
+                _img(
+                    name,
+                    data,
+                    "Each point is a checkpoint; the green ring marks the best one; x: random-init control.",
+                )
+            )
     parts.append("<h2>Notes</h2><ul class='notes'>")
     notes = list(dict.fromkeys([*result.notes, *ev.notes]))
     parts += [f"<li>{_e(note)}</li>" for note in notes] or ["<li>none</li>"]
@@ -661,8 +855,9 @@ def write_report(result: BenchResult, directory: str | Path) -> dict[str, Path]:
     Returns
     -------
     dict
-        ``"html"``, ``"summary"``, ``"per_task"``, ``"scores"``, ``"json"``, ``"reported"``
-        (when any) and one ``"figure:NAME"`` per PNG -> path written.
+        ``"html"``, ``"summary"``, ``"per_task"``, ``"comparisons"``, ``"seed_agreement"``,
+        ``"controls"``, ``"scores"``, ``"json"``, ``"reported"`` (when any) and one
+        ``"figure:NAME"`` per PNG -> path written.
 
     Raises
     ------
@@ -688,6 +883,13 @@ def write_report(result: BenchResult, directory: str | Path) -> dict[str, Path]:
     written["summary"] = out / "summary.csv"
     ev.per_task.to_csv(out / "per_task.csv", index=False)
     written["per_task"] = out / "per_task.csv"
+    for name, frame in (
+        ("comparisons", ev.comparisons),
+        ("seed_agreement", ev.seed_agreement),
+        ("controls", ev.controls),
+    ):
+        frame.to_csv(out / f"{name}.csv", index=False)
+        written[name] = out / f"{name}.csv"
     result.scores.to_csv(out / "scores.csv", index=False)
     written["scores"] = out / "scores.csv"
     if ev.reported is not None:

@@ -24,6 +24,8 @@ __all__ = [
     "rel_at_k",
     "seed_agreement",
     "spearman",
+    "spearman_brown",
+    "split_half_reliability",
     "top1_regret",
     "weighted_tau",
 ]
@@ -195,7 +197,12 @@ def bootstrap_interval(
 
 
 def seed_agreement(truth_by_seed: np.ndarray) -> float:
-    """Ground-truth noise ceiling: mean weighted tau between every pair of seeds.
+    """Seed agreement: mean weighted tau between every pair of single seeds.
+
+    This is how well *one* fine-tuning seed ranks the checkpoints like another one. It is not a
+    ceiling for a measure scored against the mean over all seeds (that mean is less noisy than a
+    single seed, so a measure can exceed it); :func:`split_half_reliability` estimates the
+    reliability of that mean.
 
     Parameters
     ----------
@@ -205,14 +212,116 @@ def seed_agreement(truth_by_seed: np.ndarray) -> float:
     Returns
     -------
     float
-        Mean pairwise weighted tau; a measure cannot be expected to agree with the ground truth
-        better than the ground truth agrees with itself. NaN with fewer than 2 seeds.
+        Mean pairwise weighted tau; NaN with fewer than 2 seeds.
     """
-    T = np.asarray(truth_by_seed, dtype=np.float64)
-    if T.ndim != 2:
-        raise ValueError(f"truth_by_seed must be 2-D (n_seeds, n_checkpoints), got shape {T.shape}")
+    T = _seed_table(truth_by_seed)
     if T.shape[0] < 2:
         return float("nan")
     values = [weighted_tau(T[i], T[j]) for i in range(T.shape[0]) for j in range(i + 1, T.shape[0])]
     finite = [v for v in values if np.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
+
+
+def _seed_table(truth_by_seed: np.ndarray) -> np.ndarray:
+    T = np.asarray(truth_by_seed, dtype=np.float64)
+    if T.ndim != 2:
+        raise ValueError(f"truth_by_seed must be 2-D (n_seeds, n_checkpoints), got shape {T.shape}")
+    return T
+
+
+def spearman_brown(r: float, factor: float) -> float:
+    """Spearman-Brown prophecy: reliability of the mean of ``factor`` times as many measurements.
+
+    ``R = factor * r / (1 + (factor - 1) * r)`` for a reliability (or parallel-measurement
+    correlation) ``r``; ``spearman_brown(r, 2) = 2 r / (1 + r)`` is the split-half correction.
+
+    Raises
+    ------
+    ValueError
+        ``factor`` not positive.
+
+    Examples
+    --------
+    >>> round(spearman_brown(0.6, 2), 6)
+    0.75
+    """
+    if not factor > 0:
+        raise ValueError(f"the Spearman-Brown factor must be positive, got {factor!r}")
+    den = 1.0 + (factor - 1.0) * r
+    return float(factor * r / den) if den > 0 else float("nan")
+
+
+def _half_correlation(rho: float, n1: int, n2: int) -> float:
+    """Correlation of the means of n1 and n2 parallel measurements whose pairwise correlation is rho."""
+    return float(rho * np.sqrt(n1 * n2) / np.sqrt((1.0 + (n1 - 1) * rho) * (1.0 + (n2 - 1) * rho)))
+
+
+def _single_correlation(r: float, n1: int, n2: int) -> float:
+    """The pairwise correlation rho whose n1-mean and n2-mean correlate ``r`` (inverse of the above)."""
+    if n1 == n2:
+        return r / (n1 - (n1 - 1) * r)
+    from scipy.optimize import brentq
+
+    k = n1 + n2
+    low = -1.0 / (k - 1) + 1e-12
+    return float(brentq(lambda rho: _half_correlation(rho, n1, n2) - r, low, 1.0, xtol=1e-14))
+
+
+def split_half_reliability(truth_by_seed: np.ndarray) -> float:
+    """Reliability of the mean over all seeds: split-half weighted tau, Spearman-Brown corrected.
+
+    The seeds are split into two halves in every possible way (sizes ``k // 2`` and
+    ``k - k // 2`` for ``k`` seeds; each unordered split once); for each split the weighted tau
+    between the two half means is computed, and ``r`` is their mean. ``r`` measures how well a
+    half-size mean ranks the checkpoints like an independent half-size mean; the Spearman-Brown
+    formula steps it up to the mean over all ``k`` seeds. With equal halves (``k`` even) this is
+    the classical ``2 r / (1 + r)``. With unequal halves (``k`` odd) the correction uses the
+    parallel-measurement model behind Spearman-Brown: the pairwise single-seed correlation
+    ``rho`` solving ``r = rho sqrt(n1 n2) / sqrt((1 + (n1 - 1) rho) (1 + (n2 - 1) rho))``, then
+    ``R = k rho / (1 + (k - 1) rho)``; for equal halves both routes give the same value.
+
+    Spearman-Brown assumes parallel measurements (seeds are exchangeable: true) and a
+    correlation that composes like Pearson's; for the weighted tau this is an approximation,
+    used so that the reliability is on the scale the measures are judged on.
+
+    Parameters
+    ----------
+    truth_by_seed : ndarray of shape (n_seeds, n_checkpoints)
+
+    Returns
+    -------
+    float
+        At most 1; NaN with fewer than 2 seeds, when every split is undefined (constant half
+        means), or when the halves disagree completely (``r = -1``).
+
+    Examples
+    --------
+    >>> T = [[1, 2, 3, 4], [1, 2, 4, 3]]
+    >>> r = weighted_tau(T[0], T[1])
+    >>> split_half_reliability(T) == spearman_brown(r, 2)
+    True
+    """
+    from itertools import combinations
+
+    T = _seed_table(truth_by_seed)
+    k = T.shape[0]
+    if k < 2:
+        return float("nan")
+    n1 = k // 2
+    n2 = k - n1
+    values = []
+    for first in combinations(range(k), n1):
+        if n1 == n2 and 0 not in first:  # the same split seen from its other half
+            continue
+        second = [i for i in range(k) if i not in first]
+        values.append(weighted_tau(T[list(first)].mean(axis=0), T[second].mean(axis=0)))
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return float("nan")
+    r = float(np.mean(finite))
+    if r >= 1.0 - 1e-12:
+        return 1.0
+    if r <= -1.0 + 1e-12:  # complete disagreement: Spearman-Brown diverges
+        return float("nan")
+    rho = _single_correlation(r, n1, n2)
+    return spearman_brown(rho, k)

@@ -46,6 +46,7 @@ __all__ = [
     "SuiteCheckpoint",
     "Task",
     "get_suite",
+    "infer_tracks",
     "list_suites",
     "normalize_name",
     "register_suite",
@@ -92,6 +93,10 @@ class Task:
     metric : str
         What the ground-truth number measures (``"accuracy"``, ``"mean per-class accuracy"``...).
     description : str
+    track : str
+        The group of tasks whose checkpoints are ranked together (``"image"``, ``"text"``): the
+        evaluation reports means per track beside the overall mean. Empty: inferred from the
+        ground truth (:meth:`Suite.task_tracks`).
     """
 
     data: str | None = None
@@ -99,6 +104,7 @@ class Task:
     seed: int = 0
     metric: str = "accuracy"
     description: str = ""
+    track: str = ""
 
     @property
     def per_checkpoint(self) -> bool:
@@ -106,12 +112,39 @@ class Task:
         return self.data is not None and "{checkpoint}" in self.data
 
 
+#: Checkpoint groups (normalised with :func:`normalize_name`) that mark random-initialised controls.
+CONTROL_GROUPS = frozenset(
+    {"randominit", "random", "randominitialised", "randominitialized", "control", "randomcontrol"}
+)
+
+
 @dataclass(frozen=True)
 class SuiteCheckpoint:
-    """One checkpoint of a suite: its spec (for :func:`ckptrank.adapters.load_checkpoint`) and group."""
+    """One checkpoint of a suite: its spec (for :func:`ckptrank.adapters.load_checkpoint`) and group.
+
+    Attributes
+    ----------
+    spec : str or None
+    group : str
+    control : bool or None
+        Whether the checkpoint is a random-initialised control (kept out of the headline
+        statistics and checked separately). None: inferred (:attr:`is_control`).
+    """
 
     spec: str | None = None
     group: str = ""
+    control: bool | None = None
+
+    @property
+    def is_control(self) -> bool:
+        """A random-initialised control: ``control`` if set, else a group such as ``random-init``
+        (:data:`CONTROL_GROUPS`) or a spec with the option ``init=random``."""
+        if self.control is not None:
+            return bool(self.control)
+        if normalize_name(self.group) in CONTROL_GROUPS:
+            return True
+        query = (self.spec or "").partition("?")[2]
+        return "init=random" in query.split("&")
 
 
 def _as_task(name: str, value: Any) -> Task:
@@ -120,11 +153,11 @@ def _as_task(name: str, value: Any) -> Task:
     if value is None or isinstance(value, str):
         return Task(data=value)
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - {"data", "per_class", "seed", "metric", "description"})
+        unknown = sorted(set(value) - {"data", "per_class", "seed", "metric", "description", "track"})
         if unknown:
             raise ValueError(
                 f"task {name!r} has unknown field(s) {', '.join(unknown)}; "
-                "use data, per_class, seed, metric, description"
+                "use data, per_class, seed, metric, description, track"
             )
         return Task(**dict(value))
     raise ValueError(
@@ -138,10 +171,10 @@ def _as_checkpoint(name: str, value: Any) -> SuiteCheckpoint:
     if value is None or isinstance(value, str):
         return SuiteCheckpoint(spec=value)
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - {"spec", "group"})
+        unknown = sorted(set(value) - {"spec", "group", "control"})
         if unknown:
             raise ValueError(
-                f"checkpoint {name!r} has unknown field(s) {', '.join(unknown)}; use spec, group"
+                f"checkpoint {name!r} has unknown field(s) {', '.join(unknown)}; use spec, group, control"
             )
         return SuiteCheckpoint(**dict(value))
     raise ValueError(
@@ -385,6 +418,15 @@ class Suite:
             return True
         return all(c.spec is not None for c in self.checkpoints.values())
 
+    def controls(self) -> list[str]:
+        """Names of the random-initialised control checkpoints (:attr:`SuiteCheckpoint.is_control`)."""
+        return [name for name, ckpt in self.checkpoints.items() if ckpt.is_control]
+
+    def task_tracks(self) -> dict[str, str]:
+        """Task -> track: the task's ``track`` where given, else inferred with :func:`infer_tracks`."""
+        inferred = infer_tracks(self.ground_truth, list(self.tasks))
+        return {name: task.track or inferred.get(name, "") for name, task in self.tasks.items()}
+
     def groups(self) -> dict[str, list[str]]:
         """Checkpoint group -> checkpoint names."""
         out: dict[str, list[str]] = {}
@@ -430,10 +472,14 @@ class Suite:
                     "seed": t.seed,
                     "metric": t.metric,
                     "description": t.description,
+                    "track": t.track,
                 }
                 for name, t in self.tasks.items()
             },
-            "checkpoints": {name: {"spec": c.spec, "group": c.group} for name, c in self.checkpoints.items()},
+            "checkpoints": {
+                name: {"spec": c.spec, "group": c.group, "control": c.is_control}
+                for name, c in self.checkpoints.items()
+            },
             "protocols": self.protocols,
             "default_protocol": self.default_protocol,
             "seeds_per_pair": int(seeds.min()) if len(seeds) else 0,
@@ -451,8 +497,8 @@ class Suite:
         """Read a suite from a JSON file.
 
         The file holds ``name``, ``description``, ``tasks`` (name -> data spec or
-        ``{"data", "per_class", "seed", "metric"}``), ``checkpoints`` (name -> spec or
-        ``{"spec", "group"}``), ``ground_truth`` (path of a CSV with columns task, checkpoint,
+        ``{"data", "per_class", "seed", "metric", "track"}``), ``checkpoints`` (name -> spec or
+        ``{"spec", "group", "control"}``), ``ground_truth`` (path of a CSV with columns task, checkpoint,
         seed, accuracy[, protocol]), optionally ``baselines`` (CSV with checkpoint,
         num_parameters, source_accuracy), ``provenance``, ``default_protocol`` and ``notes``.
         Relative paths (the CSVs, and data specs that name existing files) resolve against the
@@ -529,6 +575,50 @@ class Suite:
             default_protocol=spec.get("default_protocol"),
             notes=list(spec.get("notes", [])),
         )
+
+
+def infer_tracks(ground_truth: pd.DataFrame, tasks: Iterable[str] | None = None) -> dict[str, str]:
+    """Tracks as the groups of tasks connected by shared checkpoints in the ground truth.
+
+    Two tasks are in the same track when a chain of checkpoints with ground truth on both links
+    them (a suite whose image checkpoints are fine-tuned only on image tasks has an image and a
+    text track). One group: every task gets the track ``""`` (no breakdown); several: ``"track
+    1"``, ``"track 2"``, ... in task order. Name tracks explicitly with :attr:`Task.track`.
+
+    Parameters
+    ----------
+    ground_truth : pandas.DataFrame
+        Columns ``task`` and ``checkpoint``.
+    tasks : iterable of str, optional
+        Task order (default: order of appearance); tasks without ground truth get ``""``.
+
+    Returns
+    -------
+    dict
+        Task -> track.
+    """
+    pairs = ground_truth[["task", "checkpoint"]].astype(str).drop_duplicates()
+    order = list(dict.fromkeys([*(tasks or []), *pairs["task"]]))
+    parent = {task: task for task in order}
+
+    def root(task: str) -> str:
+        while parent[task] != task:
+            parent[task] = parent[parent[task]]
+            task = parent[task]
+        return task
+
+    for _, rows in pairs.groupby("checkpoint", sort=False):
+        linked = [root(t) for t in rows["task"]]
+        for other in linked[1:]:
+            parent[root(other)] = root(linked[0])
+    with_truth = set(pairs["task"])
+    components: dict[str, str] = {}
+    for task in order:
+        if task in with_truth:
+            components.setdefault(root(task), f"track {len(components) + 1}")
+    if len(components) < 2:
+        return dict.fromkeys(order, "")
+    return {task: components[root(task)] if task in with_truth else "" for task in order}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -94,66 +94,113 @@ def _print(table: Any) -> None:
     console.print(table)
 
 
+def _versus(row: Any) -> str:
+    """The paired comparison with the best baseline: ``+0.05 [-0.02, +0.11] ≈ num_parameters``."""
+    if _missing(row["best_baseline"]):
+        return "no baseline"
+    diff = row["diff_vs_baseline"]
+    text = f"{float(diff):+.3f}" if _fmt(diff) != "—" else "—"
+    if _fmt(row["diff_ci_low"]) != "—" and _fmt(row["diff_ci_high"]) != "—":
+        text += f" [{float(row['diff_ci_low']):+.2f}, {float(row['diff_ci_high']):+.2f}]"
+    mark = {"better": "✓ >", "worse": "✗ <", "tie": "≈"}.get(str(row["verdict"]), "?")
+    return f"{text} {mark} {row['best_baseline']}"
+
+
+def _controls(row: Any) -> str:
+    total = row.get("controls_tasks", 0)
+    if _missing(total) or not int(total):
+        return "—"
+    return f"{int(row['controls_below'])}/{int(total)}"
+
+
 def _summary_table(result: BenchResult) -> Any:
     from rich.table import Table
     from rich.text import Text
 
     ev = result.evaluation
-    ks = ev.config.get("ks", [1, 3])
     conf = round(100 * ev.config.get("confidence", 0.95))
-    ceiling = ev.mean_noise_ceiling()
-    ceiling_text = (
-        f"Ground-truth noise ceiling (mean pairwise weighted tau between seeds): {_fmt(ceiling)}."
-        if math.isfinite(ceiling)
-        else "No noise ceiling (fewer than 2 ground-truth seeds)."
-    )
+    tracks = ev.track_names
+    n_tasks = len(ev.tasks)
+    summary = ev.summary
+    # columns that would be empty for every row are left out (e.g. seeds of a single-seed truth)
+    show = {
+        "CI seeds": bool(summary["weighted_tau_seed_ci_low"].notna().any()),
+        "s/ckpt": bool(summary.loc[summary["kind"] != "baseline", "seconds"].notna().any()),
+        "controls below": bool((summary.get("controls_tasks", 0) > 0).any()),
+    }
     table = Table(
-        title=f"ckptrank bench: {result.suite.name} — mean over {len(ev.tasks)} task(s), "
+        title=f"ckptrank bench: {result.suite.name} — {n_tasks} task(s), "
         f"{len(result.suite.checkpoints)} checkpoints",
         caption=(
-            f"wτ = scipy.stats.weightedtau (defaults). CIs: {conf}% bootstrap over checkpoints / over "
-            "ground-truth seeds. Italic rows: target-blind baselines. ✗ = does not beat the best baseline "
-            "(mean wτ over the same tasks); P>base = share of checkpoint resamples in which it does. "
-            f"s/ckpt = median seconds to score one checkpoint (extraction excluded). {ceiling_text}"
+            "wτ = weighted Kendall tau with the fine-tuned accuracy (scipy.stats.weightedtau), mean over the "
+            f"row's own tasks (column 'tasks'){'; per track beside it' if tracks else ''}. "
+            f"CIs: {conf}% bootstrap over checkpoints / over ground-truth seeds. Italic rows: target-blind "
+            "baselines. 'vs best baseline': mean wτ difference on exactly the (task, checkpoint) pairs both "
+            "have, same resamples (paired); ✓/✗ only when its interval excludes 0, ≈ otherwise. "
+            + (
+                "'controls below': tasks on which every random-init control is scored below every "
+                "pre-trained checkpoint (controls are left out of every other figure). "
+                if show["controls below"]
+                else ""
+            )
+            + "s/ckpt = median seconds to score one checkpoint (extraction excluded). Rel@1 and regret "
+            "(accuracy points) of the top-scored checkpoint."
         ),
         caption_justify="left",
     )
-    headers = ["measure", "wτ", "CI ckpts", "CI seeds", "Kendall", "Pearson", "Spearman"]
-    headers += (
-        [f"Rel@{k}" for k in ks] + [f"hit@{k}" for k in ks] + ["regret", "s/ckpt", "vs baseline", "P>base"]
-    )
-    for header in headers:
-        table.add_column(
-            header, justify="left" if header in ("measure", "vs baseline") else "right", no_wrap=True
-        )
-    for name, row in ev.summary.iterrows():
+    headers = ["measure", "wτ", "tasks", "CI ckpts", "CI seeds"]
+    headers += [f"wτ {track}" for track in tracks]
+    headers += ["Rel@1", "regret", "s/ckpt", "vs best baseline (paired)", "controls below"]
+    keep = [show.get(header, True) for header in headers]
+    for header, kept in zip(headers, keep, strict=True):
+        if kept:
+            left = header in ("measure", "vs best baseline (paired)")
+            table.add_column(header, justify="left" if left else "right", no_wrap=True)
+    for name, row in summary.iterrows():
         baseline = row["kind"] == "baseline"
-        if baseline:
-            verdict = ""
-        elif _missing(row["beats_baseline"]):
-            verdict = "no baseline"
-        elif bool(row["marked"]):
-            verdict = f"✗ ≤ {row['best_baseline']}"
-        else:
-            verdict = f"✓ > {row['best_baseline']}"
         cells = [
             str(name),
             _fmt(row["weighted_tau"]),
+            f"{int(row['n_tasks'])}/{n_tasks}",
             _ci(row["weighted_tau_ci_low"], row["weighted_tau_ci_high"]),
             _ci(row["weighted_tau_seed_ci_low"], row["weighted_tau_seed_ci_high"]),
-            _fmt(row["kendall_tau"]),
-            _fmt(row["pearson"]),
-            _fmt(row["spearman"]),
-            *[_fmt(row.get(f"rel@{k}")) for k in ks],
-            *[_fmt(row.get(f"hit@{k}"), 2) for k in ks],
+            *[_fmt(row.get(f"weighted_tau:{track}")) for track in tracks],
+            _fmt(row.get("rel@1")),
             _fmt(row["top1_regret"], 2),
             "free" if baseline else _seconds(row["seconds"]),
-            verdict,
-            _fmt(row["p_beats_baseline"], 2),
+            "" if baseline else _versus(row),
+            _controls(row),
         ]
-        style = "italic dim" if baseline else ("dark_orange" if bool(row["marked"]) else "")
-        table.add_row(*(Text(cell, style=style) for cell in cells))
+        if baseline:
+            style = "italic dim"
+        elif row["kind"] == "default":
+            style = "bold"
+        elif row["verdict"] == "worse":
+            style = "dark_orange"
+        else:
+            style = ""
+        table.add_row(*(Text(cell, style=style) for cell, kept in zip(cells, keep, strict=True) if kept))
     return table
+
+
+def _truth_line(result: BenchResult) -> str:
+    """How much the seed-mean ground truth can be trusted, overall and per track."""
+    ev = result.evaluation
+    parts = []
+    for track in [None, *ev.track_names]:
+        agreement, reliability = ev.mean_seed_agreement(track), ev.mean_reliability(track)
+        if not (math.isfinite(agreement) or math.isfinite(reliability)):
+            continue
+        where = "all tasks" if track is None else track
+        parts.append(f"{where}: seed agreement {_fmt(agreement)}, reliability {_fmt(reliability)}")
+    if not parts:
+        return "Ground truth: one fine-tuning seed per pair, so no seed agreement or reliability."
+    return (
+        "Ground truth (mean over seeds) — "
+        + "; ".join(parts)
+        + ". Seed agreement = mean wτ between single seeds; reliability = split-half wτ of the seed means, "
+        "Spearman-Brown corrected to all seeds (what a perfect measure could reach against this truth)."
+    )
 
 
 def _task_table(result: BenchResult) -> Any:
@@ -165,18 +212,33 @@ def _task_table(result: BenchResult) -> Any:
     table = Table(title="weighted tau per task", caption_justify="left")
     table.add_column("measure", no_wrap=True)
     for column in tau.columns:
-        table.add_column(str(column), justify="right", no_wrap=True)
+        label = str(column).replace("mean:", "mean ")
+        table.add_column(label, justify="right", no_wrap=True)
     kinds = ev.summary["kind"]
     for name, row in tau.iterrows():
         style = "italic dim" if kinds.get(name) == "baseline" else ""
         table.add_row(
             *(Text(c, style=style) for c in [str(name), *[_fmt(v) for v in row.to_numpy(dtype=float)]])
         )
-    ceiling = ev.noise_ceiling.set_index("task")["noise_ceiling"]
-    if ceiling.notna().any():
-        cells = ["noise ceiling"]
-        for column in tau.columns:
-            cells.append(_fmt(ev.mean_noise_ceiling() if column == "mean" else ceiling.get(column)))
+    truth = ev.seed_agreement.set_index("task")
+    for column, label in (("seed_agreement", "seed agreement"), ("reliability", "truth reliability")):
+        values = truth[column]
+        if not values.notna().any():
+            continue
+        cells = [label]
+        for task in tau.columns:
+            if task == "mean":
+                value = ev.mean_seed_agreement() if column == "seed_agreement" else ev.mean_reliability()
+            elif str(task).startswith("mean:"):
+                track = str(task)[len("mean:") :]
+                value = (
+                    ev.mean_seed_agreement(track)
+                    if column == "seed_agreement"
+                    else ev.mean_reliability(track)
+                )
+            else:
+                value = values.get(task)
+            cells.append(_fmt(value))
         table.add_row(*(Text(c, style="bold cyan") for c in cells))
     return table
 
@@ -198,13 +260,14 @@ def _reported_tables(result: BenchResult) -> list[Any]:
     summary = reported_summary(result.evaluation)
     means = Table(
         title="reported by the source (mean over its tasks) vs recomputed and vs the best static baseline",
-        caption="✗ = the reported mean does not exceed the best target-blind baseline on the same tasks.",
+        caption="Baseline columns: each target-blind baseline's mean wτ on the same tasks. ✗ = the reported "
+        "mean does not exceed the best of them (a comparison of means: published scores without "
+        "per-checkpoint values allow no paired interval).",
         caption_justify="left",
     )
-    for header in ("measure", "statistic", "tasks", "reported", "recomputed", "best baseline", "verdict"):
-        means.add_column(
-            header, justify="left" if header in ("measure", "statistic", "best baseline") else "right"
-        )
+    baselines = list(result.evaluation.baselines)
+    for header in ("measure", "statistic", "tasks", "reported", "recomputed", *baselines, "verdict"):
+        means.add_column(header, justify="left" if header in ("measure", "statistic") else "right")
     for row in summary.itertuples(index=False):
         if _missing(row.beats_baseline):
             verdict, style = "", ""
@@ -212,16 +275,16 @@ def _reported_tables(result: BenchResult) -> list[Any]:
             verdict, style = "✓", "green"
         else:
             verdict, style = "✗", "dark_orange"
-        baseline = (
-            "" if _missing(row.best_baseline) else f"{row.best_baseline} {_fmt(row.best_baseline_value)}"
-        )
+        if not _missing(row.best_baseline):
+            verdict = f"{verdict} vs {row.best_baseline}"
+        record = row._asdict()
         means.add_row(
             row.measure,
             _STAT_LABELS.get(row.statistic, row.statistic),
             str(row.n_tasks),
             _fmt(row.reported),
             _fmt(row.recomputed),
-            baseline,
+            *[_fmt(record.get(name)) if row.statistic == "weighted_tau" else "" for name in baselines],
             Text(verdict, style=style),
         )
     tables = [means]
@@ -273,6 +336,7 @@ def emit(result: BenchResult, output_format: str) -> None:
         print_notes(notes)
         return
     _print(_summary_table(result))
+    typer.echo(_truth_line(result))
     _print(_task_table(result))
     for table in _reported_tables(result):
         _print(table)
@@ -414,9 +478,11 @@ def bench_command(
     recorded in the results database, so a re-run resumes), then reports per measure the weighted
     Kendall tau, Kendall, Pearson, Spearman, Rel@k, hit@k and top-1 regret, averaged over tasks with
     bootstrap intervals over checkpoints and over ground-truth seeds, beside the static baselines
-    (parameter count, source accuracy) and the ground-truth noise ceiling; measures that do not beat
-    the best baseline are marked. Published suites (published:*) evaluate their published score
-    table, or --scores FILE, and show recomputed vs reported values with disagreements flagged.
+    (parameter count, source accuracy), compared with the best baseline on the same (task,
+    checkpoint) pairs (paired bootstrap; a mark only when the interval excludes 0), with the
+    ground truth's seed agreement and reliability and a random-init sanity check. Published
+    suites (published:*) evaluate their published score table, or --scores FILE, and show
+    recomputed vs reported values with disagreements flagged.
     """
 
     def run() -> None:
