@@ -19,9 +19,10 @@ import pytest
 
 import ckptrank
 from ckptrank import ranking
-from ckptrank.bench.harness import bench, record_evaluation, score_suite
+from ckptrank.bench.harness import DEFAULT_ROW, bench, default_answer, record_evaluation, score_suite
 from ckptrank.bench.store import ResultsStore
 from ckptrank.bench.suite import Suite, SuiteCheckpoint, Task
+from ckptrank.combine import DEFAULT_MEASURES
 from ckptrank.testing.synthetic import blobs
 
 SEPARATION = {"weak": 0.2, "mid": 0.8, "strong": 1.6, "best": 3.0}
@@ -129,13 +130,21 @@ def test_bench_scores_evaluates_and_records(feature_suite, tmp_path):
     result = bench(feature_suite, measures="logme,sfda", store=db, n_bootstrap=200)
     ev = result.evaluation
     assert (
-        result.source == "scored" and ev.measures == ["logme", "sfda"] and ev.baselines == ["num_parameters"]
+        result.source == "scored"
+        and ev.measures == [DEFAULT_ROW, "logme", "sfda"]
+        and ev.baselines == ["num_parameters"]
     )
+    assert ev.summary.loc[DEFAULT_ROW, "kind"] == "default"
     assert ev.summary.loc["logme", "weighted_tau"] > 0.8
     assert ev.summary.loc["num_parameters", "weighted_tau"] < 0.5
-    assert not ev.summary.loc["logme", "marked"]
+    # paired with the baseline on the same pairs: a higher mean, but 4 checkpoints per task are too
+    # few for the interval of the difference to exclude 0, so no mark of victory
+    logme = ev.summary.loc["logme"]
+    assert logme["best_baseline"] == "num_parameters" and logme["n_common_pairs"] == 8
+    assert logme["diff_vs_baseline"] > 0.3 and logme["diff_ci_low"] <= 0 < logme["diff_ci_high"]
+    assert logme["verdict"] == "tie" and logme["marked"] and not logme["beats_baseline"]
     assert ev.summary.loc["logme", "seconds"] > 0
-    assert ev.noise_ceiling["n_seeds"].tolist() == [3, 3]
+    assert ev.seed_agreement["n_seeds"].tolist() == [3, 3]
     assert ev.summary["weighted_tau_seed_ci_low"].notna().all()
     with ResultsStore(db) as store:
         evaluations = store.table("evaluations", suite=feature_suite.name)
@@ -313,10 +322,38 @@ def test_real_checkpoints_on_builtin_digits_through_the_cache(tmp_path):
     cache = tmp_path / "cache"
     result = bench(suite, measures="logme,leep", store=tmp_path / "r.sqlite", cache_dir=cache, n_bootstrap=50)
     scores = result.scores.set_index(["checkpoint", "measure"])["score"]
-    assert scores.notna().all() and len(scores) == 6
+    assert scores.notna().all() and len(scores) == 9  # logme, leep and the default answer
+    assert set(result.scores["measure"]) == {"logme", "leep", DEFAULT_ROW}
     assert any(cache.rglob("*.npz"))
     params = result.evaluation.pairs.query("measure == 'num_parameters'").set_index("checkpoint")["score"]
     assert params["small"] < params["medium"] < params["large"]
     assert result.evaluation.summary.loc["num_parameters", "weighted_tau"] == pytest.approx(1.0)
     again = score_suite(suite, "logme,leep", store=tmp_path / "r.sqlite", cache_dir=cache)
     assert again.runs.empty
+
+
+def test_default_row_is_the_rank_column_of_the_default_measures(feature_suite, tmp_path):
+    """The default row is the consensus of the default measures, recomputed here by hand."""
+    from scipy.stats import rankdata
+
+    result = bench(feature_suite, measures="knn", store=tmp_path / "r.sqlite", n_bootstrap=0)
+    assert result.evaluation.measures == [DEFAULT_ROW, "knn"]  # its measures are scored, not shown
+    shown = result.scores
+    assert set(shown["measure"]) == {DEFAULT_ROW, "knn"}
+    scored = score_suite(feature_suite, list(DEFAULT_MEASURES), store=tmp_path / "r.sqlite")
+    for task, rows in scored.scores.groupby("task"):
+        wide = rows.pivot(index="checkpoint", columns="measure", values="score")
+        # leep/nleep need source probabilities or features; only measures that scored every checkpoint count
+        complete = [m for m in DEFAULT_MEASURES if wide[m].notna().all()]
+        mean_rank = np.mean([rankdata(-wide[m].to_numpy()) for m in complete], axis=0)
+        expected = -rankdata(np.round(mean_rank, 9), method="min")
+        got = shown[(shown["task"] == task) & (shown["measure"] == DEFAULT_ROW)].set_index("checkpoint")
+        np.testing.assert_array_equal(got.loc[wide.index, "score"].to_numpy(dtype=float), expected)
+
+
+def test_default_answer_needs_every_default_measure():
+    table = pd.DataFrame(
+        {"task": "t", "checkpoint": ["a", "b"], "measure": "logme", "score": [1.0, 2.0], "seconds": 0.1}
+    )
+    rows, notes = default_answer(table)
+    assert rows.empty and "has no sfda, reg_hscore, nleep, leep score(s)" in notes[0]

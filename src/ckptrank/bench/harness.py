@@ -41,7 +41,18 @@ from .suite import BASELINE_COLUMNS, Suite, get_suite, normalize_name
 if TYPE_CHECKING:
     from ckptrank.ranking import _Run
 
-__all__ = ["BenchResult", "ScoredSuite", "bench", "record_evaluation", "score_suite"]
+__all__ = [
+    "DEFAULT_ROW",
+    "BenchResult",
+    "ScoredSuite",
+    "bench",
+    "default_answer",
+    "record_evaluation",
+    "score_suite",
+]
+
+#: Name of the row that evaluates the ``rank`` column of ``ckptrank rank`` with default options.
+DEFAULT_ROW = "ckptrank rank (default)"
 
 logger = logging.getLogger(__name__)
 
@@ -528,6 +539,78 @@ def _scores_digest(table: pd.DataFrame) -> str:
     return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
 
 
+def default_answer(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The ``rank`` column of ``ckptrank rank`` with default options, per task of a score table.
+
+    For each task, the scores of :data:`ckptrank.combine.DEFAULT_MEASURES` on its checkpoints go
+    through :func:`ckptrank.combine.consensus_column`, the function :func:`ckptrank.ranking.rank`
+    uses, so the benchmark evaluates exactly what a user sees. A checkpoint with a row in the table
+    for the task ran (its measures may still have failed or skipped it, as in ``rank``).
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Long table ``task, checkpoint, measure, score[, seconds]``.
+
+    Returns
+    -------
+    rows : pandas.DataFrame
+        ``task, checkpoint, measure`` (:data:`DEFAULT_ROW`), ``score`` (minus the final rank, so
+        that higher is better), ``seconds`` (the default measures' seconds summed), ``error``.
+        Empty when a default measure is missing from the table.
+    notes : list of str
+    """
+    from ckptrank.combine import DEFAULT_MEASURES, consensus_column
+    from ckptrank.measures import get_measure, list_measures
+
+    columns = ["task", "checkpoint", "measure", "score", "seconds", "error"]
+    wanted = [m for m in DEFAULT_MEASURES if m in list_measures()]
+    present = set(scores["measure"]) if len(scores) else set()
+    missing = [m for m in wanted if m not in present]
+    if missing or not wanted:
+        note = (
+            f"no '{DEFAULT_ROW}' row: the score table has no {', '.join(missing)} score(s), which the "
+            f"default answer combines ({', '.join(wanted)})"
+        )
+        return pd.DataFrame(columns=columns), [note]
+    directions = {m: get_measure(m).higher_is_better for m in wanted}
+    rows: list[pd.DataFrame] = []
+    notes: list[str] = []
+    mine = scores[scores["measure"].isin(wanted)]
+    for task, group in mine.groupby("task", sort=False):
+        wide = group.pivot_table(index="checkpoint", columns="measure", values="score", dropna=False)
+        wide = wide.reindex(columns=wanted)
+        order = list(dict.fromkeys(group["checkpoint"]))
+        wide = wide.reindex(order)
+        try:
+            column = consensus_column({m: wide[m].to_numpy(dtype=float) for m in wanted}, directions)
+        except ValueError as err:
+            notes.append(f"{DEFAULT_ROW} on {task}: {err}")
+            continue
+        notes.extend(f"{DEFAULT_ROW} on {task}: {note}" for note in column.notes)
+        seconds = (
+            group.pivot_table(index="checkpoint", columns="measure", values="seconds", aggfunc="sum")
+            .reindex(order)
+            .sum(axis=1, min_count=1)
+            if "seconds" in group
+            else pd.Series(np.nan, index=order)
+        )
+        rows.append(
+            pd.DataFrame(
+                {
+                    "task": task,
+                    "checkpoint": order,
+                    "measure": DEFAULT_ROW,
+                    "score": -column.rank,
+                    "seconds": seconds.to_numpy(dtype=float),
+                    "error": None,
+                }
+            )
+        )
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+    return frame, notes
+
+
 def bench(
     suite: str | Path | Suite,
     *,
@@ -611,14 +694,30 @@ def bench(
             if store is not None:
                 used_store, own_store = _open(store)
         elif suite.can_score:
+            from ckptrank import ranking
+            from ckptrank.combine import DEFAULT_MEASURES
+
             used_store, own_store = _open(store)
-            scored = score_suite(suite, measures, store=used_store, **scoring)
-            table = scored.scores
+            requested = ranking.resolve_measures("all" if measures is None else measures)
+            # the default answer is always evaluated: its measures are scored too (not shown alone)
+            hidden = [m for m in ranking.resolve_measures(list(DEFAULT_MEASURES)) if m not in requested]
+            scored = score_suite(suite, [*requested, *hidden], store=used_store, **scoring)
+            answer, answer_notes = default_answer(scored.scores)
+            changed = sorted(set(scoring.get("measure_options") or {}) & set(DEFAULT_MEASURES))
+            if changed and len(answer):
+                answer_notes.append(
+                    f"'{DEFAULT_ROW}' uses the given options of {', '.join(changed)}, so it is not the "
+                    "default answer exactly"
+                )
+            table = pd.concat(
+                [answer, scored.scores[~scored.scores["measure"].isin(hidden)]], ignore_index=True
+            )
             runs = scored.runs
             notes.extend(scored.notes)
+            notes.extend(answer_notes)
             extra_baselines = scored.baselines
             source = "scored"
-            config["measures"] = scored.measures
+            config["measures"] = requested
             config["measure_options"] = scored.options
         elif suite.published_scores is not None:
             table = _filter_measures(
@@ -664,6 +763,7 @@ def bench(
             min_checkpoints=min_checkpoints,
             tolerance=tolerance,
             tasks=tasks,
+            kinds={DEFAULT_ROW: "default"},
         )
         config.update(
             protocol=suite.resolve_protocol(protocol),
