@@ -93,7 +93,16 @@ def test_rank_orders_checkpoints_by_signal(zoo):
     assert list(df["checkpoint"]) == ["strong", "medium", "weak"]
     assert list(df["rank"]) == [1, 2, 3]
     assert list(df["consensus_rank"]) == [1.0, 2.0, 3.0]
-    expected = ["rank", "checkpoint", "logme", "sfda", "consensus_rank", "seconds", "num_parameters"]
+    expected = [
+        "rank",
+        "checkpoint",
+        "logme",
+        "sfda",
+        "consensus_rank",
+        "ranker_score",
+        "seconds",
+        "num_parameters",
+    ]
     assert list(df.columns[: len(expected)]) == expected
     assert "source_accuracy" in df.columns
     # scores equal the measures called directly on the same features

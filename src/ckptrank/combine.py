@@ -1,10 +1,20 @@
 """How per-measure scores become the ``rank`` column that ``ckptrank rank`` prints.
 
-One function, :func:`consensus_column`, turns a table of per-measure scores (one value per
-checkpoint, NaN where a measure did not score it) into the consensus rank and the final rank.
-:func:`ckptrank.ranking.rank` calls it for the default answer, and the benchmark harness calls
-the same function on the benchmark's scores, so ``ckptrank bench`` evaluates exactly the column a
-user sees (never a re-implementation of it).
+:func:`answer_column` makes the default answer: the learned default ranker shipped with the
+package (:func:`default_ranker`, a :class:`ckptrank.rankers.PairwiseRanker` fitted on the
+benchmark suites; see ``ckptrank/default_ranker.json`` for its training data and held-out
+figures) applied to the scores of :data:`DEFAULT_MEASURES` and the checkpoints' descriptors.
+:func:`consensus_column` averages the ranks of the measures a user asked for (``--measures``).
+:func:`ckptrank.ranking.rank` calls them, and the benchmark harness calls the same functions on
+the benchmark's scores, so ``ckptrank bench`` evaluates exactly the column a user sees (never a
+re-implementation of it).
+
+Default ranker
+    Within the task, each feature (the default measures' scores, log10 of the parameter count
+    of the part of the network used, has a head) becomes a centred rank in [-1, 1]; a measure
+    that failed or skipped a checkpoint is missing there (the middle rank, 0) and said so in a
+    note, never a silent decision. The ranker's score is the weighted sum; the final rank
+    orders it, ties sharing the smaller rank.
 
 Consensus rank
     For each measure, the checkpoints it scored are ranked 1 (predicted best) .. M, ties
@@ -19,17 +29,33 @@ Consensus rank
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["DEFAULT_MEASURES", "RankColumn", "consensus_column", "final_rank", "measure_ranks"]
+if TYPE_CHECKING:
+    from ckptrank.rankers import PairwiseRanker
 
-#: Measures used when none are requested: fast on a CPU, strong in the published comparisons,
-#: and of different kinds (evidence, discriminant analysis, covariance, mixture, source head).
-DEFAULT_MEASURES: tuple[str, ...] = ("logme", "sfda", "reg_hscore", "nleep", "leep")
+__all__ = [
+    "DEFAULT_MEASURES",
+    "RankColumn",
+    "answer_column",
+    "consensus_column",
+    "default_ranker",
+    "final_rank",
+    "measure_ranks",
+]
+
+#: Measures scored when none are requested: the measures the default ranker combines (it was
+#: fitted on measures that both ckptrank's suites and the published score tables provide).
+DEFAULT_MEASURES: tuple[str, ...] = ("logme", "hscore", "leep", "nce", "nleep", "gbc")
+
+#: The shipped default ranker (package data of ``ckptrank``).
+DEFAULT_RANKER_FILE = "default_ranker.json"
 
 
 def measure_ranks(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -104,6 +130,10 @@ class RankColumn:
     measures: list[str]
     ranks: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
+    #: The default ranker's score (higher = better) when it made the rank; else None.
+    ranker_score: np.ndarray | None = None
+    #: What made the rank, in words (e.g. "default ranker: ..." or "consensus of ...").
+    method: str = ""
 
 
 def _all_equal(values: np.ndarray, rtol: float = 1e-6) -> bool:
@@ -183,5 +213,143 @@ def consensus_column(
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (rows that did not run)
         consensus = np.where(ran, np.nanmean(stacked, axis=0), np.nan)
     return RankColumn(
-        consensus=consensus, rank=final_rank(consensus), measures=list(used), ranks=ranks, notes=notes
+        consensus=consensus,
+        rank=final_rank(consensus),
+        measures=list(used),
+        ranks=ranks,
+        notes=notes,
+        method=f"consensus (mean rank) of {', '.join(used)}",
+    )
+
+
+@functools.cache
+def default_ranker() -> PairwiseRanker:
+    """The ranker shipped with the package (read once per process; JSON, never a pickle).
+
+    Raises
+    ------
+    ValueError
+        The file is missing or damaged (reinstall ckptrank).
+    """
+    from importlib import resources
+
+    from ckptrank.rankers import PairwiseRanker
+
+    resource = resources.files("ckptrank").joinpath(DEFAULT_RANKER_FILE)
+    try:
+        text = resource.read_text()
+    except OSError as err:
+        raise ValueError(
+            f"the default ranker file {DEFAULT_RANKER_FILE} cannot be read ({err}); reinstall ckptrank"
+        ) from None
+    import json
+
+    try:
+        return PairwiseRanker.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"the default ranker file {DEFAULT_RANKER_FILE} is damaged ({err}); reinstall ckptrank"
+        ) from None
+
+
+def held_out_summary(ranker: PairwiseRanker) -> str:
+    """``"held-out weighted tau 0.72 [0.52, 0.86] over 24 tasks (leave one task out)"``, or ``""``."""
+    held = ranker.info.get("held_out", {}).get("leave_one_task_out", {})
+    try:
+        return (
+            f"held-out weighted tau {held['weighted_tau']:.2f} [{held['ci_low']:.2f}, {held['ci_high']:.2f}] "
+            f"over {held['n_tasks']} tasks (leave one task out)"
+        )
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def answer_column(
+    scores: Mapping[str, np.ndarray],
+    higher_is_better: Mapping[str, bool],
+    *,
+    num_parameters: np.ndarray,
+    has_head: np.ndarray | None = None,
+    ok: np.ndarray | None = None,
+    ranker: PairwiseRanker | None = None,
+) -> RankColumn:
+    """The default answer: the default ranker over the default measures and the descriptors.
+
+    Parameters
+    ----------
+    scores : mapping
+        Measure -> raw scores of shape (n_checkpoints,) (NaN: not scored); at least the
+        ranker's measures should be present (a missing one is the middle rank, with a note).
+    higher_is_better : mapping
+        Measure -> direction.
+    num_parameters : ndarray of shape (n_checkpoints,)
+        Parameters of the part of each network used (NaN: unknown).
+    has_head : ndarray of shape (n_checkpoints,), optional
+        1 / 0 / NaN; default: whether LEEP scored the checkpoint (when LEEP scored any).
+    ok : ndarray of bool, optional
+        Checkpoints that ran (default all); the others get NaN.
+    ranker : PairwiseRanker, optional
+        Default :func:`default_ranker`.
+
+    Returns
+    -------
+    RankColumn
+        ``ranker_score`` holds the ranker's score, ``rank`` its order, ``consensus`` the
+        consensus of the measures (shown for reference), ``method`` names the ranker.
+    """
+    from ckptrank.rankers import HAS_HEAD, PARAMETERS
+
+    ranker = ranker or default_ranker()
+    column = consensus_column(scores, higher_is_better, ok)
+    n = column.consensus.shape[0]
+    ran = np.ones(n, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
+    table: dict[str, np.ndarray] = {}
+    # the consensus is shown for reference only: its notes about which measures it averaged do not apply
+    notes = [n for n in column.notes if not n.startswith(("consensus over", "no measure scored every"))]
+    for name in ranker.features:
+        if name == PARAMETERS:
+            params = np.asarray(num_parameters, dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = np.where(params > 0, np.log10(params), np.nan)
+            unknown = int(np.isnan(values[ran]).sum())
+            if unknown:
+                notes.append(
+                    f"default ranker: the parameter count of {unknown} checkpoint(s) is unknown; they sit at "
+                    "the middle of that feature"
+                )
+        elif name == HAS_HEAD:
+            if has_head is not None:
+                values = np.asarray(has_head, dtype=float)
+            elif "leep" in scores and np.isfinite(np.asarray(scores["leep"], dtype=float)[ran]).any():
+                values = np.isfinite(np.asarray(scores["leep"], dtype=float)).astype(float)
+            else:
+                values = np.full(n, np.nan)
+        elif name in scores:
+            raw = np.asarray(scores[name], dtype=float)
+            values = raw if higher_is_better.get(name, True) else -raw
+            missing = int((~np.isfinite(values[ran])).sum())
+            if 0 < missing < int(ran.sum()) and name not in ("leep", "nce"):
+                notes.append(
+                    f"default ranker: {name} did not score {missing} checkpoint(s); they sit at the middle "
+                    "of that feature"
+                )
+        else:
+            values = np.full(n, np.nan)
+            notes.append(f"default ranker: {name} was not scored; it is left out of this ranking")
+        table[name] = np.where(ran, values, np.nan)
+    score = np.full(n, np.nan)
+    if ran.any():
+        score[ran] = ranker.score_table({k: v[ran] for k, v in table.items()})
+    method = "default ranker (learned, pairwise logistic over " + ", ".join(ranker.features) + ")"
+    summary = held_out_summary(ranker)
+    if summary:
+        method += f"; {summary}"
+    return RankColumn(
+        consensus=column.consensus,
+        rank=final_rank(-score),
+        measures=[f for f in ranker.features if f in scores],
+        ranks=column.ranks,
+        notes=notes,
+        ranker_score=score,
+        method=method,
     )

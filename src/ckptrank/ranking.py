@@ -3,13 +3,14 @@
 :func:`rank` is the library behind ``ckptrank rank``: it loads the target data (training
 split), runs every checkpoint once over it (features, plus source-class probabilities when the
 checkpoint has a head), scores the outputs with each requested measure and returns one row per
-checkpoint with the per-measure scores, a consensus rank and two target-blind baselines
-(parameter count, and the source accuracy the checkpoint's card states).
+checkpoint with the per-measure scores, the rank and two target-blind baselines (parameter
+count, and the source accuracy the checkpoint's card states).
 
-Consensus rank
-    :func:`ckptrank.combine.consensus_column` makes the ``rank`` column from the per-measure
-    scores (the same function the benchmark evaluates): the mean per-measure rank over the
-    measures that scored every checkpoint that ran, ties sharing the smaller final rank.
+Rank column
+    With the default measures, :func:`ckptrank.combine.answer_column` (the learned default
+    ranker over the measures and the descriptors); with measures the user chose,
+    :func:`ckptrank.combine.consensus_column` (their mean rank). The benchmark evaluates the
+    same functions.
 
 Failures
     A checkpoint that cannot be loaded or run is kept as a row with ``status="failed"`` and the
@@ -66,6 +67,7 @@ logger = logging.getLogger(__name__)
 LEADING_COLUMNS = ("rank", "checkpoint")
 TRAILING_COLUMNS = (
     "consensus_rank",
+    "ranker_score",
     "seconds",
     "num_parameters",
     "source_accuracy",
@@ -765,7 +767,9 @@ def rank(
         (``#`` comments); see :func:`parse_models` for the splitting rules.
     measures : str or sequence of str, optional
         Measure names (comma-separated or a list; ``"all"`` = every static measure). Default
-        :data:`DEFAULT_MEASURES`. Measures needing source probabilities are skipped, with a note,
+        :data:`DEFAULT_MEASURES`, combined by the shipped default ranker
+        (:func:`ckptrank.combine.answer_column`); given measures are combined by their
+        consensus (mean rank). Measures needing source probabilities are skipped, with a note,
         for checkpoints without a classification head.
     per_class : int, optional
         Use at most this many training samples per class (seeded subsample).
@@ -796,12 +800,15 @@ def rank(
     -------
     pandas.DataFrame
         One row per checkpoint, best first, with columns ``rank``, ``checkpoint``, one per
-        measure (the score; NaN when skipped or failed), ``consensus_rank``, ``seconds``
+        measure (the score; NaN when skipped or failed), ``consensus_rank`` (mean per-measure
+        rank), ``ranker_score`` (the default ranker's score, higher = better; NaN when
+        ``measures`` was given and the rank is the consensus of those measures), ``seconds``
         (load + extraction + scoring), ``num_parameters``, ``source_accuracy`` (from the
         checkpoint card, a fraction; NaN when not stated), the ranks these two baselines would
         imply, ``status`` (``"ok"``, ``"failed"`` or ``"skipped"``) and ``error``. ``df.attrs``
         holds ``notes`` (list of str), ``measures``, ``measure_ranks``, ``checkpoint_notes``,
-        ``run_notes``, ``dataset`` and ``config`` (the resolved configuration).
+        ``run_notes``, ``ranker`` (what made the rank column, with its held-out figure),
+        ``dataset`` and ``config`` (the resolved configuration).
 
     Raises
     ------
@@ -860,8 +867,8 @@ def rank(
         rows.append(_row_for(run, names, options, on_error))
         checkpoint_notes[run.spec] = list(dict.fromkeys(run.notes))
         resolved[run.spec] = {"name": run.name, "weights": run.weights, "revision": run.revision}
-    frame, consensus_measures, ranks_by_checkpoint = _combine(
-        rows, names, measure_specs, checkpoint_notes, run_notes
+    frame, consensus_measures, ranks_by_checkpoint, combined = _combine(
+        rows, names, measure_specs, checkpoint_notes, run_notes, use_default_ranker=measures is None
     )
 
     flat_notes = run_notes + _grouped_notes(checkpoint_notes)
@@ -874,6 +881,7 @@ def rank(
         "measures": names,
         "measure_options": options,
         "consensus_measures": consensus_measures,
+        "ranker": combined.method,
         "per_class": per_class,
         "seed": seed,
         "batch_size": batch_size,
@@ -890,6 +898,7 @@ def rank(
     frame.attrs["checkpoint_notes"] = checkpoint_notes
     frame.attrs["measures"] = names
     frame.attrs["consensus_measures"] = consensus_measures
+    frame.attrs["ranker"] = combined.method
     frame.attrs["higher_is_better"] = {name: measure_specs[name].higher_is_better for name in names}
     frame.attrs["measure_ranks"] = ranks_by_checkpoint
     frame.attrs["dataset"] = _dataset_summary(data, dataset)
@@ -936,8 +945,10 @@ def _combine(
     measure_specs: Mapping[str, Any],
     checkpoint_notes: Mapping[str, list[str]],
     run_notes: list[str],
-) -> tuple[pd.DataFrame, list[str], dict[str, dict[str, Any]]]:
-    """Per-measure ranks, consensus, baselines and final order; appends run-level notes."""
+    use_default_ranker: bool = False,
+) -> tuple[pd.DataFrame, list[str], dict[str, dict[str, Any]], Any]:
+    """Per-measure ranks, the rank column (default ranker or consensus), baselines and final
+    order; appends run-level notes."""
     import pandas as pd
 
     if all(row["status"] == "failed" for row in rows):
@@ -949,13 +960,21 @@ def _combine(
     scored = {name: np.isfinite(frame[name].to_numpy(dtype=float)) & ok for name in names}
     if not any(mask.any() for mask in scored.values()):
         raise ValueError(_nothing_scored_message(names, measure_specs, frame, checkpoint_notes))
-    from ckptrank.combine import consensus_column, measure_ranks
+    from ckptrank.combine import answer_column, consensus_column, measure_ranks
 
-    combined = consensus_column(
-        {name: frame[name].to_numpy(dtype=float) for name in names},
-        {name: measure_specs[name].higher_is_better for name in names},
-        ok,
-    )
+    measure_scores = {name: frame[name].to_numpy(dtype=float) for name in names}
+    directions = {name: measure_specs[name].higher_is_better for name in names}
+    if use_default_ranker:
+        combined = answer_column(
+            measure_scores,
+            directions,
+            num_parameters=frame["num_parameters"].to_numpy(dtype=float, na_value=np.nan),
+            has_head=np.array([np.nan if h is None else float(h) for h in frame["has_head"]]),
+            ok=ok,
+        )
+    else:
+        combined = consensus_column(measure_scores, directions, ok)
+    run_notes.insert(0, f"rank: {combined.method}")
     run_notes.extend(combined.notes)
     ranks_by_checkpoint = {
         spec: {name: _none_if_nan(combined.ranks[name][i]) for name in names}
@@ -963,6 +982,7 @@ def _combine(
     }
     consensus_measures = combined.measures
     frame["consensus_rank"] = combined.consensus
+    frame["ranker_score"] = combined.ranker_score if combined.ranker_score is not None else np.nan
     frame["rank"] = combined.rank
     for column in ("num_parameters", "source_accuracy"):
         values = frame[column].to_numpy(dtype=float, na_value=np.nan)
@@ -971,7 +991,8 @@ def _combine(
     frame = frame.iloc[np.lexsort((np.arange(len(frame)), position))].reset_index(drop=True)
     frame["num_parameters"] = frame["num_parameters"].astype("Int64")
     frame["rank"] = frame["rank"].astype("Int64")
-    return frame[[*LEADING_COLUMNS, *names, *TRAILING_COLUMNS]], consensus_measures, ranks_by_checkpoint
+    ordered = frame[[*LEADING_COLUMNS, *names, *TRAILING_COLUMNS]]
+    return ordered, consensus_measures, ranks_by_checkpoint, combined
 
 
 def _grouped_notes(checkpoint_notes: Mapping[str, list[str]]) -> list[str]:
@@ -1032,7 +1053,8 @@ def ranking_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
     Each object has ``rank``, ``checkpoint``, ``revision`` (the hub commit the checkpoint was
     pinned to, or None), ``status``, ``error``, ``scores`` (measure -> value
-    or None when skipped), ``measure_ranks``, ``consensus_rank``, ``seconds``,
+    or None when skipped), ``measure_ranks``, ``consensus_rank``, ``ranker_score`` (the default
+    ranker's score, None when ``--measures`` chose a consensus), ``seconds``,
     ``num_parameters``, ``source_accuracy``, ``baseline_ranks`` and ``notes`` (the run-level
     notes followed by this checkpoint's own).
     """
@@ -1054,6 +1076,7 @@ def ranking_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 "scores": {name: _none_if_nan(row[name]) for name in names},
                 "measure_ranks": measure_ranks.get(spec, {}),
                 "consensus_rank": _none_if_nan(row["consensus_rank"]),
+                "ranker_score": _round(row["ranker_score"], 6),
                 "seconds": _round(row["seconds"]),
                 "extract_seconds": _round(row["extract_seconds"]),
                 "score_seconds": _round(row["score_seconds"]),
@@ -1094,6 +1117,7 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
         *LEADING_COLUMNS,
         *names,
         "consensus_rank",
+        "ranker_score",
         "seconds",
         "num_parameters",
         "source_accuracy",

@@ -332,21 +332,40 @@ def test_real_checkpoints_on_builtin_digits_through_the_cache(tmp_path):
     assert again.runs.empty
 
 
-def test_default_row_is_the_rank_column_of_the_default_measures(feature_suite, tmp_path):
-    """The default row is the consensus of the default measures, recomputed here by hand."""
+def test_default_row_is_the_rank_column_of_the_default_ranker(feature_suite, tmp_path):
+    """The default row is the shipped ranker over the default measures, recomputed here by hand."""
+    import json
+    from importlib import resources
+
     from scipy.stats import rankdata
+
+    from ckptrank.measures import get_measure
 
     result = bench(feature_suite, measures="knn", store=tmp_path / "r.sqlite", n_bootstrap=0)
     assert result.evaluation.measures == [DEFAULT_ROW, "knn"]  # its measures are scored, not shown
     shown = result.scores
     assert set(shown["measure"]) == {DEFAULT_ROW, "knn"}
+    shipped = json.loads(resources.files("ckptrank").joinpath("default_ranker.json").read_text())
+    weights = dict(zip(shipped["features"], shipped["weights"], strict=True))
+    params = feature_suite.baselines["num_parameters"]
     scored = score_suite(feature_suite, list(DEFAULT_MEASURES), store=tmp_path / "r.sqlite")
     for task, rows in scored.scores.groupby("task"):
         wide = rows.pivot(index="checkpoint", columns="measure", values="score")
-        # leep/nleep need source probabilities or features; only measures that scored every checkpoint count
-        complete = [m for m in DEFAULT_MEASURES if wide[m].notna().all()]
-        mean_rank = np.mean([rankdata(-wide[m].to_numpy()) for m in complete], axis=0)
-        expected = -rankdata(np.round(mean_rank, 9), method="min")
+        total = np.zeros(len(wide))
+        for feature, weight in weights.items():
+            if feature == "log_parameters":
+                values = np.log10(params.loc[wide.index].to_numpy(dtype=float))
+            elif feature == "has_head":  # these features have no head anywhere: unknown, the middle
+                continue
+            else:
+                values = wide[feature].to_numpy(dtype=float)
+                values = values if get_measure(feature).higher_is_better else -values
+            finite = np.isfinite(values)
+            centred = np.zeros(len(values))
+            if finite.sum() >= 2:
+                centred[finite] = 2 * (rankdata(values[finite]) - 1) / (finite.sum() - 1) - 1
+            total += weight * centred
+        expected = -rankdata(-total, method="min")
         got = shown[(shown["task"] == task) & (shown["measure"] == DEFAULT_ROW)].set_index("checkpoint")
         np.testing.assert_array_equal(got.loc[wide.index, "score"].to_numpy(dtype=float), expected)
 
@@ -356,4 +375,4 @@ def test_default_answer_needs_every_default_measure():
         {"task": "t", "checkpoint": ["a", "b"], "measure": "logme", "score": [1.0, 2.0], "seconds": 0.1}
     )
     rows, notes = default_answer(table)
-    assert rows.empty and "has no sfda, reg_hscore, nleep, leep score(s)" in notes[0]
+    assert rows.empty and "has no hscore, leep, nce, nleep, gbc score(s)" in notes[0]

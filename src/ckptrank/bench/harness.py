@@ -539,18 +539,23 @@ def _scores_digest(table: pd.DataFrame) -> str:
     return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
 
 
-def default_answer(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def default_answer(
+    scores: pd.DataFrame, num_parameters: Mapping[str, float] | pd.Series | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """The ``rank`` column of ``ckptrank rank`` with default options, per task of a score table.
 
-    For each task, the scores of :data:`ckptrank.combine.DEFAULT_MEASURES` on its checkpoints go
-    through :func:`ckptrank.combine.consensus_column`, the function :func:`ckptrank.ranking.rank`
-    uses, so the benchmark evaluates exactly what a user sees. A checkpoint with a row in the table
-    for the task ran (its measures may still have failed or skipped it, as in ``rank``).
+    For each task, the scores of :data:`ckptrank.combine.DEFAULT_MEASURES` on its checkpoints and
+    their parameter counts go through :func:`ckptrank.combine.answer_column`, the function
+    :func:`ckptrank.ranking.rank` uses, so the benchmark evaluates exactly what a user sees. A
+    checkpoint with a row in the table for the task ran (its measures may still have failed or
+    skipped it, as in ``rank``); whether it has a head is read from LEEP, as in ``answer_column``.
 
     Parameters
     ----------
     scores : pandas.DataFrame
         Long table ``task, checkpoint, measure, score[, seconds]``.
+    num_parameters : mapping or Series, optional
+        Checkpoint -> parameter count (of the part used); missing: unknown.
 
     Returns
     -------
@@ -560,7 +565,7 @@ def default_answer(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         Empty when a default measure is missing from the table.
     notes : list of str
     """
-    from ckptrank.combine import DEFAULT_MEASURES, consensus_column
+    from ckptrank.combine import DEFAULT_MEASURES, answer_column
     from ckptrank.measures import get_measure, list_measures
 
     columns = ["task", "checkpoint", "measure", "score", "seconds", "error"]
@@ -573,17 +578,21 @@ def default_answer(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             f"default answer combines ({', '.join(wanted)})"
         )
         return pd.DataFrame(columns=columns), [note]
+    params = pd.Series({} if num_parameters is None else dict(num_parameters.items()), dtype=float)
     directions = {m: get_measure(m).higher_is_better for m in wanted}
     rows: list[pd.DataFrame] = []
     notes: list[str] = []
     mine = scores[scores["measure"].isin(wanted)]
     for task, group in mine.groupby("task", sort=False):
-        wide = group.pivot_table(index="checkpoint", columns="measure", values="score", dropna=False)
-        wide = wide.reindex(columns=wanted)
         order = list(dict.fromkeys(group["checkpoint"]))
-        wide = wide.reindex(order)
+        wide = group.pivot_table(index="checkpoint", columns="measure", values="score", dropna=False)
+        wide = wide.reindex(index=order, columns=wanted)
         try:
-            column = consensus_column({m: wide[m].to_numpy(dtype=float) for m in wanted}, directions)
+            column = answer_column(
+                {m: wide[m].to_numpy(dtype=float) for m in wanted},
+                directions,
+                num_parameters=params.reindex(order).to_numpy(dtype=float),
+            )
         except ValueError as err:
             notes.append(f"{DEFAULT_ROW} on {task}: {err}")
             continue
@@ -609,6 +618,19 @@ def default_answer(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         )
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
     return frame, notes
+
+
+def _fitted_on_note(suite: Suite) -> str | None:
+    """A note when the default ranker was fitted on this suite (its row here is then in-sample)."""
+    from ckptrank.combine import default_ranker
+
+    suites = default_ranker().info.get("fitted_on", {}).get("suites", [])
+    if suite.name not in suites:
+        return None
+    return (
+        f"the default ranker was fitted on {suite.name}'s tasks, so the '{DEFAULT_ROW}' row here is "
+        "in-sample; its held-out figures are in `ckptrank bench --held-out`"
+    )
 
 
 def bench(
@@ -702,7 +724,14 @@ def bench(
             # the default answer is always evaluated: its measures are scored too (not shown alone)
             hidden = [m for m in ranking.resolve_measures(list(DEFAULT_MEASURES)) if m not in requested]
             scored = score_suite(suite, [*requested, *hidden], store=used_store, **scoring)
-            answer, answer_notes = default_answer(scored.scores)
+            params = scored.baselines["num_parameters"].copy() if len(scored.baselines) else None
+            if suite.baselines is not None and "num_parameters" in suite.baselines:
+                known = suite.baselines["num_parameters"].astype(float).dropna()
+                params = known if params is None else known.combine_first(params)
+            answer, answer_notes = default_answer(scored.scores, params)
+            in_sample = _fitted_on_note(suite)
+            if in_sample and len(answer):
+                answer_notes.insert(0, in_sample)
             changed = sorted(set(scoring.get("measure_options") or {}) & set(DEFAULT_MEASURES))
             if changed and len(answer):
                 answer_notes.append(

@@ -1,0 +1,457 @@
+"""The meta-dataset and the held-out evaluation of rankers learned from it.
+
+:func:`meta_table` collects one row per (suite, task, checkpoint) from the suites that have
+scores: ckptrank's own scores on neucrab-mini (from the results store, scored if missing) and the
+published score tables (Model Spider's 9 metrics, mapped to ckptrank's names where ckptrank
+implements the same measure), beside target-blind descriptors (log parameter count, whether the
+checkpoint has a classification head) and the fine-tuned truth. Suites without scores
+(SFDA's group 1) contribute their descriptors only. Missing values (no head, a measure a source
+did not publish) stay NaN: the rankers treat them as the middle rank.
+
+:func:`held_out_evaluation` fits :class:`ckptrank.rankers.PairwiseRanker` only on tasks other
+than the one it ranks (leave one task out, and leave one suite out) and evaluates it with
+:func:`ckptrank.bench.evaluate.evaluate` beside (a) the best single measure chosen on the
+training tasks only, (b) the parameter count and (c) today's consensus of the default measures,
+so every comparison is paired on the same (task, checkpoint) pairs and bootstrap resamples.
+Random-initialised controls are left out of fitting and of the statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ckptrank.rankers import HAS_HEAD, PARAMETERS, PairwiseRanker, feature_matrix
+
+from .evaluate import Evaluation, evaluate
+from .suite import Suite, get_suite
+
+__all__ = [
+    "DEFAULT_SUITES",
+    "SHARED_FEATURES",
+    "HeldOut",
+    "fit_default_ranker",
+    "held_out_evaluation",
+    "meta_table",
+    "summarise",
+]
+
+#: Suites of the meta-dataset: (name, protocol or None for the suite's default).
+DEFAULT_SUITES: tuple[str, ...] = ("neucrab-mini", "published:modelspider", "published:sfda-group1")
+
+#: Published metric names -> ckptrank measures that compute the same quantity.
+PUBLISHED_NAMES = {
+    "LogME": "logme",
+    "H-Score": "hscore",
+    "HScore": "hscore",
+    "LEEP": "leep",
+    "NLEEP": "nleep",
+    "N-LEEP": "nleep",
+    "NCE": "nce",
+    "GBC": "gbc",
+    "SFDA": "sfda",
+    "TransRate": "transrate",
+    "PARC": "parc",
+}
+
+#: Features the shipped ranker may use: measures scored on more than one suite, and descriptors.
+SHARED_FEATURES: tuple[str, ...] = ("logme", "hscore", "leep", "nce", "nleep", "gbc", PARAMETERS, HAS_HEAD)
+
+#: Regularisation strengths tried (chosen on the training tasks by an inner leave-one-task-out).
+C_GRID: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def _measure_direction(name: str) -> bool:
+    from ckptrank.measures import get_measure, list_measures
+
+    return get_measure(name).higher_is_better if name in list_measures() else True
+
+
+def _suite_rows(suite: Suite, scores: pd.DataFrame | None, protocol: str | None) -> pd.DataFrame:
+    """Wide rows (task, checkpoint, measures..., log_parameters, has_head, control, truth)."""
+    gt = suite.ground_truth
+    chosen = suite.resolve_protocol(protocol)
+    if chosen is not None and "protocol" in gt:
+        gt = gt[gt["protocol"] == chosen]
+    truth = gt.groupby(["task", "checkpoint"], sort=False)["accuracy"].mean().rename("truth").reset_index()
+    frame = truth.copy()
+    if scores is not None and len(scores):
+        table = scores.copy()
+        table["measure"] = table["measure"].map(lambda m: PUBLISHED_NAMES.get(m, m))
+        table = table[table["measure"].isin(_known_measures())]
+        table["score"] = [
+            s if _measure_direction(m) else -s
+            for s, m in zip(table["score"].astype(float), table["measure"], strict=True)
+        ]
+        wide = table.pivot_table(
+            index=["task", "checkpoint"], columns="measure", values="score", aggfunc="first", dropna=False
+        ).reset_index()
+        wide.columns.name = None
+        frame = frame.merge(wide, on=["task", "checkpoint"], how="left")
+    params = suite.baselines["num_parameters"] if suite.baselines is not None else pd.Series(dtype=float)
+    frame[PARAMETERS] = np.log10(frame["checkpoint"].map(params).astype(float))
+    if "leep" in frame:
+        # a checkpoint LEEP scored has a head; in a task where LEEP scored none, unknown
+        scored = frame.groupby("task")["leep"].transform(lambda v: v.notna().any())
+        frame[HAS_HEAD] = np.where(frame["leep"].notna(), 1.0, np.where(scored, 0.0, np.nan))
+    else:
+        frame[HAS_HEAD] = np.nan
+    controls = set(suite.controls())
+    frame["control"] = frame["checkpoint"].isin(controls)
+    tracks = suite.task_tracks()
+    frame["track"] = frame["task"].map(lambda t: tracks.get(t) or "")
+    frame.insert(0, "suite", suite.name)
+    return frame
+
+
+def _known_measures() -> set[str]:
+    from ckptrank.measures import list_measures
+
+    return set(list_measures(kind="static"))
+
+
+def meta_table(
+    suites: Sequence[str] = DEFAULT_SUITES,
+    *,
+    store: Any = None,
+    scores: dict[str, pd.DataFrame] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The meta-dataset: one row per (suite, task, checkpoint), and the ground truth per seed.
+
+    Parameters
+    ----------
+    suites : sequence of str
+        Registered suites. Scorable suites are scored through the results store (a warm store
+        costs seconds); published suites use their published score table, or none.
+    store : ResultsStore, str or path, optional
+        Results store for the scorable suites (default: the default store).
+    scores : dict, optional
+        Suite -> long score table to use instead.
+
+    Returns
+    -------
+    rows : pandas.DataFrame
+        Columns ``suite, task, checkpoint, truth``, one per measure (signed so that higher
+        predicts better; NaN when missing), ``log_parameters``, ``has_head``, ``control``,
+        ``track``; ``key`` = ``"suite/task"``.
+    ground_truth : pandas.DataFrame
+        ``task`` (the key), ``checkpoint``, ``seed``, ``accuracy`` of the chosen protocols.
+    """
+    from .harness import score_suite
+
+    frames, truths = [], []
+    for name in suites:
+        suite = get_suite(name)
+        table = (scores or {}).get(name)
+        if table is None:
+            if suite.can_score:
+                table = score_suite(suite, "all", store=store).scores
+            else:
+                table = suite.published_scores
+        rows = _suite_rows(suite, table, None)
+        frames.append(rows)
+        gt = suite.ground_truth
+        chosen = suite.resolve_protocol(None)
+        if chosen is not None and "protocol" in gt:
+            gt = gt[gt["protocol"] == chosen]
+        gt = gt[["task", "checkpoint", "seed", "accuracy"]].copy()
+        gt["task"] = suite.name + "/" + gt["task"].astype(str)
+        truths.append(gt)
+    rows = pd.concat(frames, ignore_index=True)
+    rows.insert(0, "key", rows["suite"] + "/" + rows["task"].astype(str))
+    return rows, pd.concat(truths, ignore_index=True)
+
+
+def _task_tables(rows: pd.DataFrame, features: Sequence[str]) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """Key -> (pre-trained rows of the task, feature matrix)."""
+    out = {}
+    for key, group in rows[~rows["control"]].groupby("key", sort=False):
+        table = {f: group[f].to_numpy(dtype=float) for f in features if f in group}
+        out[str(key)] = (group, feature_matrix(table, features))
+    return out
+
+
+def _weighted_tau(score: np.ndarray, truth: np.ndarray) -> float:
+    from . import stats
+
+    return float(stats.weighted_tau(score, truth))
+
+
+def _fit(
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]], keys: Sequence[str], features: Sequence[str], C: float
+) -> PairwiseRanker:
+    data = [(tables[k][1], tables[k][0]["truth"].to_numpy(dtype=float)) for k in keys]
+    return PairwiseRanker(features=list(features), C=C).fit(data)
+
+
+def _choose_regularisation(
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]], keys: Sequence[str], features: Sequence[str]
+) -> float:
+    """C with the best inner leave-one-task-out mean weighted tau on the training tasks."""
+    best_C, best = C_GRID[0], -np.inf
+    for C in C_GRID:
+        taus = []
+        for held in keys:
+            train = [k for k in keys if k != held]
+            ranker = _fit(tables, train, features, C)
+            group, X = tables[held]
+            taus.append(_weighted_tau(ranker.predict(X), group["truth"].to_numpy(dtype=float)))
+        value = float(np.nanmean(taus))
+        if value > best + 1e-12:
+            best_C, best = C, value
+    return best_C
+
+
+def _best_single(
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    train: Sequence[str],
+    candidates: Sequence[str],
+    test_group: pd.DataFrame,
+) -> str | None:
+    """The candidate with the best mean weighted tau on the training tasks (it must score the test task)."""
+    best_name, best = None, -np.inf
+    for name in candidates:
+        if name not in test_group or test_group[name].notna().sum() < 2:
+            continue
+        taus = []
+        for key in train:
+            group = tables[key][0]
+            if name in group and group[name].notna().sum() >= 3:
+                mask = group[name].notna().to_numpy()
+                taus.append(
+                    _weighted_tau(
+                        group[name].to_numpy(dtype=float)[mask], group["truth"].to_numpy(dtype=float)[mask]
+                    )
+                )
+        if taus and np.nanmean(taus) > best:
+            best_name, best = name, float(np.nanmean(taus))
+    return best_name
+
+
+#: The default measures before the learned ranker (ckptrank 0.x): their consensus is compared.
+PREVIOUS_DEFAULT: tuple[str, ...] = ("logme", "sfda", "reg_hscore", "nleep", "leep")
+
+
+def _consensus(group: pd.DataFrame) -> np.ndarray | None:
+    from ckptrank.combine import consensus_column
+
+    present = [m for m in PREVIOUS_DEFAULT if m in group and group[m].notna().any()]
+    if not present:
+        return None
+    # the scores are already signed (higher = better)
+    column = consensus_column(
+        {m: group[m].to_numpy(dtype=float) for m in present}, dict.fromkeys(present, True)
+    )
+    return -column.rank
+
+
+@dataclass
+class HeldOut:
+    """Result of :func:`held_out_evaluation`.
+
+    Attributes
+    ----------
+    evaluation : Evaluation
+        Paired evaluation of every held-out row (tracks = suites).
+    scores : pandas.DataFrame
+        The held-out predictions: ``task`` (key), ``checkpoint``, ``measure``, ``score``.
+    chosen : pandas.DataFrame
+        Per held-out task and scheme: the regularisation chosen, the best single measure chosen
+        on the training tasks, the ranker's weights.
+    final : PairwiseRanker
+        The ranker fitted on every task (what would ship).
+    """
+
+    evaluation: Evaluation
+    scores: pd.DataFrame
+    chosen: pd.DataFrame
+    final: PairwiseRanker
+    notes: list[str] = field(default_factory=list)
+
+
+LEARNED = "learned ranker"
+BEST_SINGLE = "best single measure (chosen on training tasks)"
+CONSENSUS = "previous default (consensus of logme, sfda, reg_hscore, nleep, leep)"
+
+
+def held_out_evaluation(
+    rows: pd.DataFrame,
+    ground_truth: pd.DataFrame,
+    *,
+    features: Sequence[str] = SHARED_FEATURES,
+    scheme: str = "task",
+    n_bootstrap: int = 1000,
+    random_state: int = 0,
+) -> HeldOut:
+    """Leave-one-task-out (``scheme="task"``) or leave-one-suite-out (``"suite"``) evaluation.
+
+    For every held-out task the ranker (its regularisation chosen by an inner leave-one-task-out
+    on the training tasks) and the best single measure are chosen on the training tasks only.
+
+    Returns
+    -------
+    HeldOut
+    """
+    if scheme not in ("task", "suite"):
+        raise ValueError(f"scheme must be 'task' or 'suite', got {scheme!r}")
+    tables = _task_tables(rows, features)
+    keys = list(tables)
+    suite_of = {k: str(tables[k][0]["suite"].iloc[0]) for k in keys}
+    candidates = [f for f in features if f != HAS_HEAD]
+    predictions, chosen = [], []
+    for held in keys:
+        if scheme == "task":
+            train = [k for k in keys if k != held]
+        else:
+            train = [k for k in keys if suite_of[k] != suite_of[held]]
+        group, X = tables[held]
+        C = _choose_regularisation(tables, train, features)
+        ranker = _fit(tables, train, features, C)
+        single = _best_single(tables, train, candidates, group)
+        entries = {LEARNED: ranker.predict(X)}
+        if single is not None:
+            entries[BEST_SINGLE] = group[single].to_numpy(dtype=float)
+        consensus = _consensus(group)
+        if consensus is not None:
+            entries[CONSENSUS] = consensus
+        for name, values in entries.items():
+            predictions.append(
+                pd.DataFrame(
+                    {
+                        "task": held,
+                        "checkpoint": group["checkpoint"].to_numpy(),
+                        "measure": name,
+                        "score": values,
+                    }
+                )
+            )
+        chosen.append(
+            {
+                "task": held,
+                "C": C,
+                "best_single": single,
+                **{f"w:{f}": w for f, w in zip(features, ranker.weights, strict=True)},
+            }
+        )
+    scores = pd.concat(predictions, ignore_index=True)
+    pretrained = rows[~rows["control"]]
+    # parameter count per task key (checkpoint names may repeat across suites with other counts)
+    param_scores = pd.DataFrame(
+        {
+            "task": pretrained["key"],
+            "checkpoint": pretrained["checkpoint"],
+            "measure": "num_parameters",
+            "score": pretrained[PARAMETERS],
+        }
+    )
+    scores = pd.concat([scores, param_scores], ignore_index=True)
+    tracks = {k: suite_of[k] for k in keys}
+    truth = ground_truth[ground_truth["task"].isin(keys)]
+    truth = truth[~truth["checkpoint"].isin(set(rows.loc[rows["control"], "checkpoint"]))]
+    evaluation = evaluate(
+        scores,
+        truth,
+        n_bootstrap=n_bootstrap,
+        random_state=random_state,
+        tracks=tracks,
+        task_order=keys,
+        kinds={LEARNED: "ranker", BEST_SINGLE: "ranker", CONSENSUS: "ranker"},
+    )
+    final_C = _choose_regularisation(tables, keys, features)
+    final = _fit(tables, keys, features, final_C)
+    return HeldOut(evaluation=evaluation, scores=scores, chosen=pd.DataFrame(chosen), final=final)
+
+
+def summarise(held: HeldOut) -> dict[str, Any]:
+    """JSON-ready figures of a held-out evaluation: the ranker's mean weighted tau with its interval,
+    per suite, and its paired difference with every comparator (overall and per suite)."""
+    ev = held.evaluation
+    row = ev.summary.loc[LEARNED]
+    out: dict[str, Any] = {
+        "weighted_tau": float(row["weighted_tau"]),
+        "ci_low": float(row["weighted_tau_ci_low"]),
+        "ci_high": float(row["weighted_tau_ci_high"]),
+        "n_tasks": int(row["n_tasks"]),
+        "per_suite": {},
+        "versus": {},
+    }
+    for scope in ["all", *ev.track_names]:
+        table = ev.versus(LEARNED, scope=scope)
+        versus = {
+            str(name): {
+                "ranker": float(r["tau_other"]),
+                "other": float(r["tau"]),
+                "diff": float(r["tau_other"] - r["tau"]),
+                "ci_low": float(-r["ci_high"]),
+                "ci_high": float(-r["ci_low"]),
+                "n_tasks": int(r["n_tasks"]),
+            }
+            for name, r in table.iterrows()
+        }
+        if scope == "all":
+            out["versus"] = versus
+        else:
+            hit = ev.per_task[
+                (ev.per_task["measure"] == LEARNED)
+                & (ev.per_task["task"] == f"mean:{scope}")
+                & (ev.per_task["statistic"] == "weighted_tau")
+            ]
+            out["per_suite"][scope] = {
+                "weighted_tau": float(hit["value"].iloc[0]) if len(hit) else None,
+                "ci_low": float(hit["ci_low"].iloc[0]) if len(hit) else None,
+                "ci_high": float(hit["ci_high"].iloc[0]) if len(hit) else None,
+                "n_tasks": int(hit["n_tasks"].iloc[0]) if len(hit) else 0,
+                "versus": versus,
+            }
+    return out
+
+
+def fit_default_ranker(
+    rows: pd.DataFrame,
+    ground_truth: pd.DataFrame,
+    *,
+    features: Sequence[str] = SHARED_FEATURES,
+    n_bootstrap: int = 1000,
+) -> tuple[PairwiseRanker, HeldOut, HeldOut]:
+    """The ranker fitted on every task, with its leave-one-task-out and leave-one-suite-out figures.
+
+    Returns
+    -------
+    ranker : PairwiseRanker
+        ``info`` records the training tasks, a digest of the training data, the regularisation
+        and both held-out summaries (:func:`summarise`).
+    by_task, by_suite : HeldOut
+    """
+    import datetime
+
+    import ckptrank
+    from ckptrank.rankers import digest
+
+    by_task = held_out_evaluation(
+        rows, ground_truth, features=features, scheme="task", n_bootstrap=n_bootstrap
+    )
+    by_suite = held_out_evaluation(
+        rows, ground_truth, features=features, scheme="suite", n_bootstrap=n_bootstrap
+    )
+    ranker = by_task.final
+    used = rows[~rows["control"]]
+    columns = ["key", "checkpoint", "truth", *[f for f in features if f in used]]
+    ranker.info = {
+        "fitted_on": {
+            "suites": sorted(set(used["suite"])),
+            "tasks": list(dict.fromkeys(used["key"])),
+            "n_pairs": len(used),
+            "sha256": digest(used[columns].round(10).to_dict(orient="list")),
+            "controls": "random-initialised controls left out",
+        },
+        "regularisation": "C chosen by leave-one-task-out on the training tasks from " + str(list(C_GRID)),
+        "held_out": {"leave_one_task_out": summarise(by_task), "leave_one_suite_out": summarise(by_suite)},
+        "ckptrank": ckptrank.__version__,
+        "created": datetime.date.today().isoformat(),
+        "command": "python scripts/fit_default_ranker.py",
+    }
+    return ranker, by_task, by_suite

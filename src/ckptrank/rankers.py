@@ -1,0 +1,218 @@
+"""Rankers: how a table of per-checkpoint scores and descriptors becomes one predicted order.
+
+A ranker sees, for one target task, one row per checkpoint: the scores of some transferability
+measures (NaN where a measure did not score the checkpoint) and target-blind descriptors (the
+parameter count of the part of the network used, whether the checkpoint has a classification
+head). It returns one number per checkpoint, higher = predicted to fine-tune better.
+
+:class:`PairwiseRanker` is the learned ranker: within a task every feature is turned into a
+centred rank in [-1, 1] (so that a model fitted on some tasks applies to others whatever the
+scale of a measure there), a missing value is 0 (the middle), and a logistic regression on the
+differences of two checkpoints' features predicts which of them fine-tunes better (the
+pairwise approach of RankNet / ranking SVMs, fitted with scikit-learn). Its prediction is the
+linear score ``w . x``, so a ranker is a weighted average of rank positions whose weights can be
+read, printed and checked. It is saved as a small JSON file (weights, features, the data it was
+fitted on and its held-out figures), never as a pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "HAS_HEAD",
+    "PARAMETERS",
+    "PairwiseRanker",
+    "centred_ranks",
+    "feature_matrix",
+]
+
+#: Descriptor features (besides measure names).
+PARAMETERS = "log_parameters"
+HAS_HEAD = "has_head"
+
+
+def centred_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks of the finite values scaled to [-1, 1] (lowest -1, highest +1, ties averaged); NaN -> 0.
+
+    With one finite value (or all equal) every finite value gets 0.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n,)
+
+    Returns
+    -------
+    ndarray of shape (n,)
+
+    Examples
+    --------
+    >>> centred_ranks(np.array([3.0, 1.0, np.nan, 2.0])).tolist()
+    [1.0, -1.0, 0.0, 0.0]
+    """
+    from scipy.stats import rankdata
+
+    values = np.asarray(values, dtype=np.float64)
+    out = np.zeros(values.shape)
+    finite = np.isfinite(values)
+    m = int(finite.sum())
+    if m >= 2:
+        ranks = rankdata(values[finite], method="average")
+        out[finite] = 2.0 * (ranks - 1.0) / (m - 1.0) - 1.0
+    return out
+
+
+def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str]) -> np.ndarray:
+    """Within-task features of one task: centred ranks of each column (missing column -> 0).
+
+    Parameters
+    ----------
+    table : mapping
+        Column -> values of shape (n_checkpoints,): measure scores with higher = better (negate
+        lower-is-better measures first), ``log_parameters``, ``has_head`` (1/0, NaN unknown).
+    features : sequence of str
+
+    Returns
+    -------
+    ndarray of shape (n_checkpoints, n_features)
+    """
+    n = len(next(iter(table.values()))) if table else 0
+    columns = []
+    for name in features:
+        values = table.get(name)
+        columns.append(np.zeros(n) if values is None else centred_ranks(np.asarray(values, dtype=float)))
+    return np.column_stack(columns) if columns else np.zeros((n, 0))
+
+
+@dataclass
+class PairwiseRanker:
+    """Linear pairwise ranker over within-task centred ranks (see the module docstring).
+
+    Attributes
+    ----------
+    features : list of str
+    weights : ndarray of shape (n_features,)
+    C : float
+        Inverse L2 regularisation strength of the logistic regression.
+    info : dict
+        What it was fitted on and how well it did held out (free-form, JSON-ready).
+    """
+
+    features: list[str]
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    C: float = 1.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def fit(self, tasks: Sequence[tuple[np.ndarray, np.ndarray]], min_gap: float = 0.0) -> PairwiseRanker:
+        """Fit on tasks, each ``(X, truth)``: X of shape (n_checkpoints, n_features), truth (n_checkpoints,).
+
+        Every pair of checkpoints of a task whose truths differ by more than ``min_gap`` gives
+        two samples (the difference and its negation, so no intercept is needed); each task
+        weighs the same in total, whatever its number of checkpoints.
+
+        Raises
+        ------
+        ValueError
+            No pair to learn from.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        rows, labels, weights = [], [], []
+        for X, truth in tasks:
+            X = np.asarray(X, dtype=float)
+            truth = np.asarray(truth, dtype=float)
+            i, j = np.triu_indices(len(truth), k=1)
+            gap = truth[i] - truth[j]
+            keep = np.abs(gap) > min_gap
+            if not keep.any():
+                continue
+            diff = X[i[keep]] - X[j[keep]]
+            sign = np.sign(gap[keep])
+            rows += [diff, -diff]
+            labels += [sign > 0, sign < 0]
+            w = np.full(int(keep.sum()), 1.0 / keep.sum())
+            weights += [w, w]
+        if not rows:
+            raise ValueError("no pair of checkpoints with different ground truth to fit the ranker on")
+        model = LogisticRegression(C=self.C, fit_intercept=False, max_iter=2000, tol=1e-6)
+        model.fit(np.vstack(rows), np.concatenate(labels), sample_weight=np.concatenate(weights))
+        self.weights = model.coef_[0].astype(float)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Scores (higher = predicted better) of X, shape (n_checkpoints, n_features)."""
+        return np.asarray(X, dtype=float) @ self.weights
+
+    def score_table(self, table: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Scores of one task's table (see :func:`feature_matrix`)."""
+        return self.predict(feature_matrix(table, self.features))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "pairwise-logistic",
+            "features": list(self.features),
+            "weights": [float(w) for w in self.weights],
+            "C": float(self.C),
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PairwiseRanker:
+        if data.get("kind") != "pairwise-logistic":
+            raise ValueError(f"not a pairwise-logistic ranker file (kind {data.get('kind')!r})")
+        features = [str(f) for f in data["features"]]
+        weights = np.asarray(data["weights"], dtype=float)
+        if weights.shape != (len(features),) or not np.isfinite(weights).all():
+            raise ValueError(
+                f"ranker file holds {weights.size} weights for {len(features)} features; it is damaged"
+            )
+        return cls(
+            features=features, weights=weights, C=float(data.get("C", 1.0)), info=dict(data.get("info", {}))
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the ranker as JSON (atomically)."""
+        import os
+        import tempfile
+
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PairwiseRanker:
+        """Read a ranker JSON file (never a pickle)."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read ranker file {str(path)!r}: {err}") from None
+        return cls.from_dict(data)
+
+    def describe(self) -> str:
+        """``"w1 * f1 + w2 * f2 ..."``, largest weights first."""
+        order = np.argsort(-np.abs(self.weights))
+        return " + ".join(f"{self.weights[k]:.2f}*{self.features[k]}" for k in order if self.weights[k] != 0)
+
+
+def digest(payload: Any) -> str:
+    """SHA-256 of a JSON-ready payload (sorted keys), to record what a ranker was fitted on."""
+    text = json.dumps(
+        payload, sort_keys=True, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,88 @@
+"""Meta-dataset and held-out evaluation of the learned ranker, on synthetic suites."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ckptrank.bench.meta import BEST_SINGLE, LEARNED, held_out_evaluation, meta_table
+from ckptrank.bench.suite import Suite, Task, register_suite, unregister_suite
+
+N_CKPT = 8
+
+
+def _suite(name: str, tasks: list[str], seed: int) -> tuple[Suite, pd.DataFrame]:
+    """Truth = quality; logme = quality + noise; nce = noise; params = quality + large noise."""
+    rng = np.random.default_rng(seed)
+    names = [f"c{i}" for i in range(N_CKPT)]
+    truth_rows, score_rows = [], []
+    params = {}
+    for task in tasks:
+        quality = rng.normal(size=N_CKPT)
+        for i, c in enumerate(names):
+            for s in range(2):
+                truth_rows.append((task, c, s, 70 + 5 * quality[i] + 0.1 * rng.normal()))
+            score_rows.append((task, c, "logme", quality[i] + 0.3 * rng.normal()))
+            score_rows.append((task, c, "nce", rng.normal()))
+    for c in names:
+        params[c] = 10 ** (5 + rng.uniform())
+    suite = Suite(
+        name=name,
+        tasks={t: Task() for t in tasks},
+        checkpoints=names,
+        ground_truth=pd.DataFrame(truth_rows, columns=["task", "checkpoint", "seed", "accuracy"]),
+        baselines=pd.DataFrame({"num_parameters": params}),
+    )
+    scores = pd.DataFrame(score_rows, columns=["task", "checkpoint", "measure", "score"])
+    return suite, scores
+
+
+@pytest.fixture()
+def suites():
+    made = [_suite("test:meta-a", ["t1", "t2", "t3", "t4"], 1), _suite("test:meta-b", ["u1", "u2", "u3"], 2)]
+    for suite, _ in made:
+        register_suite(suite.name, lambda suite=suite: suite)
+    yield made
+    for suite, _ in made:
+        unregister_suite(suite.name)
+
+
+def test_meta_table_rows_and_truth(suites):
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    assert len(rows) == 7 * N_CKPT and set(rows["suite"]) == {"test:meta-a", "test:meta-b"}
+    assert rows["key"].iloc[0] == "test:meta-a/t1"
+    assert {"logme", "nce", "log_parameters", "has_head", "truth", "control"} <= set(rows.columns)
+    first = rows[(rows["key"] == "test:meta-a/t1") & (rows["checkpoint"] == "c0")].iloc[0]
+    seeds = truth[(truth["task"] == "test:meta-a/t1") & (truth["checkpoint"] == "c0")]["accuracy"]
+    assert first["truth"] == pytest.approx(seeds.mean()) and len(seeds) == 2
+
+
+def test_held_out_ranker_learns_the_signal_and_never_sees_the_held_out_task(suites):
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    held = held_out_evaluation(rows, truth, features=["logme", "nce", "log_parameters"], n_bootstrap=200)
+    summary = held.evaluation.summary
+    assert summary.loc[LEARNED, "n_tasks"] == 7
+    assert summary.loc[LEARNED, "weighted_tau"] > 0.6 > summary.loc["num_parameters", "weighted_tau"]
+    assert (held.chosen["best_single"] == "logme").all()
+    # changing the held-out task's truth cannot change its held-out prediction
+    changed = rows.copy()
+    target = changed["key"] == "test:meta-b/u2"
+    changed.loc[target, "truth"] = -changed.loc[target, "truth"]
+    again = held_out_evaluation(changed, truth, features=["logme", "nce", "log_parameters"], n_bootstrap=0)
+    pick = (held.scores["task"] == "test:meta-b/u2") & (held.scores["measure"] == LEARNED)
+    pick2 = (again.scores["task"] == "test:meta-b/u2") & (again.scores["measure"] == LEARNED)
+    np.testing.assert_allclose(held.scores.loc[pick, "score"], again.scores.loc[pick2, "score"])
+    # ...while the predictions of the other tasks, fitted on it, do change
+    other = (held.scores["task"] == "test:meta-a/t1") & (held.scores["measure"] == LEARNED)
+    other2 = (again.scores["task"] == "test:meta-a/t1") & (again.scores["measure"] == LEARNED)
+    assert not np.allclose(held.scores.loc[other, "score"], again.scores.loc[other2, "score"])
+    assert BEST_SINGLE in set(held.scores["measure"])
+
+
+def test_leave_one_suite_out_and_bad_scheme(suites):
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    held = held_out_evaluation(rows, truth, features=["logme", "nce"], scheme="suite", n_bootstrap=0)
+    assert held.evaluation.track_names == ["test:meta-a", "test:meta-b"]
+    with pytest.raises(ValueError, match="scheme must be 'task' or 'suite'"):
+        held_out_evaluation(rows, truth, scheme="checkpoint")

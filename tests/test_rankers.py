@@ -1,0 +1,87 @@
+"""The learned ranker: centred ranks, pairwise fitting, its JSON file and the shipped default."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+from ckptrank.combine import DEFAULT_MEASURES, answer_column, default_ranker
+from ckptrank.measures import get_measure, list_measures
+from ckptrank.rankers import HAS_HEAD, PARAMETERS, PairwiseRanker, centred_ranks, feature_matrix
+
+
+def test_centred_ranks_exact():
+    assert centred_ranks(np.array([3.0, 1.0, np.nan, 2.0])).tolist() == [1.0, -1.0, 0.0, 0.0]
+    assert centred_ranks(np.array([5.0, 5.0, 1.0])).tolist() == [0.5, 0.5, -1.0]
+    assert centred_ranks(np.array([np.nan, 7.0])).tolist() == [0.0, 0.0]
+
+
+def _tasks(rng, n_tasks=6, n=8):
+    """Truth = 2 * a - b; c is noise."""
+    tasks = []
+    for _ in range(n_tasks):
+        a, b, c = rng.normal(size=(3, n))
+        X = feature_matrix({"a": a, "b": b, "c": c}, ["a", "b", "c"])
+        truth = 2 * X[:, 0] - X[:, 1]
+        tasks.append((X, truth))
+    return tasks
+
+
+def test_pairwise_ranker_learns_the_direction_and_orders_a_new_task():
+    rng = np.random.default_rng(0)
+    ranker = PairwiseRanker(features=["a", "b", "c"], C=10.0).fit(_tasks(rng))
+    w = ranker.weights
+    assert w[0] > 0 > w[1] and abs(w[2]) < 0.25 * w[0]
+    X, truth = _tasks(rng, n_tasks=1)[0]
+    assert (rankdata(-ranker.predict(X)) == rankdata(-truth)).mean() >= 0.75
+
+
+def test_ranker_json_round_trip_and_damaged_file(tmp_path):
+    ranker = PairwiseRanker(features=["a", "b"], weights=np.array([0.5, -1.0]), C=0.3, info={"x": 1})
+    path = ranker.save(tmp_path / "r.json")
+    again = PairwiseRanker.load(path)
+    assert again.features == ["a", "b"] and again.weights.tolist() == [0.5, -1.0] and again.info == {"x": 1}
+    data = json.loads(path.read_text())
+    data["weights"] = [1.0]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="holds 1 weights for 2 features; it is damaged"):
+        PairwiseRanker.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read ranker file"):
+        PairwiseRanker.load(path)
+
+
+def test_no_pairs_to_learn_from_is_one_clear_error():
+    X = np.zeros((3, 1))
+    with pytest.raises(ValueError, match="no pair of checkpoints with different ground truth"):
+        PairwiseRanker(features=["a"]).fit([(X, np.ones(3))])
+
+
+def test_shipped_default_ranker_matches_the_default_measures_and_records_its_figures():
+    ranker = default_ranker()
+    measures = [f for f in ranker.features if f not in (PARAMETERS, HAS_HEAD)]
+    assert tuple(measures) == DEFAULT_MEASURES
+    assert set(measures) <= set(list_measures(kind="static"))
+    assert np.isfinite(ranker.weights).all() and len(ranker.weights) == len(ranker.features)
+    held = ranker.info["held_out"]["leave_one_task_out"]
+    assert held["n_tasks"] >= 8 and held["ci_low"] <= held["weighted_tau"] <= held["ci_high"]
+    assert len(ranker.info["fitted_on"]["sha256"]) == 64
+
+
+def test_answer_column_applies_the_ranker_with_notes_for_missing_inputs():
+    ranker = PairwiseRanker(features=["logme", "nce", PARAMETERS], weights=np.array([1.0, 1.0, 0.5]))
+    scores = {"logme": np.array([1.0, 2.0, 3.0, np.nan]), "nce": np.array([-3.0, -2.0, -1.0, -0.5])}
+    directions = {"logme": True, "nce": get_measure("nce").higher_is_better}
+    column = answer_column(
+        scores, directions, num_parameters=np.array([10.0, 1e6, np.nan, 1e3]), ranker=ranker
+    )
+    # centred: logme over its 3 scores [-1, 0, 1, 0]; nce [-1, -1/3, 1/3, 1]; params [-1, 1, 0, 0]
+    expected = np.array([-1 - 1 - 0.5, 0 - 1 / 3 + 0.5, 1 + 1 / 3 + 0, 0 + 1 + 0])
+    np.testing.assert_allclose(column.ranker_score, expected)
+    assert column.rank.tolist() == [4.0, 3.0, 1.0, 2.0]
+    assert any("logme did not score 1 checkpoint(s)" in n for n in column.notes)
+    assert any("parameter count of 1 checkpoint(s) is unknown" in n for n in column.notes)
+    assert column.method.startswith("default ranker")
