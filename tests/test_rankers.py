@@ -85,3 +85,28 @@ def test_answer_column_applies_the_ranker_with_notes_for_missing_inputs():
     assert any("logme did not score 1 checkpoint(s)" in n for n in column.notes)
     assert any("parameter count of 1 checkpoint(s) is unknown" in n for n in column.notes)
     assert column.method.startswith("default ranker")
+
+
+def test_p_best_is_a_softmax_of_the_score_and_the_shortlist_reaches_the_level():
+    ranker = PairwiseRanker(
+        features=["logme"],
+        weights=np.array([1.0]),
+        info={"p_best": {"temperature": 0.5, "shortlist_level": 0.9}},
+    )
+    scores = {"logme": np.array([1.0, 2.0, 3.0, 4.0])}
+    column = answer_column(scores, {"logme": True}, num_parameters=np.full(4, np.nan), ranker=ranker)
+    centred = np.array([-1.0, -1 / 3, 1 / 3, 1.0])
+    expected = np.exp(centred / 0.5) / np.exp(centred / 0.5).sum()
+    np.testing.assert_allclose(column.p_best, expected)
+    # p = 0.0136, 0.0514, 0.1951, 0.7400: the top one holds 0.740 < 0.9, the top two 0.935 >= 0.9
+    np.testing.assert_allclose(column.p_best, [0.01356, 0.05142, 0.19506, 0.73998], atol=5e-5)
+    assert column.shortlist.tolist() == [False, False, True, True]
+    assert (
+        answer_column(
+            scores,
+            {"logme": True},
+            num_parameters=np.full(4, np.nan),
+            ranker=PairwiseRanker(["logme"], np.ones(1)),
+        ).p_best
+        is None
+    )

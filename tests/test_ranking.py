@@ -100,6 +100,8 @@ def test_rank_orders_checkpoints_by_signal(zoo):
         "sfda",
         "consensus_rank",
         "ranker_score",
+        "p_best",
+        "shortlist",
         "seconds",
         "num_parameters",
     ]

@@ -134,6 +134,10 @@ class RankColumn:
     ranker_score: np.ndarray | None = None
     #: What made the rank, in words (e.g. "default ranker: ..." or "consensus of ...").
     method: str = ""
+    #: Probability that each checkpoint fine-tunes best (default ranker only; else None).
+    p_best: np.ndarray | None = None
+    #: Whether each checkpoint is in the smallest set holding the best with 90% probability.
+    shortlist: np.ndarray | None = None
 
 
 def _all_equal(values: np.ndarray, rtol: float = 1e-6) -> bool:
@@ -340,6 +344,7 @@ def answer_column(
     score = np.full(n, np.nan)
     if ran.any():
         score[ran] = ranker.score_table({k: v[ran] for k, v in table.items()})
+    p_best, shortlist = _decisions(score, ranker)
     method = "default ranker (learned, pairwise logistic over " + ", ".join(ranker.features) + ")"
     summary = held_out_summary(ranker)
     if summary:
@@ -352,4 +357,33 @@ def answer_column(
         notes=notes,
         ranker_score=score,
         method=method,
+        p_best=p_best,
+        shortlist=shortlist,
     )
+
+
+def _decisions(score: np.ndarray, ranker: PairwiseRanker) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``p_best = softmax(score / T)`` over the checkpoints that ran, and the shortlist.
+
+    ``T`` and the shortlist level come from the ranker file (fitted on held-out benchmark
+    predictions; see :func:`ckptrank.bench.meta.calibrate_shortlist`). None without them.
+    """
+    info = ranker.info.get("p_best", {})
+    try:
+        temperature = float(info["temperature"])
+        level = float(info.get("shortlist_level", 0.9))
+    except (KeyError, TypeError, ValueError):
+        return None, None
+    ran = np.isfinite(score)
+    p = np.full(score.shape, np.nan)
+    shortlist = np.zeros(score.shape, dtype=bool)
+    if not ran.any() or not temperature > 0:
+        return None, None
+    z = (score[ran] - score[ran].max()) / temperature
+    weights = np.exp(z)
+    p[ran] = weights / weights.sum()
+    order = np.argsort(-np.where(ran, p, -1.0), kind="stable")
+    cumulative = np.cumsum(p[order][: int(ran.sum())])
+    size = int(min(ran.sum(), np.searchsorted(cumulative, level - 1e-12) + 1))
+    shortlist[order[:size]] = True
+    return p, shortlist

@@ -68,6 +68,8 @@ LEADING_COLUMNS = ("rank", "checkpoint")
 TRAILING_COLUMNS = (
     "consensus_rank",
     "ranker_score",
+    "p_best",
+    "shortlist",
     "seconds",
     "num_parameters",
     "source_accuracy",
@@ -802,7 +804,9 @@ def rank(
         One row per checkpoint, best first, with columns ``rank``, ``checkpoint``, one per
         measure (the score; NaN when skipped or failed), ``consensus_rank`` (mean per-measure
         rank), ``ranker_score`` (the default ranker's score, higher = better; NaN when
-        ``measures`` was given and the rank is the consensus of those measures), ``seconds``
+        ``measures`` was given and the rank is the consensus of those measures), ``p_best``
+        and ``shortlist`` (the decision: probability of being the best to fine-tune, and the
+        smallest set holding the best with 90% probability; default ranker only), ``seconds``
         (load + extraction + scoring), ``num_parameters``, ``source_accuracy`` (from the
         checkpoint card, a fraction; NaN when not stated), the ranks these two baselines would
         imply, ``status`` (``"ok"``, ``"failed"`` or ``"skipped"``) and ``error``. ``df.attrs``
@@ -983,6 +987,8 @@ def _combine(
     consensus_measures = combined.measures
     frame["consensus_rank"] = combined.consensus
     frame["ranker_score"] = combined.ranker_score if combined.ranker_score is not None else np.nan
+    frame["p_best"] = combined.p_best if combined.p_best is not None else np.nan
+    frame["shortlist"] = combined.shortlist if combined.shortlist is not None else False
     frame["rank"] = combined.rank
     for column in ("num_parameters", "source_accuracy"):
         values = frame[column].to_numpy(dtype=float, na_value=np.nan)
@@ -1054,7 +1060,9 @@ def ranking_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     Each object has ``rank``, ``checkpoint``, ``revision`` (the hub commit the checkpoint was
     pinned to, or None), ``status``, ``error``, ``scores`` (measure -> value
     or None when skipped), ``measure_ranks``, ``consensus_rank``, ``ranker_score`` (the default
-    ranker's score, None when ``--measures`` chose a consensus), ``seconds``,
+    ranker's score, None when ``--measures`` chose a consensus), ``p_best`` (probability of being
+    the best to fine-tune), ``shortlist`` (in the smallest set holding the best with 90%
+    probability), ``seconds``,
     ``num_parameters``, ``source_accuracy``, ``baseline_ranks`` and ``notes`` (the run-level
     notes followed by this checkpoint's own).
     """
@@ -1077,6 +1085,8 @@ def ranking_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 "measure_ranks": measure_ranks.get(spec, {}),
                 "consensus_rank": _none_if_nan(row["consensus_rank"]),
                 "ranker_score": _round(row["ranker_score"], 6),
+                "p_best": _round(row["p_best"], 4),
+                "shortlist": bool(row["shortlist"]),
                 "seconds": _round(row["seconds"]),
                 "extract_seconds": _round(row["extract_seconds"]),
                 "score_seconds": _round(row["score_seconds"]),
@@ -1118,6 +1128,8 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
         *names,
         "consensus_rank",
         "ranker_score",
+        "p_best",
+        "shortlist",
         "seconds",
         "num_parameters",
         "source_accuracy",

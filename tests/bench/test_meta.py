@@ -86,3 +86,17 @@ def test_leave_one_suite_out_and_bad_scheme(suites):
     assert held.evaluation.track_names == ["test:meta-a", "test:meta-b"]
     with pytest.raises(ValueError, match="scheme must be 'task' or 'suite'"):
         held_out_evaluation(rows, truth, scheme="checkpoint")
+
+
+def test_shortlist_calibration_fits_the_temperature_without_the_task(suites):
+    from ckptrank.bench.meta import calibrate_shortlist, shortlist_size
+
+    assert shortlist_size(np.array([0.5, 0.3, 0.15, 0.05])) == 3
+    assert shortlist_size(np.array([0.95, 0.05])) == 1
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    held = held_out_evaluation(rows, truth, features=["logme", "nce"], n_bootstrap=0)
+    temperature, table = calibrate_shortlist(held)
+    assert temperature > 0 and len(table) == 7
+    assert (table["size"] >= 1).all() and (table["size"] <= N_CKPT).all()
+    assert table["temperature"].nunique() > 1  # each task's temperature is fitted without it
+    assert table["covered"].mean() >= 0.5

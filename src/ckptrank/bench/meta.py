@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_SUITES",
     "SHARED_FEATURES",
     "HeldOut",
+    "calibrate_shortlist",
     "fit_default_ranker",
     "held_out_evaluation",
     "meta_table",
@@ -417,7 +418,8 @@ def fit_default_ranker(
     features: Sequence[str] = SHARED_FEATURES,
     n_bootstrap: int = 1000,
 ) -> tuple[PairwiseRanker, HeldOut, HeldOut]:
-    """The ranker fitted on every task, with its leave-one-task-out and leave-one-suite-out figures.
+    """The ranker fitted on every task, with its leave-one-task-out and leave-one-suite-out figures
+    and the calibration of its probability of being the best (:func:`calibrate_shortlist`).
 
     Returns
     -------
@@ -438,6 +440,7 @@ def fit_default_ranker(
         rows, ground_truth, features=features, scheme="suite", n_bootstrap=n_bootstrap
     )
     ranker = by_task.final
+    temperature, calibration = calibrate_shortlist(by_task)
     used = rows[~rows["control"]]
     columns = ["key", "checkpoint", "truth", *[f for f in features if f in used]]
     ranker.info = {
@@ -450,8 +453,87 @@ def fit_default_ranker(
         },
         "regularisation": "C chosen by leave-one-task-out on the training tasks from " + str(list(C_GRID)),
         "held_out": {"leave_one_task_out": summarise(by_task), "leave_one_suite_out": summarise(by_suite)},
+        "p_best": {
+            "method": "softmax(ranker score / temperature); temperature fitted by maximum likelihood of the "
+            "true best on the held-out (leave-one-task-out) scores",
+            "temperature": temperature,
+            "shortlist_level": 0.9,
+            "held_out_coverage": float(calibration["covered"].mean()),
+            "held_out_mean_size": float(calibration["size"].mean()),
+            "mean_checkpoints": float(calibration["n_checkpoints"].mean()),
+            "n_tasks": len(calibration),
+        },
         "ckptrank": ckptrank.__version__,
         "created": datetime.date.today().isoformat(),
         "command": "python scripts/fit_default_ranker.py",
     }
     return ranker, by_task, by_suite
+
+
+def _p_best(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = (scores - scores.max()) / temperature
+    p = np.exp(z)
+    return p / p.sum()
+
+
+def _fit_temperature(tasks: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Temperature maximising the likelihood of the true best under softmax(score / T)."""
+    from scipy.optimize import minimize_scalar
+
+    def loss(log_t: float) -> float:
+        t = float(np.exp(log_t))
+        return -sum(float(np.log(_p_best(s, t)[int(np.argmax(y))] + 1e-300)) for s, y in tasks)
+
+    result = minimize_scalar(loss, bounds=(np.log(1e-3), np.log(1e3)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def shortlist_size(p_best: np.ndarray, level: float = 0.9) -> int:
+    """Smallest number of top-probability checkpoints whose probabilities sum to ``level``."""
+    ordered = np.sort(np.asarray(p_best, dtype=float))[::-1]
+    return int(min(len(ordered), np.searchsorted(np.cumsum(ordered), level - 1e-12) + 1))
+
+
+def calibrate_shortlist(held: HeldOut, level: float = 0.9) -> tuple[float, pd.DataFrame]:
+    """Temperature of ``p_best = softmax(score / T)`` and its held-out calibration.
+
+    The ranker's held-out scores of every task are the data; for each task the temperature is
+    fitted on the *other* tasks only, and the task's shortlist (the fewest checkpoints whose
+    ``p_best`` sums to ``level``) is checked: does it contain the truly best checkpoint?
+
+    Returns
+    -------
+    temperature : float
+        Fitted on every task (what ships).
+    table : pandas.DataFrame
+        Per task: ``n_checkpoints``, ``temperature`` (fitted without the task), ``size``,
+        ``covered``, ``p_true_best``.
+    """
+    learned = held.scores[held.scores["measure"] == LEARNED]
+    truth = held.evaluation.pairs
+    truth = truth[truth["measure"] == LEARNED].set_index(["task", "checkpoint"])["truth"]
+    tasks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for key, group in learned.groupby("task", sort=False):
+        index = list(zip([key] * len(group), group["checkpoint"], strict=True))
+        y = truth.reindex(index).to_numpy(dtype=float)
+        keep = np.isfinite(y)
+        if keep.sum() >= 2:
+            tasks[str(key)] = (group["score"].to_numpy(dtype=float)[keep], y[keep])
+    rows = []
+    for key, (s, y) in tasks.items():
+        t = _fit_temperature([v for k, v in tasks.items() if k != key])
+        p = _p_best(s, t)
+        size = shortlist_size(p, level)
+        chosen = np.argsort(-p, kind="stable")[:size]
+        best = int(np.argmax(y))
+        rows.append(
+            {
+                "task": key,
+                "n_checkpoints": len(s),
+                "temperature": t,
+                "size": size,
+                "covered": bool(best in chosen),
+                "p_true_best": float(p[best]),
+            }
+        )
+    return _fit_temperature(list(tasks.values())), pd.DataFrame(rows)
