@@ -872,7 +872,14 @@ def rank(
         checkpoint_notes[run.spec] = list(dict.fromkeys(run.notes))
         resolved[run.spec] = {"name": run.name, "weights": run.weights, "revision": run.revision}
     frame, consensus_measures, ranks_by_checkpoint, combined = _combine(
-        rows, names, measure_specs, checkpoint_notes, run_notes, use_default_ranker=measures is None
+        rows,
+        names,
+        measure_specs,
+        checkpoint_notes,
+        run_notes,
+        use_default_ranker=measures is None,
+        n_classes=int(np.unique(np.asarray(dataset.labels)).size),
+        options=options,
     )
 
     flat_notes = run_notes + _grouped_notes(checkpoint_notes)
@@ -950,6 +957,8 @@ def _combine(
     checkpoint_notes: Mapping[str, list[str]],
     run_notes: list[str],
     use_default_ranker: bool = False,
+    n_classes: int | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[pd.DataFrame, list[str], dict[str, dict[str, Any]], Any]:
     """Per-measure ranks, the rank column (default ranker or consensus), baselines and final
     order; appends run-level notes."""
@@ -965,7 +974,24 @@ def _combine(
     if not any(mask.any() for mask in scored.values()):
         raise ValueError(_nothing_scored_message(names, measure_specs, frame, checkpoint_notes))
     from ckptrank.combine import answer_column, consensus_column, measure_ranks
+    from ckptrank.measures import snap_saturated
 
+    dims = pd.to_numeric(frame["feature_dim"], errors="coerce").to_numpy(dtype=float)
+    for name in names:
+        # scores at a measure's maximum tie exactly instead of being ordered by round-off
+        try:
+            snapped, note = snap_saturated(
+                name,
+                frame[name].to_numpy(dtype=float),
+                n_classes=n_classes,
+                n_features=dims,
+                options=(options or {}).get(name, {}),
+            )
+        except ValueError:
+            continue
+        frame[name] = snapped
+        if note:
+            run_notes.append(note)
     measure_scores = {name: frame[name].to_numpy(dtype=float) for name in names}
     directions = {name: measure_specs[name].higher_is_better for name in names}
     if use_default_ranker:

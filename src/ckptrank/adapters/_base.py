@@ -107,7 +107,9 @@ class Checkpoint(abc.ABC):
         What the checkpoint states about itself. Keys used by the built-in sources:
         ``source`` (where it came from), ``architecture``, ``weights`` (file, cache entry or
         ``"random-init (seed N)"``), ``source_dataset`` (or None when unknown),
-        ``num_source_classes`` (0 without a head), and, only when a published number can be
+        ``num_source_classes`` (0 without a head), ``num_parameters_scope`` (what
+        :meth:`num_parameters` counts: ``"whole checkpoint"``, or ``"up to layer NAME (...)"``
+        after :meth:`select_layer`), and, only when a published number can be
         cited for exactly these weights, ``source_accuracy`` (percent), ``source_accuracy_metric``
         and ``source_accuracy_reference``.
     num_features : int or None
@@ -141,7 +143,11 @@ class Checkpoint(abc.ABC):
 
     @abc.abstractmethod
     def num_parameters(self) -> int:
-        """Number of parameters of the whole checkpoint."""
+        """Number of parameters of the whole checkpoint, or of the part that computes the ``@`` layer.
+
+        Once a layer is chosen, only the parameters that the computation of that layer reads
+        count; ``card["num_parameters_scope"]`` says which count this is.
+        """
 
     @abc.abstractmethod
     def layer_names(self) -> list[str]:

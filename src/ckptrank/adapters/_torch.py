@@ -9,6 +9,8 @@
 - :class:`TorchCheckpoint`: a :class:`Checkpoint` around an ``nn.Module``, with
   intermediate-layer capture (forward hook, early stop) and penultimate capture (pre-hook on
   the classifier ``Linear``).
+- :func:`parameters_used`: the parameters an ``@layer`` cut reads (a traced dry run), so that
+  ``num_parameters`` of ``MODEL@layer`` counts only the part of the network that runs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 from ._base import (
     Checkpoint,
@@ -51,6 +55,7 @@ __all__ = [
     "load_into",
     "load_weights_file",
     "one_line",
+    "parameters_used",
     "pool_output",
     "require",
     "seeded",
@@ -367,6 +372,50 @@ def unknown_layer_error(layer: str, valid: list[str], spec: str) -> CheckpointEr
     )
 
 
+class _ParameterReads(TorchFunctionMode):
+    """Records which of the given parameters are arguments of a torch call made while the mode is on."""
+
+    def __init__(self, params: Mapping[int, nn.Parameter]) -> None:
+        super().__init__()
+        self._params = params
+        self.read: set[int] = set()
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        for leaf in tree_flatten((args, kwargs))[0]:
+            if isinstance(leaf, torch.Tensor) and id(leaf) in self._params:
+                self.read.add(id(leaf))
+        return func(*args, **kwargs)
+
+
+def parameters_used(module: nn.Module, run: Callable[[], Any]) -> list[nn.Parameter]:
+    """The parameters of ``module`` that ``run()`` reads, each once (tied weights count once).
+
+    ``run`` is called once under ``torch.no_grad`` inside a :class:`~torch.overrides.TorchFunctionMode`
+    that records every parameter passed to a torch function, operator or tensor method (``F.linear``,
+    ``x + self.pos_embed``, ``self.weight.t()``, the flat weight list of an LSTM...). A parameter
+    counts when its values enter the computation, whichever module owns it; an embedding table
+    counts whole (every row can be looked up). An exception that ``run`` raises after the part of
+    interest has run (the layer hook's early stop) must be caught inside ``run``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    run : callable
+        Runs (part of) ``module`` on a small batch.
+
+    Returns
+    -------
+    list of torch.nn.Parameter
+        In ``module.parameters()`` order.
+    """
+    params = {id(p): p for p in module.parameters()}
+    recorder = _ParameterReads(params)
+    with torch.no_grad(), recorder:
+        run()
+    return [p for key, p in params.items() if key in recorder.read]
+
+
 class TorchCheckpoint(Checkpoint):
     """A checkpoint backed by an ``nn.Module``.
 
@@ -403,6 +452,8 @@ class TorchCheckpoint(Checkpoint):
         self._fingerprint_fn = fingerprint
         self._fingerprint: str | None = None
         self._device = torch.device("cpu")
+        self._used_parameters: dict[str, int] = {}
+        self.card.setdefault("num_parameters_scope", "whole checkpoint")
 
     # -- contract -------------------------------------------------------------------------
     @property
@@ -446,7 +497,32 @@ class TorchCheckpoint(Checkpoint):
         return self._fingerprint
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self._module.parameters())
+        """Parameters of the whole module, or, after :meth:`select_layer`, of the part computing the layer.
+
+        With a layer chosen, one dry forward pass on a one-item batch (:meth:`_dummy_batch`) up to
+        the layer records the parameters it reads (:func:`parameters_used`); the count is cached
+        per layer. The card's ``num_parameters_scope`` says which count this is.
+
+        Raises
+        ------
+        CheckpointError
+            The dry run fails or does not reach the layer.
+        """
+        if self.layer is None:
+            return sum(p.numel() for p in self._module.parameters())
+        if self.layer not in self._used_parameters:
+            batch = _move(self._dummy_batch(), self._device)
+            try:
+                used = parameters_used(self._module, lambda: self._capture_layer(batch))
+            except CheckpointError:
+                raise
+            except Exception as exc:  # whatever the model raises on the probe batch
+                raise CheckpointError(
+                    f"cannot count the parameters of {self.spec!r} up to layer {self.layer!r}: a dry run on "
+                    f"one {self.modality} item failed ({type(exc).__name__}: {one_line(exc, 200)})"
+                ) from None
+            self._used_parameters[self.layer] = sum(p.numel() for p in used)
+        return self._used_parameters[self.layer]
 
     def layer_names(self) -> list[str]:
         return [name for name, _ in self._module.named_modules() if name]
@@ -481,6 +557,18 @@ class TorchCheckpoint(Checkpoint):
             raise unknown_layer_error(layer, valid, self.spec)
         self.layer = layer
         self.num_features = None
+        self.card["num_parameters_scope"] = (
+            f"up to layer {layer} (the parameters the forward pass reads until that layer's output)"
+        )
+
+    def _dummy_batch(self) -> Any:
+        """A one-item batch for dry runs: a short sentence, or a black image at the input size."""
+        if self.modality == "text":
+            return self.prepare(["a short example sentence"])
+        import numpy as np
+
+        size = self._preprocessing.image_size or 224
+        return self.prepare([np.zeros((size, size, 3), dtype=np.uint8)])
 
     def _run(self, batch: Any) -> Any:
         if isinstance(batch, Mapping):
@@ -573,14 +661,6 @@ class GenericModuleCheckpoint(TorchCheckpoint):
                 self.card.setdefault("num_source_classes", linear.out_features)
         if not self._has_head:
             self.card.setdefault("num_source_classes", 0)
-
-    def _dummy_batch(self) -> Any:
-        if self.modality == "text":
-            return self.prepare(["a short example sentence"])
-        import numpy as np
-
-        size = self._preprocessing.image_size or 224
-        return self.prepare([np.zeros((size, size, 3), dtype=np.uint8)])
 
     def _penultimate(self, batch: Any) -> ModelOutput:
         if self._head_name is None:

@@ -144,6 +144,38 @@ class TorchScriptCheckpoint(TorchCheckpoint):
         return ModelOutput(features=pool_output(features, self._pool), logits=logits)
 
 
+def _ancestors(graph: Any, output: str) -> set[str]:
+    """Names of every value ``output`` is computed from in an ONNX graph (initializers included).
+
+    Walks back from ``output`` through the node that produces each value; a node with subgraphs
+    (``If``, ``Loop``, ``Scan``) also depends on every outer value its subgraphs name.
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    seen: set[str] = set()
+    stack = [output]
+    while stack:
+        name = stack.pop()
+        if name in seen or not name:
+            continue
+        seen.add(name)
+        node = producer.get(name)
+        if node is not None:
+            stack.extend(node.input)
+            stack.extend(_subgraph_names(node))
+    return seen
+
+
+def _subgraph_names(node: Any) -> list[str]:
+    """Every value name used as a node input inside the subgraphs of ``node`` (recursively)."""
+    names: list[str] = []
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            for inner in sub.node:
+                names.extend(inner.input)
+                names.extend(_subgraph_names(inner))
+    return names
+
+
 class OnnxCheckpoint(Checkpoint):
     """An ONNX image model run by onnxruntime."""
 
@@ -177,6 +209,7 @@ class OnnxCheckpoint(Checkpoint):
         batch_dim = self._input.shape[0] if self._input.shape else None
         self._fixed_batch = batch_dim if isinstance(batch_dim, int) else None
         self._fingerprint: str | None = None
+        self.card.setdefault("num_parameters_scope", "whole checkpoint")
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -201,6 +234,9 @@ class OnnxCheckpoint(Checkpoint):
             raise unknown_layer_error(layer, valid, self.spec)
         self.layer = layer
         self._feature_output = layer
+        self.card["num_parameters_scope"] = (
+            f"up to output {layer} (the initializers that output is computed from)"
+        )
 
     def weights_fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -208,12 +244,20 @@ class OnnxCheckpoint(Checkpoint):
         return self._fingerprint
 
     def num_parameters(self) -> int:
-        try:
-            import onnx
-        except ImportError:
-            return 0
+        """Elements of the graph's initializers (the weights), or, after :meth:`select_layer`, of those
+        the chosen output depends on (the card's ``num_parameters_scope`` says which).
+
+        Raises
+        ------
+        MissingDependencyError
+            The ``onnx`` package, needed to read the graph, is not installed.
+        """
+        onnx = require("onnx", "onnx", "counting the parameters of an ONNX file:")
         graph = onnx.load(str(self._path), load_external_data=False).graph
-        return int(sum(int(np.prod(t.dims)) for t in graph.initializer))
+        sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
+        if self.layer is None:
+            return int(sum(sizes.values()))
+        return int(sum(sizes[name] for name in _ancestors(graph, self.layer) if name in sizes))
 
     def forward(self, batch: Any) -> ModelOutput:
         x = batch.detach().to("cpu", torch.float32).numpy()

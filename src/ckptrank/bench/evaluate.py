@@ -1749,6 +1749,11 @@ def evaluate_suite(
         extra = extra_baselines.copy()
         extra.index = extra.index.astype(str)
         baselines = extra if baselines is None else baselines.combine_first(extra)
+    if baselines is not None and len(baselines):
+        # source accuracy only among checkpoints that share one source label set (per track)
+        baselines = suite.like_with_like_baselines(baselines)
+        if baselines is not None:
+            notes.extend(baselines.attrs.get("notes", []))
     chosen = suite.resolve_protocol(protocol)
     if len(suite.protocols) > 1:
         notes.append(f"ground truth of protocol {chosen!r} (suite protocols: {', '.join(suite.protocols)})")

@@ -59,6 +59,7 @@ __all__ = [
     "TRACKS",
     "MiniCheckpoint",
     "MiniTask",
+    "baseline_row",
     "build_ground_truth",
     "ground_truth_csv",
     "ground_truth_status",
@@ -519,16 +520,35 @@ def ground_truth_status(directory: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def baseline_row(name: str, ckpt: Any) -> dict[str, Any]:
+    """The ``baselines.csv`` row of a loaded checkpoint.
+
+    Columns: ``num_parameters`` (of the part of the network that computes the features: for
+    ``MODEL@layer`` only what runs up to the layer, see the card's ``num_parameters_scope``),
+    ``source_accuracy`` (percent, stated by the card for the whole network's head; empty for an
+    intermediate layer or without a head), ``source_classes`` (classes of that head, 0 without
+    one) and ``source_label_set`` (the card's ``source_task``, else its ``source_dataset``; empty
+    without a head). Source accuracies are compared only within one (``source_label_set``,
+    ``source_classes``): :meth:`ckptrank.bench.suite.Suite.comparable_source_accuracy`.
+    """
+    card = ckpt.card
+    whole = getattr(ckpt, "layer", None) is None
+    classes = int(card.get("num_source_classes") or 0) if whole and ckpt.has_head else 0
+    return {
+        "checkpoint": name,
+        "num_parameters": int(ckpt.num_parameters()),
+        "source_accuracy": card.get("source_accuracy") if classes else None,
+        "source_classes": classes,
+        "source_label_set": (card.get("source_task") or card.get("source_dataset")) if classes else None,
+    }
+
+
 def write_baselines(directory: Path | None = None) -> Path:
-    """Write ``baselines.csv`` (checkpoint, num_parameters, source_accuracy) by loading every checkpoint."""
+    """Write ``baselines.csv`` (one :func:`baseline_row` per checkpoint) by loading every checkpoint."""
     import ckptrank.zoo  # noqa: F401
     from ckptrank.adapters import load_checkpoint
 
-    rows = []
-    for name, c in CHECKPOINTS.items():
-        ckpt = load_checkpoint(c.spec)
-        acc = ckpt.card.get("source_accuracy")
-        rows.append({"checkpoint": name, "num_parameters": ckpt.num_parameters(), "source_accuracy": acc})
+    rows = [baseline_row(name, load_checkpoint(c.spec)) for name, c in CHECKPOINTS.items()]
     path = Path(directory or GROUND_TRUTH_DIR) / "baselines.csv"
     _atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
     return path

@@ -41,6 +41,7 @@ import pandas as pd
 
 __all__ = [
     "BASELINE_COLUMNS",
+    "BASELINE_INFO_COLUMNS",
     "GROUND_TRUTH_COLUMNS",
     "Suite",
     "SuiteCheckpoint",
@@ -58,6 +59,12 @@ GROUND_TRUTH_COLUMNS = ("task", "checkpoint", "seed", "accuracy")
 
 #: Target-blind static baselines, each used as a score (higher = predicted better).
 BASELINE_COLUMNS = ("num_parameters", "source_accuracy")
+
+#: Descriptive columns a baselines table may carry beside the scores, never used as scores: the
+#: number of source classes of the head that ``source_accuracy`` was measured on, and a name of
+#: its source label set (e.g. ``"ImageNet-1k"``, ``"fashion-mnist-0-4"``); see
+#: :meth:`Suite.comparable_source_accuracy`.
+BASELINE_INFO_COLUMNS = ("source_classes", "source_label_set")
 
 #: Modules that register built-in suites when imported. A missing optional module is skipped.
 _BUILTIN_MODULES = ("ckptrank.bench.published", "ckptrank.bench.neucrab_mini")
@@ -209,7 +216,9 @@ class Suite:
         ``protocol``; one row per fine-tuning result.
     baselines : pandas.DataFrame, optional
         Indexed by checkpoint name, with columns among ``num_parameters`` and ``source_accuracy``
-        (NaN where unknown). Used as target-blind scores.
+        (NaN where unknown), used as target-blind scores, and optionally the descriptive
+        ``source_classes`` and ``source_label_set`` (:data:`BASELINE_INFO_COLUMNS`), which say on
+        which source label set each source accuracy was measured.
     provenance : str
         Where the ground truth and the baselines come from, and how to regenerate them.
     default_protocol : str, optional
@@ -340,16 +349,23 @@ class Suite:
         if "checkpoint" in base.columns:
             base = base.set_index("checkpoint")
         base.index = base.index.astype(str)
-        unknown = [c for c in base.columns if c not in BASELINE_COLUMNS]
+        known = (*BASELINE_COLUMNS, *BASELINE_INFO_COLUMNS)
+        unknown = [c for c in base.columns if c not in known]
         if unknown:
             raise ValueError(
                 f"suite {self.name!r}: unknown baseline column(s) {', '.join(map(str, unknown))}; "
-                f"use {', '.join(BASELINE_COLUMNS)}"
+                f"use {', '.join(known)}"
             )
         extra = [c for c in base.index if c not in self.checkpoints]
         if extra:
             raise ValueError(f"suite {self.name!r}: baselines name unknown checkpoints ({_listing(extra)})")
-        return base.apply(pd.to_numeric, errors="coerce").astype(float)
+        for column in base.columns:
+            if column == "source_label_set":
+                labels = base[column].astype(object)
+                base[column] = labels.where(labels.notna() & (labels.astype(str).str.strip() != ""), None)
+            else:
+                base[column] = pd.to_numeric(base[column], errors="coerce").astype(float)
+        return base
 
     # -- views ------------------------------------------------------------------------------------
     @property
@@ -458,6 +474,181 @@ class Suite:
                 return target
         return None
 
+    def comparable_source_accuracy(
+        self,
+        checkpoints: Iterable[str] | None = None,
+        *,
+        label_set: str | None = None,
+        baselines: pd.DataFrame | None = None,
+    ) -> pd.Series | None:
+        """``source_accuracy`` of the checkpoints that share one source label set; NaN for the others.
+
+        A source accuracy says how well a checkpoint's head solves its own source task, so two
+        of them rank checkpoints only when the source task is the same: 96 % on a 4-way rotation
+        task and 75 % top-1 on 1000-way ImageNet measure different things, and ranking by them
+        would reward easy source tasks. The set of a checkpoint is the pair
+        (``source_label_set``, ``source_classes``) of the baselines table; a checkpoint without a
+        ``source_label_set`` is comparable with none. A table with neither column states that
+        every source accuracy of the suite is on one label set (as the published suites, all
+        ImageNet-1k top-1); with only ``source_classes``, checkpoints with the same number of
+        source classes are taken as comparable.
+
+        Parameters
+        ----------
+        checkpoints : iterable of str, optional
+            The checkpoints ranked together (default: every checkpoint of the suite).
+        label_set : str, optional
+            Keep this ``source_label_set``. Default: the set shared by the most of
+            ``checkpoints`` with a finite source accuracy; between sets shared by as many, the
+            one whose first checkpoint comes first in suite order. This choice keeps the
+            baseline defined on as many checkpoints as one comparison allows.
+        baselines : pandas.DataFrame, optional
+            The table to read ``source_accuracy`` from (default :attr:`baselines`), e.g. the
+            suite's baselines combined with those collected while scoring; the
+            :data:`BASELINE_INFO_COLUMNS` missing from it are read from :attr:`baselines`.
+
+        Returns
+        -------
+        pandas.Series or None
+            Indexed by ``checkpoints``: the source accuracy on the chosen set, NaN elsewhere,
+            with ``attrs["source_label_set"]`` and ``attrs["source_classes"]`` naming the set
+            (None when the table does not say). None when fewer than 2 of ``checkpoints`` share
+            a set (no order to compare) or no table has ``source_accuracy``.
+
+        Raises
+        ------
+        ValueError
+            ``label_set`` is not the set of any of ``checkpoints``.
+        """
+        table = self._baseline_table(baselines)
+        names = list(self.checkpoints) if checkpoints is None else [str(c) for c in checkpoints]
+        if table is None or "source_accuracy" not in table.columns:
+            return None
+        rows = table.reindex(names)
+        accuracy = pd.to_numeric(rows["source_accuracy"], errors="coerce").astype(float)
+        has_sets = "source_label_set" in rows.columns
+        has_classes = "source_classes" in rows.columns
+        keys: dict[str, tuple[Any, ...]] = {}
+        for name in names:
+            if not np.isfinite(accuracy[name]):
+                continue
+            value = rows.at[name, "source_label_set"] if has_sets else "all"
+            if not has_sets and not has_classes:
+                value = None  # one label set for the whole suite
+            elif value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            classes = float(rows.at[name, "source_classes"]) if has_classes else np.nan
+            keys[name] = (value, None if np.isnan(classes) else int(classes))
+        groups: dict[tuple[Any, ...], list[str]] = {}
+        for name, key in keys.items():
+            groups.setdefault(key, []).append(name)
+        if label_set is not None:
+            chosen = [key for key in groups if key[0] == label_set]
+            if not chosen:
+                present = sorted({str(key[0]) for key in groups})
+                raise ValueError(
+                    f"suite {self.name!r}: no checkpoint among those given has source label set "
+                    f"{label_set!r}; sets: {', '.join(present) or 'none'}"
+                )
+            key = max(chosen, key=lambda k: len(groups[k]))
+        elif groups:
+            key = max(groups, key=lambda k: len(groups[k]))  # max keeps the first of equal sizes
+        else:
+            return None
+        if len(groups[key]) < 2:
+            return None
+        out = accuracy.where(accuracy.index.isin(groups[key]))
+        out.name = "source_accuracy"
+        out.attrs["source_label_set"] = key[0] if key[0] != "all" else None
+        out.attrs["source_classes"] = key[1]
+        return out
+
+    def like_with_like_baselines(self, baselines: pd.DataFrame | None = None) -> pd.DataFrame | None:
+        """The baselines table with ``source_accuracy`` kept only where it compares like with like.
+
+        Within each track (:meth:`task_tracks`; the whole suite when it has one), the checkpoints
+        with ground truth there keep their source accuracy when their source label set is the
+        one :meth:`comparable_source_accuracy` chooses for them, and get NaN otherwise (a
+        checkpoint in several tracks must be chosen in every one). Other columns are unchanged.
+        ``attrs["notes"]`` says, per track, which set was kept and how many checkpoints it has.
+
+        Parameters
+        ----------
+        baselines : pandas.DataFrame, optional
+            Default :attr:`baselines`; pass the table that will be evaluated (e.g. combined with
+            the baselines collected while scoring) so that no value is filled in again afterwards.
+
+        Returns
+        -------
+        pandas.DataFrame or None
+            None when there is no table.
+        """
+        table = self._baseline_table(baselines)
+        if table is None:
+            return None
+        out = table.copy()
+        out.attrs = {"notes": []}
+        if "source_accuracy" not in out.columns:
+            return out
+        tracks = self.task_tracks()
+        gt = self.ground_truth
+        keep = pd.Series(True, index=out.index)
+        notes = []
+        order = list(dict.fromkeys(tracks.values())) or [""]
+        for track in order:
+            tasks = [t for t, tr in tracks.items() if tr == track]
+            members = set(gt.loc[gt["task"].isin(tasks), "checkpoint"])
+            names = [c for c in self.checkpoints if c in members and c in out.index]
+            if not names:
+                continue
+            chosen = self.comparable_source_accuracy(names, baselines=out)
+            kept = [] if chosen is None else [c for c in names if np.isfinite(chosen[c])]
+            keep.loc[[c for c in names if c not in kept]] = False
+            where = f"{track} track: " if track else ""
+            stated = int(np.isfinite(pd.to_numeric(out.loc[names, "source_accuracy"], errors="coerce")).sum())
+            if chosen is None:
+                if stated == 1:
+                    notes.append(f"source_accuracy: {where}only 1 checkpoint states one; left out")
+                elif stated:
+                    notes.append(
+                        f"source_accuracy: {where}no two of the {stated} checkpoints with a source accuracy "
+                        "share a source label set; left out"
+                    )
+                continue
+            label = chosen.attrs["source_label_set"]
+            classes = chosen.attrs["source_classes"]
+            what = " ".join(
+                part
+                for part in (
+                    "one source label set" if label is None else f"source label set {label!r}",
+                    "" if classes is None else f"({classes} classes)",
+                )
+                if part
+            )
+            dropped = stated - len(kept)
+            notes.append(
+                f"source_accuracy: {where}compared like with like over the {len(kept)} checkpoints on {what}"
+                + (f"; {dropped} with other source label sets left out" if dropped else "")
+            )
+        accuracy = pd.to_numeric(out["source_accuracy"], errors="coerce").astype(float)
+        out["source_accuracy"] = accuracy.where(keep.reindex(out.index, fill_value=True))
+        out.attrs["notes"] = notes
+        return out
+
+    def _baseline_table(self, baselines: pd.DataFrame | None) -> pd.DataFrame | None:
+        """``baselines`` (indexed by checkpoint) with the info columns it lacks taken from the suite's."""
+        if baselines is None:
+            return self.baselines
+        table = baselines.copy()
+        if "checkpoint" in table.columns:
+            table = table.set_index("checkpoint")
+        table.index = table.index.astype(str)
+        if self.baselines is not None:
+            for column in BASELINE_INFO_COLUMNS:
+                if column in self.baselines.columns and column not in table.columns:
+                    table[column] = self.baselines[column].reindex(table.index)
+        return table
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (no tables)."""
         gt = self.ground_truth
@@ -485,7 +676,9 @@ class Suite:
             "seeds_per_pair": int(seeds.min()) if len(seeds) else 0,
             "has_published_scores": self.published_scores is not None,
             "has_reported": self.reported is not None,
-            "baselines": [] if self.baselines is None else list(self.baselines.columns),
+            "baselines": []
+            if self.baselines is None
+            else [c for c in self.baselines.columns if c in BASELINE_COLUMNS],
             "can_score": self.can_score,
             "provenance": self.provenance,
             "notes": list(self.notes),
@@ -500,7 +693,8 @@ class Suite:
         ``{"data", "per_class", "seed", "metric", "track"}``), ``checkpoints`` (name -> spec or
         ``{"spec", "group", "control"}``), ``ground_truth`` (path of a CSV with columns task, checkpoint,
         seed, accuracy[, protocol]), optionally ``baselines`` (CSV with checkpoint,
-        num_parameters, source_accuracy), ``provenance``, ``default_protocol`` and ``notes``.
+        num_parameters, source_accuracy and optionally source_classes, source_label_set),
+        ``provenance``, ``default_protocol`` and ``notes``.
         Relative paths (the CSVs, and data specs that name existing files) resolve against the
         JSON file's folder.
 
