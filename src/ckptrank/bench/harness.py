@@ -390,6 +390,7 @@ def score_suite(
         if own:
             results.close()
     scores, baselines, more = _collect(suite, table, pairs, names, options)
+    more.extend(_snap_saturated(suite, scores, options))
     notes.extend(more)
     return ScoredSuite(
         scores=scores,
@@ -410,6 +411,50 @@ def score_suite(
         measures=names,
         options=options,
     )
+
+
+def _task_classes(suite: Suite, task: str, checkpoint: str) -> int | None:
+    """Number of target classes of a task (its training pool as scored), or None if unreadable."""
+    from ckptrank import ranking
+
+    spec = suite.tasks[task]
+    data = spec.data.format(checkpoint=checkpoint) if spec.per_checkpoint else spec.data
+    try:
+        dataset = ranking._load_target(data, spec.per_class, spec.seed)
+    except (ValueError, OSError):
+        return None
+    return int(np.unique(np.asarray(dataset.labels)).size)
+
+
+def _snap_saturated(suite: Suite, scores: pd.DataFrame, options: Mapping[str, Any]) -> list[str]:
+    """Scores at their measure's maximum set exactly to it, per task (in place), as ``rank`` does.
+
+    A measure's maximum may depend on the number of target classes (H-score: C - 1); it is
+    read from the task's data only when such a measure is among the scores.
+    """
+    from ckptrank.measures import get_measure, list_measures, snap_saturated
+
+    notes: list[str] = []
+    registered = set(list_measures())
+    classes: dict[str, int | None] = {}
+    for (task, measure), group in scores.groupby(["task", "measure"], sort=False):
+        if measure not in registered or get_measure(measure).saturation is None:
+            continue
+        if task not in classes:
+            classes[task] = _task_classes(suite, str(task), str(group["checkpoint"].iloc[0]))
+        try:
+            snapped, note = snap_saturated(
+                str(measure),
+                group["score"].to_numpy(dtype=float),
+                n_classes=classes[task],
+                options=options.get(str(measure), {}),
+            )
+        except ValueError:
+            continue
+        scores.loc[group.index, "score"] = snapped
+        if note:
+            notes.append(f"{note} (task {task})")
+    return notes
 
 
 def _pairs_to_score(suite: Suite, tasks: Sequence[str], all_pairs: bool) -> dict[str, list[str]]:
