@@ -27,20 +27,20 @@ import inspect
 import json
 import logging
 import math
-import os
 import pickle
 import platform
 import re
 import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ckptrank._atomic import replace_file, replace_text
 from ckptrank.combine import DEFAULT_MEASURES
 
 if TYPE_CHECKING:
@@ -1222,46 +1222,21 @@ def save_ranking(
     path = check_output_dir(out, overwrite=overwrite)
     path.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    written["csv"] = _replace_text(path / "ranking.csv", csv_frame(frame).to_csv(index=False))
+    written["csv"] = replace_text(path / "ranking.csv", csv_frame(frame).to_csv(index=False))
     records = json.dumps(ranking_records(frame), indent=2) + "\n"
-    written["json"] = _replace_text(path / "ranking.json", records)
+    written["json"] = replace_text(path / "ranking.json", records)
     config = dict(frame.attrs.get("config", {}))
     config["dataset"] = frame.attrs.get("dataset")
     config["notes"] = list(frame.attrs.get("notes", []))
-    written["config"] = _replace_text(path / "config.json", json.dumps(config, indent=2, default=str) + "\n")
+    written["config"] = replace_text(path / "config.json", json.dumps(config, indent=2, default=str) + "\n")
     if plot:
         try:
             from ckptrank.plotting import plot_scores
 
-            written["plot"] = _replace_file(path / "scores.png", lambda tmp: plot_scores(frame, tmp))
+            written["plot"] = replace_file(path / "scores.png", lambda tmp: plot_scores(frame, tmp))
         except ImportError as err:  # matplotlib is an optional extra
             logger.warning("scores.png not drawn: %s", err)
     return written
-
-
-def _replace_text(target: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``target`` with :func:`_replace_file`."""
-    return _replace_file(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def _replace_file(target: Path, write: Callable[[Path], object]) -> Path:
-    """Write ``target`` through ``write(temporary path)`` in its folder, then :func:`os.replace` it.
-
-    ``os.replace`` renames onto the name itself, so a symbolic link there is replaced, never
-    followed, and readers see the old file or the new one, never a partial one.
-    """
-    tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # new, private name; umask mode
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return target
 
 
 # --------------------------------------------------------------------------------------------

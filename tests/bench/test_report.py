@@ -209,3 +209,18 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
         assert image.size == (1280, 1600)
         gray = np.asarray(image.convert("L"), dtype=float)
     assert gray.std() > 10  # text, tables and figures, not an empty page
+
+
+def test_report_files_replace_symlinks_instead_of_following_them(result, tmp_path):
+    """Report files are written atomically: a symbolic link at a file's name is replaced, not followed."""
+    import os
+
+    out = tmp_path / "report"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    os.symlink(victim, out / "summary.csv")
+    written = write_report(result, out)
+    assert victim.read_text() == "keep me"
+    assert not (out / "summary.csv").is_symlink() and written["summary"].read_text().startswith("measure")
+    assert not list(out.glob(".*.tmp"))

@@ -864,6 +864,8 @@ def write_report(result: BenchResult, directory: str | Path) -> dict[str, Path]:
     ValueError
         ``directory`` exists and is not a folder.
     """
+    from ckptrank._atomic import replace_file, replace_text
+
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--report {str(out)!r} exists and is not a folder; choose a folder path")
@@ -871,32 +873,26 @@ def write_report(result: BenchResult, directory: str | Path) -> dict[str, Path]:
     figures_dir.mkdir(parents=True, exist_ok=True)
     figures = figure_files(result)
     written: dict[str, Path] = {}
+    # every file is replaced atomically: a symbolic link at its name is replaced, never followed
     for name, data in figures.items():
-        path = figures_dir / name
-        path.write_bytes(data)
-        written[f"figure:{name}"] = path
-    html_path = out / "report.html"
-    html_path.write_text(render_html(result, figures), encoding="utf-8")
-    written["html"] = html_path
+        written[f"figure:{name}"] = replace_file(
+            figures_dir / name, lambda tmp, data=data: tmp.write_bytes(data)
+        )
+    written["html"] = replace_text(out / "report.html", render_html(result, figures))
     ev = result.evaluation
-    ev.summary.reset_index().to_csv(out / "summary.csv", index=False)
-    written["summary"] = out / "summary.csv"
-    ev.per_task.to_csv(out / "per_task.csv", index=False)
-    written["per_task"] = out / "per_task.csv"
-    for name, frame in (
-        ("comparisons", ev.comparisons),
-        ("seed_agreement", ev.seed_agreement),
-        ("controls", ev.controls),
-    ):
-        frame.to_csv(out / f"{name}.csv", index=False)
-        written[name] = out / f"{name}.csv"
-    result.scores.to_csv(out / "scores.csv", index=False)
-    written["scores"] = out / "scores.csv"
+    tables = {
+        "summary": ev.summary.reset_index(),
+        "per_task": ev.per_task,
+        "comparisons": ev.comparisons,
+        "seed_agreement": ev.seed_agreement,
+        "controls": ev.controls,
+        "scores": result.scores,
+    }
     if ev.reported is not None:
-        ev.reported.to_csv(out / "reported.csv", index=False)
-        written["reported"] = out / "reported.csv"
-    (out / "evaluation.json").write_text(
-        json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"
+        tables["reported"] = ev.reported
+    for name, frame in tables.items():
+        written[name] = replace_text(out / f"{name}.csv", frame.to_csv(index=False))
+    written["json"] = replace_text(
+        out / "evaluation.json", json.dumps(result.to_dict(), indent=2, default=str) + "\n"
     )
-    written["json"] = out / "evaluation.json"
     return written
