@@ -226,3 +226,34 @@ def test_suite_from_json_file(tmp_path):
         Suite.from_file(path)
     with pytest.raises(FileNotFoundError, match="not found"):
         Suite.from_file(tmp_path / "nope.json")
+
+
+def test_py_checkpoints_of_a_suite_file_need_allow_code(tmp_path):
+    """A suite file naming py: checkpoints runs no code unless allowed; the marker is never written."""
+    from ckptrank.bench.harness import score_suite
+    from ckptrank.bench.suite import check_code_allowed
+
+    marker = tmp_path / "ran.txt"
+    module = tmp_path / "evil.py"
+    module.write_text(f"open({str(marker)!r}, 'w').write('ran')\ndef net():\n    raise SystemExit\n")
+    (tmp_path / "truth.csv").write_text("task,checkpoint,seed,accuracy\nt,a,0,1.0\nt,b,0,2.0\n")
+    path = tmp_path / "suite.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "code-suite",
+                "tasks": {"t": "builtin:digits"},
+                "checkpoints": {"a": f"py:{module}:net", "b": "zoo:cnn-random"},
+                "ground_truth": "truth.csv",
+            }
+        )
+    )
+    suite = Suite.from_file(path)
+    with pytest.raises(
+        ValueError, match=r"names 1 py: checkpoint\(s\) \(a\), which run Python code; pass --allow-code"
+    ):
+        score_suite(suite, "logme", store=":memory:")
+    assert not marker.exists()
+    check_code_allowed(suite, allow_code=True)  # allowed: no error
+    registered = Suite(name="x", tasks={"t": "builtin:digits"}, checkpoints={"a": f"py:{module}:net"})
+    check_code_allowed(registered, allow_code=False)  # built in Python, not read from a file

@@ -36,7 +36,7 @@ import pandas as pd
 
 from .evaluate import Evaluation, evaluate_suite, read_scores
 from .store import ResultsStore, _canonical, open_store
-from .suite import BASELINE_COLUMNS, Suite, get_suite, normalize_name
+from .suite import BASELINE_COLUMNS, Suite, check_code_allowed, get_suite, normalize_name
 
 if TYPE_CHECKING:
     from ckptrank.ranking import _Run
@@ -183,6 +183,7 @@ def score_suite(
     on_error: Literal["record", "raise"] = "record",
     on_progress: Callable[[str], None] | None = None,
     all_pairs: bool = False,
+    allow_code: bool = False,
 ) -> ScoredSuite:
     """Score the checkpoints of a suite on its tasks, resumably.
 
@@ -219,6 +220,9 @@ def score_suite(
         Called with a one-line message before each (task, checkpoint) that needs work.
     all_pairs : bool
         Score every (task, checkpoint) pair, not only those with ground truth.
+    allow_code : bool
+        Allow ``py:`` checkpoints of a suite read from a JSON file (they run Python code);
+        implied by ``trust_checkpoint``.
 
     Returns
     -------
@@ -236,6 +240,7 @@ def score_suite(
     from ckptrank.measures import get_measure
 
     suite = get_suite(suite)
+    check_code_allowed(suite, allow_code or trust_checkpoint)
     if not suite.can_score:
         no_data = [t for t, spec in suite.tasks.items() if spec.data is None]
         no_spec = [c for c, spec in suite.checkpoints.items() if spec.spec is None]

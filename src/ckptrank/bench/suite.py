@@ -46,6 +46,7 @@ __all__ = [
     "Suite",
     "SuiteCheckpoint",
     "Task",
+    "check_code_allowed",
     "get_suite",
     "infer_tracks",
     "list_suites",
@@ -255,6 +256,8 @@ class Suite:
     checkpoint_aliases: Mapping[str, str] = field(default_factory=dict)
     task_aliases: Mapping[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The JSON file the suite was read from (its ``py:`` checkpoints then need ``allow_code``).
+    source_file: str | None = None
 
     def __post_init__(self) -> None:
         self.ground_truth = self._check_ground_truth(self.ground_truth)
@@ -768,6 +771,7 @@ class Suite:
             provenance=str(spec.get("provenance", f"read from {path}")),
             default_protocol=spec.get("default_protocol"),
             notes=list(spec.get("notes", [])),
+            source_file=str(path),
         )
 
 
@@ -899,3 +903,25 @@ def get_suite(name: str | Path | Suite) -> Suite:
         f"unknown suite {text!r}.{hint} Valid suites: {', '.join(valid) or 'none'} "
         f"(or the path of a suite .json file).{broken}"
     )
+
+
+def check_code_allowed(suite: Suite, allow_code: bool) -> None:
+    """Refuse ``py:`` checkpoints of a suite read from a file unless code is allowed.
+
+    A ``py:`` spec imports and runs a Python file; in a suite file (like in a models file for
+    ``ckptrank rank``) it needs an explicit ``allow_code`` (CLI: ``--allow-code``).
+
+    Raises
+    ------
+    ValueError
+        The suite file names ``py:`` checkpoints and ``allow_code`` is False.
+    """
+    if allow_code or suite.source_file is None:
+        return
+    code = [name for name, c in suite.checkpoints.items() if (c.spec or "").startswith("py:")]
+    if code:
+        raise ValueError(
+            f"suite file {Path(suite.source_file).name} names {len(code)} py: checkpoint(s) "
+            f"({', '.join(code[:3])}{', ...' if len(code) > 3 else ''}), which run Python code; "
+            "pass --allow-code to run them"
+        )
