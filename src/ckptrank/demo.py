@@ -15,7 +15,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def run_demo(
     *,
     per_class: int | None = None,
     cache_dir: str | Path | None = None,
-    progress: bool | None = None,
+    progress: Any = None,
     seed: int = 0,
     check: bool = False,
     check_per_class: int = 30,
@@ -131,8 +131,9 @@ def run_demo(
         Training samples per class (default: the task's, 40).
     cache_dir : str or path, optional
         Feature cache (default: ckptrank's cache, so a second run is fast).
-    progress : bool, optional
-        Extraction progress bars (default: when stderr is a terminal).
+    progress : bool or ProgressLines, optional
+        Extraction progress: bars (default: when stderr is a terminal), ``False`` for none, or a
+        :class:`~ckptrank.engine.progress.ProgressLines` for one line per checkpoint (logs).
     seed : int
         Subsample seed.
     check : bool
@@ -182,7 +183,7 @@ def reality_check(
     test_per_class: int = 30,
     seed: int = 0,
     cache_dir: str | Path | None = None,
-    progress: bool | None = None,
+    progress: Any = None,
 ) -> pd.DataFrame:
     """Held-out linear-probe accuracy of every ranked checkpoint: a cheap stand-in for fine-tuning.
 
@@ -234,27 +235,51 @@ def reality_check(
     return check
 
 
-def introduction(task: str = "image", per_class: int | None = None, *, check: bool = False) -> str:
-    """What the demo is about to do (printed before it runs)."""
+def introduction(
+    task: str = "image", per_class: int | None = None, *, check: bool = False, width: int | None = None
+) -> str:
+    """What the demo is about to do (printed before it runs), wrapped to ``width`` columns."""
     spec = DEMO_TASKS[task]
+    width = width or _text_width()
     test = (
         "the measures never see the test split; the reality check at the end uses it"
         if check
         else "the test split is never touched"
     )
     lines = [
-        f"ckptrank demo: which of {len(spec.models)} real pre-trained checkpoints would transfer best to "
-        f"{spec.task_description}?",
-        f"Target data: {spec.data}, {per_class or spec.per_class} training samples per class ({test}).",
+        _wrap(
+            f"ckptrank demo: which of {len(spec.models)} real pre-trained checkpoints would transfer best to "
+            f"{spec.task_description}?",
+            width,
+        ),
+        _wrap(
+            f"Target data: {spec.data}, {per_class or spec.per_class} training samples per class ({test}).",
+            width,
+        ),
         "Candidates:",
     ]
-    width = max(len(model) for model in spec.models)
-    lines += [f"  {model:<{width}}  {spec.roles.get(model, '')}" for model in spec.models]
+    name_width = max(len(model) for model in spec.models)
+    for model in spec.models:
+        role = spec.roles.get(model, "")
+        first = f"  {model:<{name_width}}  "
+        if len(first) + 30 > width:  # too narrow for the two columns: the role goes below the name
+            lines.append(f"  {model}")
+            lines.append(_wrap(role, width, "      ", "      "))
+        else:
+            lines.append(_wrap(role, width, first, " " * len(first)))
     lines.append(
-        "Each checkpoint runs once over the data (features are cached, a second run takes seconds), "
-        "then each measure scores the features."
+        _wrap(
+            "Each checkpoint runs once over the data (features are cached, a second run takes seconds), "
+            "then each measure scores the features.",
+            width,
+        )
     )
     return "\n".join(lines)
+
+
+def _text_width() -> int:
+    """Width of the demo's prose: the terminal's (or ``$COLUMNS``), 100 when not a terminal; 60 to 110."""
+    return max(60, min(shutil.get_terminal_size((100, 24)).columns, 110))
 
 
 def _wrap(text: str, width: int, first: str = "", rest: str | None = None) -> str:
@@ -291,7 +316,7 @@ def explain(result: DemoResult, width: int | None = None) -> str:
     """How to read the demo's table, with what this run found (wrapped to ``width`` columns)."""
     from ckptrank.measures import get_measure
 
-    width = width or max(60, min(shutil.get_terminal_size((100, 24)).columns, 110))
+    width = width or _text_width()
     frame = result.frame
     names = list(frame.attrs.get("measures", []))
     consensus = list(frame.attrs.get("consensus_measures", names))

@@ -24,7 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["ResultsStore", "ResultsStoreError", "open_store"]
+__all__ = ["RESULTS_ENV_VAR", "ResultsStore", "ResultsStoreError", "default_store_path", "open_store"]
+
+RESULTS_ENV_VAR = "CKPTRANK_RESULTS"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS finetune_runs (
@@ -496,8 +498,23 @@ class ResultsStore:
         return paths
 
 
+def default_store_path(cache_dir: str | Path | None = None) -> Path:
+    """Where the results store lives unless a path is given.
+
+    ``$CKPTRANK_RESULTS`` if set, else ``results.sqlite`` in ``cache_dir``, else in ckptrank's
+    cache folder (``$CKPTRANK_CACHE``, else ``~/.cache/ckptrank``): runs that keep their
+    features apart (another ``CKPTRANK_CACHE`` or ``--cache-dir``) keep their scores apart too.
+    """
+    env = os.environ.get(RESULTS_ENV_VAR, "").strip()
+    if env:
+        return Path(env).expanduser()
+    if cache_dir is None:
+        from ckptrank._cachedir import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    return Path(cache_dir).expanduser() / "results.sqlite"
+
+
 def open_store(path: str | Path | None = None) -> ResultsStore:
-    """Open the results store at ``path``, ``CKPTRANK_RESULTS``, or ``~/.cache/ckptrank/results.sqlite``."""
-    if path is None:
-        path = os.environ.get("CKPTRANK_RESULTS") or Path.home() / ".cache" / "ckptrank" / "results.sqlite"
-    return ResultsStore(path)
+    """Open the results store at ``path``, else at :func:`default_store_path`."""
+    return ResultsStore(default_store_path() if path is None else path)

@@ -20,16 +20,27 @@ from .rank import (
     OnUnreadableOpt,
     SeedOpt,
     TrustOpt,
+    VerboseOpt,
     check_format,
+    check_out_writable,
     cli_flag_names,
     epilog,
+    fit_table,
+    needed_width,
+    not_shown,
     on_unreadable_policy,
     parse_measure_options,
     print_notes,
     progress_for,
+    release_min_widths,
+    table_console,
+    table_style,
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from ckptrank.bench.harness import BenchResult
 
 __all__ = ["bench_command", "register"]
@@ -82,19 +93,12 @@ def _seconds(value: Any) -> str:
     return "0" if number == 0 else f"{number:.3g}"
 
 
-def _print(table: Any) -> None:
-    """Print a rich table at its natural width when stdout is not a terminal (never squeezed)."""
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    console = Console(soft_wrap=False)
-    natural = Measurement.get(console, console.options.update(max_width=1000), table).maximum
-    if natural > console.width or not console.is_terminal:
-        console = Console(soft_wrap=False, width=max(80, min(natural, 260)))
-    console.print(table)
+def _print(table: Any, console: Console | None = None) -> None:
+    """Print a rich table on the table console (the terminal's width, or LOG_WIDTH in a log)."""
+    (console or table_console()).print(table)
 
 
-def _versus(row: Any) -> str:
+def _versus(row: Any, short: bool = False) -> str:
     """The paired comparison with the best baseline: ``+0.05 [-0.02, +0.11] ≈ num_parameters``."""
     if _missing(row["best_baseline"]):
         return "no baseline"
@@ -103,7 +107,8 @@ def _versus(row: Any) -> str:
     if _fmt(row["diff_ci_low"]) != "—" and _fmt(row["diff_ci_high"]) != "—":
         text += f" [{float(row['diff_ci_low']):+.2f}, {float(row['diff_ci_high']):+.2f}]"
     mark = {"better": "✓ >", "worse": "✗ <", "tie": "≈"}.get(str(row["verdict"]), "?")
-    return f"{text} {mark} {row['best_baseline']}"
+    baseline = str(row["best_baseline"])
+    return f"{text} {mark} {_SHORT_BASELINES.get(baseline, baseline) if short else baseline}"
 
 
 def _controls(row: Any) -> str:
@@ -113,7 +118,33 @@ def _controls(row: Any) -> str:
     return f"{int(row['controls_below'])}/{int(total)}"
 
 
-def _summary_table(result: BenchResult) -> Any:
+#: Shorter names of the static baselines, for narrow terminals.
+_SHORT_BASELINES = {"num_parameters": "params", "source_accuracy": "src acc"}
+_VERSUS = "vs best baseline (paired)"
+#: What the summary gives up, in this order, to fit the width (wτ, its CI over checkpoints, the
+#: per-track wτ and the comparison with the best baseline always stay).
+SUMMARY_STEPS = (
+    "compact",
+    "controls below",
+    "s/ckpt",
+    "short names",
+    "wrap",
+    "CI seeds",
+    "regret",
+    "Rel@1",
+    "tasks",
+)
+_SUMMARY_LABELS = {
+    "controls below": "controls below",
+    "s/ckpt": "s/ckpt",
+    "CI seeds": "CI seeds",
+    "regret": "regret",
+    "Rel@1": "Rel@1",
+    "tasks": "tasks",
+}
+
+
+def _summary_table(result: BenchResult, dropped: frozenset[str] = frozenset()) -> Table:
     from rich.table import Table
     from rich.text import Text
 
@@ -128,34 +159,54 @@ def _summary_table(result: BenchResult) -> Any:
         "s/ckpt": bool(summary.loc[summary["kind"] != "baseline", "seconds"].notna().any()),
         "controls below": bool((summary.get("controls_tasks", 0) > 0).any()),
     }
+    for step in dropped:
+        if step in _SUMMARY_LABELS:
+            show[step] = False
+    short = "short names" in dropped
+    wrap = "wrap" in dropped
+    caption = (
+        "wτ = weighted Kendall tau with the fine-tuned accuracy (scipy.stats.weightedtau), mean over the "
+        f"row's own tasks{' (column tasks)' if show.get('tasks', True) else ''}"
+        f"{'; per track beside it' if tracks else ''}. CIs: {conf}% bootstrap over checkpoints"
+        f"{' / over ground-truth seeds' if show['CI seeds'] else ''}. Italic rows: target-blind baselines. "
+        "'vs best baseline': mean wτ difference on exactly the (task, checkpoint) pairs both have, same "
+        "resamples (paired); ✓/✗ only when its interval excludes 0, ≈ otherwise."
+    )
+    if short:
+        caption += " params = num_parameters, src acc = source_accuracy."
+    if show["controls below"]:
+        caption += (
+            " 'controls below': tasks on which every random-init control is scored below every "
+            "pre-trained checkpoint (controls are left out of every other figure)."
+        )
+    if show["s/ckpt"]:
+        caption += " s/ckpt = median seconds to score one checkpoint (extraction excluded)."
+    kept_stats = [h for h in ("Rel@1", "regret") if show.get(h, True)]
+    if kept_stats:
+        caption += (
+            f" {' and '.join(kept_stats)}{' (accuracy points)' if 'regret' in kept_stats else ''} "
+            "of the top-scored checkpoint."
+        )
     table = Table(
         title=f"ckptrank bench: {result.suite.name} — {n_tasks} task(s), "
         f"{len(result.suite.checkpoints)} checkpoints",
-        caption=(
-            "wτ = weighted Kendall tau with the fine-tuned accuracy (scipy.stats.weightedtau), mean over the "
-            f"row's own tasks (column 'tasks'){'; per track beside it' if tracks else ''}. "
-            f"CIs: {conf}% bootstrap over checkpoints / over ground-truth seeds. Italic rows: target-blind "
-            "baselines. 'vs best baseline': mean wτ difference on exactly the (task, checkpoint) pairs both "
-            "have, same resamples (paired); ✓/✗ only when its interval excludes 0, ≈ otherwise. "
-            + (
-                "'controls below': tasks on which every random-init control is scored below every "
-                "pre-trained checkpoint (controls are left out of every other figure). "
-                if show["controls below"]
-                else ""
-            )
-            + "s/ckpt = median seconds to score one checkpoint (extraction excluded). Rel@1 and regret "
-            "(accuracy points) of the top-scored checkpoint."
-        ),
+        caption=caption,
         caption_justify="left",
+        **table_style(dropped),
     )
     headers = ["measure", "wτ", "tasks", "CI ckpts", "CI seeds"]
     headers += [f"wτ {track}" for track in tracks]
-    headers += ["Rel@1", "regret", "s/ckpt", "vs best baseline (paired)", "controls below"]
+    headers += ["Rel@1", "regret", "s/ckpt", _VERSUS, "controls below"]
     keep = [show.get(header, True) for header in headers]
     for header, kept in zip(headers, keep, strict=True):
-        if kept:
-            left = header in ("measure", "vs best baseline (paired)")
-            table.add_column(header, justify="left" if left else "right", no_wrap=True)
+        if not kept:
+            continue
+        if header == "measure":
+            table.add_column(header, min_width=12 if wrap else None, no_wrap=not wrap)
+        elif header == _VERSUS:
+            table.add_column(header, min_width=22 if wrap else None, no_wrap=not wrap)
+        else:
+            table.add_column(header, justify="right", no_wrap=True)
     for name, row in summary.iterrows():
         baseline = row["kind"] == "baseline"
         cells = [
@@ -168,7 +219,7 @@ def _summary_table(result: BenchResult) -> Any:
             _fmt(row.get("rel@1")),
             _fmt(row["top1_regret"], 2),
             "free" if baseline else _seconds(row["seconds"]),
-            "" if baseline else _versus(row),
+            "" if baseline else _versus(row, short=short),
             _controls(row),
         ]
         if baseline:
@@ -181,6 +232,12 @@ def _summary_table(result: BenchResult) -> Any:
             style = ""
         table.add_row(*(Text(cell, style=style) for cell, kept in zip(cells, keep, strict=True) if kept))
     return table
+
+
+def _print_summary(result: BenchResult, console: Console) -> None:
+    table, dropped, fits = fit_table(lambda d: _summary_table(result, d), SUMMARY_STEPS, console)
+    table.caption = f"{table.caption}{not_shown(dropped, _SUMMARY_LABELS, console.width, fits)}"
+    console.print(table)
 
 
 def _truth_line(result: BenchResult) -> str:
@@ -203,13 +260,46 @@ def _truth_line(result: BenchResult) -> str:
     )
 
 
-def _task_table(result: BenchResult) -> Any:
+def _task_tables(result: BenchResult, console: Console) -> list[Table]:
+    """The per-task wτ table; split by columns into as few tables as fit the width when it is too wide.
+
+    A split table shows the means (over all tasks, per track) first, then the tasks.
+    """
+    columns = [str(c) for c in result.evaluation.task_table("weighted_tau").columns]
+    tables = [_task_table(result, columns, compact=False)]
+    if needed_width(console, tables[0]) <= console.width:
+        return tables
+    tables = [_task_table(result, columns, compact=True)]
+    if needed_width(console, tables[0]) <= console.width:
+        return tables
+    means = [c for c in columns if c == "mean" or c.startswith("mean:")]
+    ordered = means + [c for c in columns if c not in means]
+    for n_tables in range(2, len(ordered) + 1):
+        size = math.ceil(len(ordered) / n_tables)
+        groups = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        tables = [
+            _task_table(result, group, compact=True, part=(i + 1, len(groups)))
+            for i, group in enumerate(groups)
+        ]
+        if all(needed_width(console, table) <= console.width for table in tables):
+            break
+    return tables
+
+
+def _task_table(
+    result: BenchResult, columns: list[str], *, compact: bool, part: tuple[int, int] | None = None
+) -> Table:
     from rich.table import Table
     from rich.text import Text
 
     ev = result.evaluation
     tau = ev.task_table("weighted_tau")
-    table = Table(title="weighted tau per task", caption_justify="left")
+    by_name = {str(c): c for c in tau.columns}
+    tau = tau[[by_name[c] for c in columns]]
+    title = "weighted tau per task"
+    if part is not None:
+        title += f", part {part[0]} of {part[1]}"
+    table = Table(title=title, caption_justify="left", **table_style(("compact",) if compact else ()))
     table.add_column("measure", no_wrap=True)
     for column in tau.columns:
         label = str(column).replace("mean:", "mean ")
@@ -246,47 +336,17 @@ def _task_table(result: BenchResult) -> Any:
 _STAT_LABELS = {"weighted_tau": "wτ", "pearson": "Pearson", "kendall_tau": "Kendall", "spearman": "Spearman"}
 
 
-def _reported_tables(result: BenchResult) -> list[Any]:
+def _reported_tables(result: BenchResult, console: Console | None = None) -> list[Any]:
     """The reported means beside the baselines, and (when recomputed) every value side by side."""
     from rich.table import Table
     from rich.text import Text
 
-    from ckptrank.bench.evaluate import reported_summary
-
     rep = result.evaluation.reported
     if rep is None or rep.empty:
         return []
+    console = console or table_console()
     tol = result.evaluation.config.get("tolerance", 0.0015)
-    summary = reported_summary(result.evaluation)
-    means = Table(
-        title="reported by the source (mean over its tasks) vs recomputed and vs the best static baseline",
-        caption="Baseline columns: each target-blind baseline's mean wτ on the same tasks. ✗ = the reported "
-        "mean does not exceed the best of them (a comparison of means: published scores without "
-        "per-checkpoint values allow no paired interval).",
-        caption_justify="left",
-    )
-    baselines = list(result.evaluation.baselines)
-    for header in ("measure", "statistic", "tasks", "reported", "recomputed", *baselines, "verdict"):
-        means.add_column(header, justify="left" if header in ("measure", "statistic") else "right")
-    for row in summary.itertuples(index=False):
-        if _missing(row.beats_baseline):
-            verdict, style = "", ""
-        elif row.beats_baseline:
-            verdict, style = "✓", "green"
-        else:
-            verdict, style = "✗", "dark_orange"
-        if not _missing(row.best_baseline):
-            verdict = f"{verdict} vs {row.best_baseline}"
-        record = row._asdict()
-        means.add_row(
-            row.measure,
-            _STAT_LABELS.get(row.statistic, row.statistic),
-            str(row.n_tasks),
-            _fmt(row.reported),
-            _fmt(row.recomputed),
-            *[_fmt(record.get(name)) if row.statistic == "weighted_tau" else "" for name in baselines],
-            Text(verdict, style=style),
-        )
+    means, _, _ = fit_table(lambda d: _reported_means(result, d), ("compact", "short names"), console)
     tables = [means]
     compared = rep[rep["agrees"].notna()]
     if compared.empty:
@@ -299,12 +359,12 @@ def _reported_tables(result: BenchResult) -> list[Any]:
         "be recomputed (no scores for them).",
         caption_justify="left",
     )
-    detail.add_column("task")
-    detail.add_column("measure")
+    detail.add_column("task", min_width=8)
+    detail.add_column("measure", min_width=8)
     for stat in stats_order:
         label = _STAT_LABELS.get(stat, stat)
-        detail.add_column(f"{label} reported", justify="right")
-        detail.add_column(f"{label} recomputed", justify="right")
+        detail.add_column(f"{label}\nreported", justify="right", no_wrap=True)
+        detail.add_column(f"{label}\nrecomputed", justify="right", no_wrap=True)
     cells = {(r.task, r.measure, r.statistic): r for r in rep.itertuples(index=False)}
     for task, measure in dict.fromkeys(zip(rep["task"], rep["measure"], strict=True)):
         row_cells: list[Any] = [task, measure]
@@ -321,30 +381,94 @@ def _reported_tables(result: BenchResult) -> list[Any]:
                 text, style = f"{_fmt(r.recomputed, 4)} ✗", "bold red"
             row_cells += [_fmt(r.reported), Text(text, style=style)]
         detail.add_row(*row_cells)
-    tables.append(detail)
+    if needed_width(console, detail) > console.width:
+        detail.box, detail.show_edge, detail.pad_edge = table_style(("compact",)).values()
+    tables.append(release_min_widths(detail))
     return tables
 
 
-def emit(result: BenchResult, output_format: str) -> None:
-    """Print a benchmark result (stdout), with notes on stderr in human/csv mode."""
+def _reported_means(result: BenchResult, dropped: frozenset[str]) -> Table:
+    """Reported mean per measure and statistic, recomputed, and each baseline's mean wτ."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from ckptrank.bench.evaluate import reported_summary
+
+    summary = reported_summary(result.evaluation)
+    short = "short names" in dropped
+    caption = (
+        "Baseline columns: each target-blind baseline's mean wτ on the same tasks. ✗ = the reported "
+        "mean does not exceed the best of them (a comparison of means: published scores without "
+        "per-checkpoint values allow no paired interval)."
+    )
+    if short:
+        caption += " params = num_parameters, src acc = source_accuracy."
+    means = Table(
+        title="reported by the source (mean over its tasks) vs recomputed and vs the best static baseline",
+        caption=caption,
+        caption_justify="left",
+        **table_style(dropped),
+    )
+    baselines = list(result.evaluation.baselines)
+    for header in ("measure", "statistic", "tasks", "reported", "recomputed", *baselines, "verdict"):
+        label = _SHORT_BASELINES.get(header, header) if short else header
+        if header in ("measure", "statistic"):
+            means.add_column(label, min_width=8)
+        elif header == "verdict":
+            means.add_column(label, justify="left", no_wrap=True)
+        else:
+            means.add_column(label, justify="right", no_wrap=True)
+    for row in summary.itertuples(index=False):
+        if _missing(row.beats_baseline):
+            verdict, style = "", ""
+        elif row.beats_baseline:
+            verdict, style = "✓", "green"
+        else:
+            verdict, style = "✗", "dark_orange"
+        if not _missing(row.best_baseline):
+            best = str(row.best_baseline)
+            verdict = f"{verdict} vs {_SHORT_BASELINES.get(best, best) if short else best}"
+        record = row._asdict()
+        means.add_row(
+            row.measure,
+            _STAT_LABELS.get(row.statistic, row.statistic),
+            str(row.n_tasks),
+            _fmt(row.reported),
+            _fmt(row.recomputed),
+            *[_fmt(record.get(name)) if row.statistic == "weighted_tau" else "" for name in baselines],
+            Text(verdict, style=style),
+        )
+    return means
+
+
+def emit(
+    result: BenchResult, output_format: str, *, verbose: bool = False, console: Console | None = None
+) -> None:
+    """Print a benchmark result (stdout), with notes on stderr in human/csv mode.
+
+    The tables fit ``console`` (default: the terminal's width, or LOG_WIDTH in a log).
+    """
     notes = list(dict.fromkeys([*result.notes, *result.evaluation.notes]))
     if output_format == "json":
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
     if output_format == "csv":
         typer.echo(result.evaluation.per_task.to_csv(index=False), nl=False)
-        print_notes(notes)
+        print_notes(notes, verbose=verbose)
         return
-    _print(_summary_table(result))
-    typer.echo(_truth_line(result))
-    _print(_task_table(result))
-    for table in _reported_tables(result):
-        _print(table)
-    print_notes(notes)
+    from rich.text import Text
+
+    console = console or table_console()
+    _print_summary(result, console)
+    console.print(Text(_truth_line(result)), soft_wrap=False, overflow="fold", highlight=False)
+    for table in _task_tables(result, console):
+        console.print(table)
+    for table in _reported_tables(result, console):
+        console.print(table)
+    print_notes(notes, verbose=verbose)
 
 
-def _list_suites(output_format: str) -> None:
-    from rich.table import Table
+def _list_suites(output_format: str, console: Console | None = None) -> None:
 
     from ckptrank.bench.suite import get_suite, list_suites
 
@@ -371,27 +495,51 @@ def _list_suites(output_format: str) -> None:
 
         typer.echo(pd.DataFrame(rows).to_csv(index=False), nl=False)
         return
-    table = Table(title="ckptrank benchmark suites")
-    for column in ("name", "tasks", "ckpts", "seeds", "evaluates", "description"):
-        table.add_column(column, justify="right" if column in ("tasks", "ckpts", "seeds") else "left")
+    from rich.text import Text
+
+    console = console or table_console()
+    table, dropped, _ = fit_table(lambda d: _suites_table(rows, d), ("compact", "description"), console)
+    _print(table, console)
+    if "description" in dropped:  # too narrow for a readable description column: one paragraph each
+        for row in rows:
+            console.print(
+                Text.assemble((f"{row['name']}: ", "bold"), str(row["description"])), highlight=False
+            )
+
+
+def _suites_table(rows: list[dict[str, Any]], dropped: frozenset[str]) -> Table:
+    """``bench --list``: one line per suite but for the description (left out to fit a narrow width)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    describe = "description" not in dropped
+    table = Table(
+        title="ckptrank benchmark suites",
+        caption="evaluates: scores here = scored on this machine (ckptrank bench --suite NAME); published = "
+        "the score table published with the suite; --scores FILE = your own score table; + reported = "
+        "the source's reported values are compared with the recomputed ones."
+        + ("" if describe else " The descriptions follow the table."),
+        caption_justify="left",
+        **table_style(dropped),
+    )
+    table.add_column("name", no_wrap=True)
+    for column in ("tasks", "ckpts", "seeds"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("evaluates", no_wrap=True)
+    if describe:
+        table.add_column("description", min_width=40)
     for row in rows:
         if row["can_score"]:
             what = "scores here"
         elif row["published_scores"]:
-            what = "published scores"
+            what = "published"
         else:
             what = "--scores FILE"
         if row["reported"]:
             what += " + reported"
-        table.add_row(
-            row["name"],
-            str(row["tasks"]),
-            str(row["checkpoints"]),
-            str(row["seeds"]),
-            what,
-            row["description"],
-        )
-    _print(table)
+        cells = [row["name"], str(row["tasks"]), str(row["checkpoints"]), str(row["seeds"]), what]
+        table.add_row(*cells, *([escape(str(row["description"]))] if describe else []))
+    return table
 
 
 def bench_command(
@@ -429,7 +577,8 @@ def bench_command(
         typer.Option(
             "--results",
             help="Results database (path or sqlite:///PATH) for scores and evaluations "
-            "[default when scoring: $CKPTRANK_RESULTS or ~/.cache/ckptrank/results.sqlite].",
+            "(default when scoring: $CKPTRANK_RESULTS, else results.sqlite in the cache folder: "
+            "--cache-dir, $CKPTRANK_CACHE or ~/.cache/ckptrank).",
         ),
     ] = None,
     cache_dir: CacheDirOpt = None,
@@ -471,6 +620,7 @@ def bench_command(
     trust_checkpoint: TrustOpt = False,
     on_unreadable: OnUnreadableOpt = OnUnreadable.error,
     offline: OfflineOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Evaluate transferability measures against fine-tuning ground truth on a benchmark suite.
 
@@ -495,8 +645,25 @@ def bench_command(
             return
         if suite is None:
             raise ValueError("choose a suite with --suite NAME (see ckptrank bench --list)")
-        if report is not None and report.exists() and not report.is_dir():
-            raise ValueError(f"--report {str(report)!r} exists and is not a folder; choose a folder path")
+        if report is not None:
+            if report.exists() and not report.is_dir():
+                raise ValueError(f"--report {str(report)!r} exists and is not a folder; choose a folder path")
+            check_out_writable(report, "--report")
+        from ckptrank.bench.store import default_store_path
+        from ckptrank.bench.suite import get_suite
+
+        chosen = get_suite(suite)
+        store = results
+        if scores is None and chosen.can_score:
+            if (
+                store is None
+            ):  # $CKPTRANK_RESULTS, else beside the feature cache (--cache-dir, $CKPTRANK_CACHE)
+                store = str(default_store_path(cache_dir))
+            if fmt == "human":
+                typer.echo(
+                    f"results store: {store} (scores recorded there are reused; --results picks another)",
+                    err=True,
+                )
         direction = {}
         for name in (lower_is_better or "").split(","):
             if name.strip():
@@ -508,10 +675,10 @@ def bench_command(
 
         with cli_flag_names(), on_unreadable_default(on_unreadable_policy(on_unreadable)):
             result = bench(
-                suite,
+                chosen,
                 measures=measures,
                 scores=scores,
-                store=results,
+                store=store,
                 protocol=protocol,
                 on_unknown="ignore" if ignore_unknown else "error",
                 higher_is_better=direction or None,
@@ -528,7 +695,7 @@ def bench_command(
                 on_error="raise" if debug_enabled() else "record",
                 on_progress=say,
             )
-        emit(result, fmt)
+        emit(result, fmt, verbose=verbose)
         if report is not None:
             from ckptrank.bench.report import write_report
 

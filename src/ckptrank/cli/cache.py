@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from .rank import table_console
 
 if TYPE_CHECKING:
     from ckptrank.engine.cache import FeatureCache
@@ -84,7 +85,7 @@ def ls_command(
         for entry in entries:
             typer.echo(entry.key)
         return
-    console = Console()
+    console = table_console()
     if not entries:
         console.print(f"The feature cache at {cache.root} is empty.")
         return
@@ -130,7 +131,7 @@ def rm_command(
         for k in removed.keys:
             typer.echo(k)
     else:
-        Console().print(
+        table_console().print(
             f"Removed {len(removed.keys)} entries ({_size(removed.freed_bytes)}) from {cache.root}."
         )
 
@@ -159,7 +160,7 @@ def verify_command(
         for r in bad:
             typer.echo(r.key)
     else:
-        console = Console()
+        console = table_console()
         if bad:
             table = Table(title="Corrupt cache entries")
             for column in ("key", "status", "problem", "deleted"):

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from ._errors import run_with_error_mapping
-from .rank import OfflineOpt, epilog, print_notes, render_table
+from .rank import (
+    OfflineOpt,
+    VerboseOpt,
+    check_out_writable,
+    epilog,
+    print_notes,
+    progress_for,
+    render_table,
+    table_console,
+)
 
 __all__ = ["register"]
 
@@ -39,6 +48,7 @@ def demo_command(
     check_per_class: Annotated[int, typer.Option("--check-per-class", min=1, hidden=True)] = 30,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", hidden=True)] = None,
     offline: OfflineOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Rank real pre-trained checkpoints on a real built-in task (offline, a few minutes on a CPU).
 
@@ -53,10 +63,16 @@ def demo_command(
             raise ValueError(f"unknown demo task {task!r}; choose one of {', '.join(DEMO_TASKS)}")
         if out is not None:
             check_output_dir(out, overwrite=overwrite)
+            check_out_writable(out)
         typer.echo(introduction(task, per_class, check=check))
         typer.echo("")
         result = run_demo(
-            task, per_class=per_class, cache_dir=cache_dir, check=check, check_per_class=check_per_class
+            task,
+            per_class=per_class,
+            cache_dir=cache_dir,
+            check=check,
+            check_per_class=check_per_class,
+            progress=progress_for("human", list(DEMO_TASKS[task].models)),
         )
         render_table(result.frame)
         typer.echo("")
@@ -67,7 +83,7 @@ def demo_command(
         notes = list(result.frame.attrs.get("notes", []))
         if notes:
             typer.echo("")
-        print_notes(notes)
+        print_notes(notes, verbose=verbose)
         if out is not None:
             written = save_ranking(result.frame, out, overwrite=overwrite)
             typer.echo(f"wrote {', '.join(p.name for p in written.values())} to {out}")
@@ -78,7 +94,6 @@ def demo_command(
 
 
 def _render_check(check: Any, seconds: float) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -91,12 +106,15 @@ def _render_check(check: Any, seconds: float) -> None:
         f"stand-in for fine-tuning, not the real thing. Took {seconds:.0f} s.",
     )
     for column in ("rank", "checkpoint", "probe accuracy", "probe rank"):
-        table.add_column(column, justify="left" if column == "checkpoint" else "right")
+        if column == "checkpoint":
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="right", no_wrap=True)
     for row in check.itertuples():
         table.add_row(
             str(row.rank), escape(row.checkpoint), f"{row.probe_accuracy:.3f}", f"{row.probe_rank:g}"
         )
-    Console(soft_wrap=False, width=max(100, Console().width)).print(table)
+    table_console().print(table)
 
 
 def _fmt_tau(value: float | None) -> str:

@@ -14,19 +14,26 @@ from .rank import (
     CacheDirOpt,
     DataOpt,
     DeviceOpt,
+    LabelColumnOpt,
     ModelsOpt,
     OfflineOpt,
     OnUnreadable,
     OnUnreadableOpt,
+    PathColumnOpt,
     PerClassOpt,
     SeedOpt,
+    TextColumnOpt,
     TrustOpt,
+    VerboseOpt,
     check_format,
     cli_flag_names,
+    data_with_columns,
     epilog,
+    model_specs,
     on_unreadable_policy,
     print_notes,
     progress_for,
+    table_console,
 )
 
 __all__ = ["register"]
@@ -45,6 +52,9 @@ def _fmt(value: float | None) -> str:
 def ensemble_command(
     data: DataOpt,
     models: ModelsOpt,
+    label_column: LabelColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    path_column: PathColumnOpt = None,
     k: Annotated[int, typer.Option("--k", min=1, help="Number of checkpoints to select.")] = 3,
     method: Annotated[
         str,
@@ -70,6 +80,7 @@ def ensemble_command(
     allow_code: AllowCodeOpt = False,
     on_unreadable: OnUnreadableOpt = OnUnreadable.error,
     offline: OfflineOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Select K complementary checkpoints for an ensemble (greedy SFDA selection).
 
@@ -78,16 +89,19 @@ def ensemble_command(
     """
 
     def run() -> None:
-        from rich.console import Console
         from rich.markup import escape
         from rich.table import Table
 
         from ckptrank.ranking import choose_ensemble
 
         fmt = check_format(output_format, ("human", "json", "quiet"))
+        spec = data_with_columns(
+            data, label_column=label_column, text_column=text_column, path_column=path_column
+        )
+        specs = model_specs(models, allow_code=allow_code or trust_checkpoint) if fmt == "human" else None
         with cli_flag_names():
             choice = choose_ensemble(
-                data,
+                spec,
                 models,
                 k=k,
                 method=method,
@@ -97,7 +111,7 @@ def ensemble_command(
                 cache_dir=cache_dir,
                 device=device,
                 batch_size=batch_size,
-                progress=progress_for(fmt),
+                progress=progress_for(fmt, specs),
                 trust_checkpoint=trust_checkpoint,
                 on_error="raise" if debug_enabled() else "record",
                 allow_code=allow_code,
@@ -116,9 +130,10 @@ def ensemble_command(
             "features of the checkpoints picked so far.",
             caption_justify="left",
         )
-        for column, justify in (("pick", "right"), ("checkpoint", "left"), ("own SFDA", "right")):
-            table.add_column(column, justify=justify)
-        table.add_column("ensemble SFDA", justify="right")
+        table.add_column("pick", justify="right", no_wrap=True)
+        table.add_column("checkpoint", overflow="fold")
+        table.add_column("own SFDA", justify="right", no_wrap=True)
+        table.add_column("ensemble SFDA", justify="right", no_wrap=True)
         for entry in result["selected"]:
             table.add_row(
                 str(entry["order"]),
@@ -126,12 +141,12 @@ def ensemble_command(
                 _fmt(entry["individual_score"]),
                 _fmt(entry["ensemble_score"]),
             )
-        Console(soft_wrap=False).print(table)
+        table_console().print(table)
         others = [spec for spec in result["individual_scores"] if spec not in choice.selected]
         if others:
             scored = ", ".join(f"{spec} ({_fmt(result['individual_scores'][spec])})" for spec in others)
             typer.echo(f"not selected: {scored}")
-        print_notes(choice.notes)
+        print_notes(choice.notes, verbose=verbose)
 
     run_with_error_mapping(run)
 

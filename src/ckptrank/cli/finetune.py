@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .rank import OfflineOpt
+from .rank import OfflineOpt, table_console
 
 __all__ = ["register"]
 
@@ -100,7 +99,12 @@ def finetune_command(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, mps ...")] = "cpu",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
     results: Annotated[
-        Path | None, typer.Option("--results", help="Results store (default $CKPTRANK_RESULTS or ~/.cache).")
+        Path | None,
+        typer.Option(
+            "--results",
+            help="Results store (default: $CKPTRANK_RESULTS, else results.sqlite in the cache folder: "
+            "--cache-dir, $CKPTRANK_CACHE or ~/.cache/ckptrank).",
+        ),
     ] = None,
     suite_name: Annotated[
         str | None, typer.Option("--suite", help="Build a built-in suite's ground truth (neucrab-mini).")
@@ -180,7 +184,7 @@ def finetune_command(
     else:
         if not checkpoints or not data:
             raise ValueError("give CHECKPOINT specs and --data SPEC (or --suite neucrab-mini)")
-        from ckptrank.bench.store import open_store
+        from ckptrank.bench.store import default_store_path, open_store
 
         config = FinetuneConfig(
             protocol=protocol or "full",
@@ -199,7 +203,7 @@ def finetune_command(
         )
         target = load_task(data, per_class=per_class, test_per_class=test_per_class, seed=data_seed)
         specs = {spec: _with_size(spec, image_size) for spec in checkpoints}
-        store = open_store(results)
+        store = open_store(results if results is not None else default_store_path(cache_dir))
         try:
             summary = finetune(specs, [target], config, store, suite="custom", cache=cache, log=log)
         finally:
@@ -232,7 +236,7 @@ def _print(summary: object, output_format: str) -> None:
             f"{100 * row.mean:.2f} ± {100 * row.std:.2f}",
             f"{100 * row.min:.2f}-{100 * row.max:.2f}",
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ._errors import run_with_error_mapping
-from .rank import OfflineOpt
+from .rank import OfflineOpt, table_console
 
 app = typer.Typer(
     name="ckptrank",
@@ -68,7 +67,7 @@ def measures_command(
         table.add_column(column)
     for s in specs:
         table.add_row(s.name, "+".join(s.requires), s.score_range, s.summary)
-    Console().print(table)
+    table_console().print(table)
 
 
 def _register_subcommands() -> None:

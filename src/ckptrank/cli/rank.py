@@ -7,10 +7,13 @@ import enum
 import json
 import math
 import os
+import re
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import quote
 
 import typer
 
@@ -18,29 +21,53 @@ from ._errors import debug_enabled, run_with_error_mapping
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from ckptrank.engine.progress import ProgressLines
 
 __all__ = [
+    "LOG_WIDTH",
+    "NOTE_LINES",
     "OFFLINE_HELP",
+    "RANK_STEPS",
     "AllowCodeOpt",
     "BatchSizeOpt",
     "CacheDirOpt",
     "DataOpt",
     "DeviceOpt",
+    "LabelColumnOpt",
     "ModelsOpt",
     "OfflineOpt",
     "OnUnreadable",
     "OnUnreadableOpt",
+    "PathColumnOpt",
     "PerClassOpt",
     "SeedOpt",
+    "TextColumnOpt",
     "TrustOpt",
+    "VerboseOpt",
     "add_budget_options",
+    "check_out_writable",
     "cli_flag_names",
+    "data_with_columns",
     "epilog",
+    "fit_table",
+    "group_notes",
+    "model_specs",
+    "needed_width",
+    "not_shown",
     "on_unreadable_policy",
     "parse_measure_options",
+    "plain_message",
     "print_notes",
+    "progress_for",
     "register",
+    "release_min_widths",
+    "render_table",
     "set_offline",
+    "table_console",
+    "table_style",
 ]
 
 # Shared option aliases (also used by ``ckptrank ensemble`` and ``ckptrank demo``).
@@ -49,7 +76,8 @@ DataOpt = Annotated[
     typer.Option(
         "--data",
         help="Target data: builtin:NAME (fashion-mnist, digits, wordnet-supersense), an image folder "
-        "(one sub-folder per class), a CSV of texts, or a .npz of features. "
+        "(one sub-folder per class), a .csv/.jsonl of texts or image paths (columns text or path, and "
+        "label; others with --text-column, --path-column, --label-column), or a .npz of features. "
         "Only the training split is scored.",
     ),
 ]
@@ -97,6 +125,62 @@ AllowCodeOpt = Annotated[
 ]
 
 
+LabelColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--label-column",
+        help="Column of a .csv/.jsonl --data holding the labels (default 'label'); same as "
+        "appending ?label=COLUMN to --data.",
+    ),
+]
+TextColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--text-column",
+        help="Column of a .csv/.jsonl --data holding the texts (default 'text'); same as ?text=COLUMN.",
+    ),
+]
+PathColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--path-column",
+        help="Column of a .csv/.jsonl --data holding image paths (default 'path'; relative paths start "
+        "at the file's folder); same as ?path=COLUMN.",
+    ),
+]
+#: At most this many note lines unless ``--verbose``.
+NOTE_LINES = 15
+
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Print every note (by default repeated notes are grouped, with counts, and at most "
+        f"{NOTE_LINES} lines are shown).",
+    ),
+]
+
+
+def data_with_columns(
+    data: str,
+    *,
+    label_column: str | None = None,
+    text_column: str | None = None,
+    path_column: str | None = None,
+) -> str:
+    """``--data`` with the column flags appended as spec options: ``texts.csv?text=review&label=stars``.
+
+    Column names are percent-encoded, so names holding ``&``, ``=``, ``?`` or ``%`` survive.
+    """
+    given = [("label", label_column), ("text", text_column), ("path", path_column)]
+    options = "&".join(f"{key}={quote(value, safe='')}" for key, value in given if value is not None)
+    if not options:
+        return data
+    has_options = "?" in data and not Path(data).expanduser().exists()
+    return f"{data}{'&' if has_options else '?'}{options}"
+
+
 class OnUnreadable(enum.StrEnum):
     """Choices of ``--on-unreadable``."""
 
@@ -134,6 +218,9 @@ OfflineOpt = Annotated[
 _CLI_FLAGS = {
     "on_unreadable='skip'": "--on-unreadable skip",
     "on_unreadable='fail'": "--on-unreadable error",
+    "the spec option label=": "--label-column ",
+    "the spec option text=": "--text-column ",
+    "the spec option path=": "--path-column ",
 }
 
 
@@ -142,16 +229,28 @@ def on_unreadable_policy(value: OnUnreadable | str) -> Literal["fail", "skip"]:
     return "skip" if OnUnreadable(value) is OnUnreadable.skip else "fail"
 
 
+#: A numpy scalar's repr in a message (``np.int64(0)``, ``np.str_('cat')``): shown as its plain value.
+_NUMPY_REPR = re.compile(r"\bnp\.(?:u?int\d*|float\d*|bool_?|str_|bytes_)\(((?:[^()]|\([^()]*\))*)\)")
+
+
+def plain_message(message: str) -> str:
+    """``message`` with library keywords as their CLI flags and numpy scalars as plain values."""
+    for keyword, flag in _CLI_FLAGS.items():
+        message = message.replace(keyword, flag)
+    return _NUMPY_REPR.sub(r"\1", message)
+
+
 @contextlib.contextmanager
 def cli_flag_names() -> Iterator[None]:
-    """Re-raise a ValueError that names a library keyword (``on_unreadable='skip'``) with its CLI flag."""
+    """Re-raise a ValueError that names a library keyword (``on_unreadable='skip'``) with its CLI flag.
+
+    A numpy scalar in the message (``np.int64(0)``) is shown as its plain value (``0``).
+    """
     try:
         yield
     except ValueError as err:
         message = str(err)
-        renamed = message
-        for keyword, flag in _CLI_FLAGS.items():
-            renamed = renamed.replace(keyword, flag)
+        renamed = plain_message(message)
         if renamed == message:
             raise
         raise ValueError(renamed) from err
@@ -164,6 +263,8 @@ EXAMPLES = [
     "--models efficientnet-lite0,efficientnet-lite2",
     "ckptrank rank --data ./photos --models models.txt --measures logme,sfda --out results/",
     "ckptrank rank --data texts.csv --models all-minilm-l6-v2,glove-6b-50d --format json",
+    "ckptrank rank --data reviews.csv --text-column review --label-column stars "
+    "--models all-minilm-l6-v2,glove-6b-50d",
     "ckptrank rank --data feats.npz --models a,b --option nleep.random_state=1 --format csv",
     "ckptrank rank --data builtin:digits --models efficientnet-lite0,efficientnet-lite1 "
     "--measures beff,probe_accuracy --epochs 5 --time-budget 60",
@@ -238,16 +339,191 @@ def parse_measure_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
     return options
 
 
-def progress_for(output_format: str) -> bool | None:
-    """Progress bars only in human mode (None lets the engine decide, honouring the env var)."""
-    return None if output_format == "human" else False
+def progress_for(output_format: str, specs: Sequence[str] | None = None) -> bool | ProgressLines | None:
+    """How extraction shows progress: bars in a terminal, one line per checkpoint in a log.
+
+    Only in human mode (``False`` otherwise). ``None`` lets the engine draw its bars (stderr is a
+    terminal); when stderr is a file, a pipe or a CI log, or bars are disabled by
+    ``CKPTRANK_DISABLE_PROGRESS_BARS``, a :class:`~ckptrank.engine.progress.ProgressLines` that
+    writes ``[i/n] SPEC: extracted N samples in S s`` to stderr (``i/n`` from ``specs``).
+    """
+    if output_format != "human":
+        return False
+    from ckptrank.engine.progress import ProgressLines, progress_enabled
+
+    if progress_enabled():
+        return None
+    return ProgressLines(specs)
 
 
-def print_notes(notes: list[str]) -> None:
-    """Notes to stderr, one per line (after what is already on stdout)."""
+def model_specs(models: str, *, allow_code: bool) -> list[str] | None:
+    """The checkpoint specs of ``--models`` in run order, for the progress lines (None if unreadable)."""
+    from ckptrank.ranking import parse_models
+
+    try:
+        return parse_models(models, allow_code=allow_code)
+    except (ValueError, KeyError, OSError):
+        return None  # rank() reports the problem itself
+
+
+def group_notes(notes: Sequence[str], *, shown_owners: int = 3) -> list[str]:
+    """Notes that differ only in the name before their first ``": "`` as one line with a count.
+
+    ``["a: no head", "b: no head", "c: no head", "d: other"]`` ->
+    ``["no head (3 times: a, b, c)", "d: other"]``; a note that is not repeated stays as it is.
+    The groups keep the order of their first note.
+    """
+    groups: dict[str, list[str]] = {}
+    for note in dict.fromkeys(str(n) for n in notes):
+        owner, sep, text = note.partition(": ")
+        key = text if sep and owner.strip() and text.strip() else note
+        groups.setdefault(key, []).append(owner if key == text else note)
+    lines = []
+    for text, owners in groups.items():
+        if len(owners) == 1:
+            lines.append(owners[0] if owners[0] == text else f"{owners[0]}: {text}")
+            continue
+        named = ", ".join(owners[:shown_owners])
+        more = f" and {len(owners) - shown_owners} more" if len(owners) > shown_owners else ""
+        lines.append(f"{text} ({len(owners)} times: {named}{more})")
+    return lines
+
+
+def print_notes(notes: Sequence[str], *, verbose: bool = False) -> None:
+    """Notes to stderr (after what is already on stdout): repeats grouped, at most :data:`NOTE_LINES` lines.
+
+    With ``verbose`` every note is printed as it is.
+    """
     sys.stdout.flush()
-    for note in notes:
-        typer.echo(f"note: {note}", err=True)
+    lines = [str(n) for n in notes] if verbose else group_notes(notes)
+    if not verbose and len(lines) > NOTE_LINES:
+        hidden = len(lines) - (NOTE_LINES - 1)
+        lines = [*lines[: NOTE_LINES - 1], f"{hidden} more notes not shown; --verbose prints every note"]
+    for line in lines:
+        typer.echo(f"note: {line}", err=True)
+
+
+def check_out_writable(out: Path, flag: str = "--out") -> None:
+    """Refuse an output folder that cannot be created or written, before any computation.
+
+    Writes (and removes) a probe file in ``out``, or in its nearest existing parent folder when
+    ``out`` does not exist yet.
+
+    Raises
+    ------
+    ValueError
+        A parent of ``out`` is a file, or the folder cannot be written (permissions, read-only
+        file system).
+    """
+    path = Path(out).expanduser()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {str(out)!r} cannot be created: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".ckptrank-write-test-", dir=existing)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        where = "" if existing == path else f" (its parent {existing} exists)"
+        raise ValueError(
+            f"{flag} {str(out)!r} is not writable{where}: {reason}; choose a folder you can write to"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+# --- tables -------------------------------------------------------------------------------------------------
+
+#: Width of the tables on stdout when it is not a terminal (a log, a file, a pipe) and $COLUMNS is unset.
+LOG_WIDTH = 140
+
+
+def table_console() -> Console:
+    """The console tables are printed on: the terminal's width (or ``$COLUMNS``), else :data:`LOG_WIDTH`."""
+    from rich.console import Console
+
+    console = Console(soft_wrap=False)
+    if console.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
+        return console
+    return Console(soft_wrap=False, width=LOG_WIDTH)
+
+
+def needed_width(console: Console, table: Table) -> int:
+    """Columns ``table`` needs with its wrapping columns (those with a ``min_width``) at that width."""
+    from rich.measure import Measurement
+
+    squeezable = [c for c in table.columns if not c.no_wrap and c.min_width is not None]
+    saved = [c.max_width for c in squeezable]
+    try:
+        for column in squeezable:
+            column.max_width = column.min_width
+        return Measurement.get(console, console.options.update(max_width=100_000), table).maximum
+    finally:
+        for column, width in zip(squeezable, saved, strict=True):
+            column.max_width = width
+
+
+def fit_table(
+    build: Callable[[frozenset[str]], Table], steps: Sequence[str], console: Console
+) -> tuple[Table, list[str], bool]:
+    """``build(dropped)`` with as few of ``steps`` (in order) dropped as make it fit ``console``.
+
+    Returns the table, the steps that narrowed it (a step that changes nothing, such as a
+    column the table does not have, is not listed) and whether it fits; when even every step
+    leaves it too wide, the table of every step (rich then narrows its columns and crops what
+    still does not fit).
+    """
+    taken: list[str] = []
+    narrowing: list[str] = []
+    table = build(frozenset())
+    width = needed_width(console, table)
+    for step in steps:
+        if width <= console.width:
+            break
+        taken.append(step)
+        table = build(frozenset(taken))
+        narrower = needed_width(console, table)
+        if narrower < width:
+            narrowing.append(step)
+        width = narrower
+    release_min_widths(table)
+    return table, narrowing, width <= console.width
+
+
+def release_min_widths(table: Table) -> Table:
+    """Clear the ``min_width`` of wrapping columns (used only by :func:`needed_width`) before printing.
+
+    rich narrows a too-wide table below those widths and then widens the columns back to them,
+    which makes the table overflow the console.
+    """
+    for column in table.columns:
+        if not column.no_wrap:
+            column.min_width = None
+    return table
+
+
+def table_style(dropped: Sequence[str] | frozenset[str]) -> dict[str, Any]:
+    """Table keywords: rich's default boxes, or (step ``"compact"``) no edges and no column rules."""
+    if "compact" not in dropped:
+        return {}
+    from rich import box
+
+    return {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False}
+
+
+def not_shown(dropped: Sequence[str], labels: dict[str, str], width: int, fits: bool = True) -> str:
+    """The caption sentence saying which columns were left out to fit ``width`` (empty when none were)."""
+    gone = [labels[step] for step in dropped if step in labels]
+    text = ""
+    if gone:
+        text = (
+            f" Left out to fit {width} columns: {', '.join(gone)} (a wider terminal, "
+            "--format csv or --format json shows them)."
+        )
+    if not fits:
+        text += f" Still wider than {width} columns: some cells are cut; --format csv shows every value."
+    return text
 
 
 def _fmt_score(value: Any) -> str:
@@ -281,7 +557,7 @@ def _is_missing(value: Any) -> bool:
         return True
 
 
-def _row_cells(row: dict[str, Any], names: list[str]) -> list[str]:
+def _row_cells(row: dict[str, Any], names: list[str], *, baseline_ranks: bool = True) -> list[str]:
     """Plain-text cells of one ranking row (no markup)."""
     if row.get("status", "ok") != "ok":
         cells = ["—", f"{row['checkpoint']} ({row.get('status')})"] + ["—"] * (len(names) + 2)
@@ -291,58 +567,97 @@ def _row_cells(row: dict[str, Any], names: list[str]) -> list[str]:
         cells.append("—" if _is_missing(row["consensus_rank"]) else f"{row['consensus_rank']:.2f}")
         cells.append("—" if _is_missing(row["seconds"]) else f"{row['seconds']:.1f}")
     params = _fmt_params(row["num_parameters"])
-    if params != "—" and not _is_missing(row.get("num_parameters_rank")):
+    if baseline_ranks and params != "—" and not _is_missing(row.get("num_parameters_rank")):
         params += f" #{row['num_parameters_rank']:g}"
     accuracy = "—" if _is_missing(row["source_accuracy"]) else f"{100 * row['source_accuracy']:.1f}%"
-    if accuracy != "—" and not _is_missing(row.get("source_accuracy_rank")):
+    if baseline_ranks and accuracy != "—" and not _is_missing(row.get("source_accuracy_rank")):
         accuracy += f" #{row['source_accuracy_rank']:g}"
     return [*cells, params, accuracy]
 
 
-def render_table(frame: pd.DataFrame, *, title: str | None = None) -> None:
-    """Print the ranking as a rich table on stdout (at its natural width when not a terminal)."""
-    from rich.console import Console
+#: What ``rank``'s table gives up, in this order, to fit the width: rules and edges, then the
+#: least useful columns; then, last measure first, score columns (rank, checkpoint and consensus stay).
+RANK_STEPS = ("compact", "time s", "#n", "src acc", "params")
+#: Long checkpoint names fold over lines down to this width before columns are left out.
+_NAME_MIN_WIDTH = 20
+_RANK_LABELS = {
+    "time s": "time s",
+    "#n": "the baselines' implied ranks (#n)",
+    "src acc": "src acc",
+    "params": "params",
+}
+
+
+def _rank_table(frame: pd.DataFrame, title: str, dropped: frozenset[str]) -> Table:
     from rich.markup import escape
-    from rich.measure import Measurement
     from rich.table import Table
     from rich.text import Text
 
     names = list(frame.attrs.get("measures", []))
     consensus_measures = list(frame.attrs.get("consensus_measures", names))
+    records = frame.to_dict(orient="records")
+    rows = [_row_cells(row, names, baseline_ranks="#n" not in dropped) for row in records]
+    headers = ["rank", "checkpoint", *names, "consensus", "time s", "params", "src acc"]
+    keep = [header not in dropped or header in ("rank", "checkpoint", "consensus") for header in headers]
+    caption = (
+        "Scores: higher = predicted more transferable, each measure on its own scale. "
+        f"consensus = mean of the per-measure ranks ({', '.join(consensus_measures)}; 1 = best)."
+    )
+    baselines = [h for h in ("params", "src acc") if h not in dropped]
+    if baselines:
+        verb = "are target-blind baselines" if len(baselines) > 1 else "is a target-blind baseline"
+        caption += f" {' and '.join(baselines)} {verb}"
+        caption += " (#n = the rank they imply)." if "#n" not in dropped else "."
+    table = Table(title=escape(title), caption=caption, caption_justify="left", **table_style(dropped))
+    for i, header in enumerate(headers):
+        if not keep[i]:
+            continue
+        widest = max([len(header), *(len(cells[i]) for cells in rows)])
+        if header == "checkpoint":
+            table.add_column(header, overflow="fold", min_width=min(widest, _NAME_MIN_WIDTH))
+        else:
+            table.add_column(header, justify="right", no_wrap=True, min_width=widest)
+    for cells in rows:
+        shown = [cell for cell, kept in zip(cells, keep, strict=True) if kept]
+        table.add_row(*(Text(cell, style="red" if cell.endswith("(failed)") else "") for cell in shown))
+    return table
+
+
+def render_table(frame: pd.DataFrame, *, title: str | None = None, console: Console | None = None) -> None:
+    """Print the ranking as a rich table on stdout, fitted to the terminal (or :data:`LOG_WIDTH` in a log).
+
+    To fit, the table drops its rules, then the columns of :data:`RANK_STEPS` (saying so in its
+    caption), and folds long checkpoint names.
+    """
     dataset = frame.attrs.get("dataset") or {}
     if title is None:
         title = (
             f"ckptrank: {len(frame)} checkpoints on {dataset.get('name', 'the target data')} "
             f"({dataset.get('n_samples', '?')} samples, {dataset.get('n_classes', '?')} classes)"
         )
-    rows = [_row_cells(row, names) for row in frame.to_dict(orient="records")]
-    headers = ["rank", "checkpoint", *names, "consensus", "time s", "params", "src acc"]
-    table = Table(
-        title=escape(title),
-        caption=(
-            "Scores: higher = predicted more transferable, each measure on its own scale. "
-            f"consensus = mean of the per-measure ranks ({', '.join(consensus_measures)}; 1 = best). "
-            "params and src acc are target-blind baselines (#n = the rank they imply)."
-        ),
-        caption_justify="left",
-    )
-    for i, header in enumerate(headers):
-        widest = max([len(header), *(len(cells[i]) for cells in rows)])
-        if header == "checkpoint":
-            table.add_column(header, overflow="fold", min_width=min(widest, 28))
-        else:
-            table.add_column(header, justify="right", no_wrap=True, min_width=widest)
-    for cells in rows:
-        table.add_row(*(Text(cell, style="red" if cell.endswith("(failed)") else "") for cell in cells))
-    console = Console(soft_wrap=False)
-    natural = Measurement.get(console, console.options.update(max_width=1000), table).maximum
-    if natural > console.width or not console.is_terminal:
-        # Never squeeze columns away: print at the table's natural width (a narrow terminal wraps lines).
-        console = Console(soft_wrap=False, width=max(80, min(natural, 240)))
+    console = console or table_console()
+    names = [str(name) for name in frame.attrs.get("measures", [])]
+    steps = (*RANK_STEPS, *reversed(names))
+    table, dropped, fits = fit_table(lambda d: _rank_table(frame, title, d), steps, console)
+    labels = {**_RANK_LABELS, **{name: f"scores of {name}" for name in names}}
+    table.caption = f"{table.caption}{not_shown(dropped, labels, console.width, fits)}"
+    if fits:
+        _widen_names(table, frame, console)
     console.print(table)
 
 
-def emit(frame: pd.DataFrame, output_format: str) -> None:
+def _widen_names(table: Table, frame: pd.DataFrame, console: Console) -> None:
+    """Give the checkpoint column all the width the other columns leave (fewer names folded)."""
+    column = next(c for c in table.columns if c.header == "checkpoint")
+    widest = max([len("checkpoint"), *(len(str(name)) + 9 for name in frame["checkpoint"])])  # "(failed)"
+    column.min_width = _NAME_MIN_WIDTH
+    spare = console.width - needed_width(console, table)
+    column.min_width = None
+    if spare > 0:
+        column.width = min(widest, _NAME_MIN_WIDTH + spare)
+
+
+def emit(frame: pd.DataFrame, output_format: str, *, verbose: bool = False) -> None:
     """Print a ranking in the chosen format (stdout), with notes on stderr in human/csv mode."""
     from ckptrank.ranking import csv_frame, ranking_records
 
@@ -351,7 +666,7 @@ def emit(frame: pd.DataFrame, output_format: str) -> None:
         return
     if output_format == "csv":
         typer.echo(csv_frame(frame).to_csv(index=False), nl=False)
-        print_notes(list(frame.attrs.get("notes", [])))
+        print_notes(list(frame.attrs.get("notes", [])), verbose=verbose)
         return
     if output_format == "quiet":
         for row in frame.to_dict(orient="records"):
@@ -359,12 +674,15 @@ def emit(frame: pd.DataFrame, output_format: str) -> None:
                 typer.echo(row["checkpoint"])
         return
     render_table(frame)
-    print_notes(list(frame.attrs.get("notes", [])))
+    print_notes(list(frame.attrs.get("notes", [])), verbose=verbose)
 
 
 def rank_command(
     data: DataOpt,
     models: ModelsOpt,
+    label_column: LabelColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    path_column: PathColumnOpt = None,
     measures: Annotated[
         str | None,
         typer.Option(
@@ -413,6 +731,7 @@ def rank_command(
             "--time-budget", min=0.0, help="Seconds of training per checkpoint for dynamic measures."
         ),
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Rank checkpoints for your target task by transferability measures.
 
@@ -428,11 +747,16 @@ def rank_command(
         fmt = check_format(output_format)
         options = parse_measure_options(option)
         add_budget_options(options, measures, epochs=epochs, time_budget=time_budget)
-        if out is not None:
-            check_output_dir(out, overwrite=overwrite)  # refuse before spending minutes on extraction
+        if out is not None:  # refuse before spending minutes on extraction
+            check_output_dir(out, overwrite=overwrite)
+            check_out_writable(out)
+        spec = data_with_columns(
+            data, label_column=label_column, text_column=text_column, path_column=path_column
+        )
+        specs = model_specs(models, allow_code=allow_code or trust_checkpoint) if fmt == "human" else None
         with cli_flag_names():
             frame = rank(
-                data,
+                spec,
                 models,
                 measures=measures,
                 per_class=per_class,
@@ -441,13 +765,13 @@ def rank_command(
                 device=device,
                 batch_size=batch_size,
                 measure_options=options,
-                progress=progress_for(fmt),
+                progress=progress_for(fmt, specs),
                 trust_checkpoint=trust_checkpoint,
                 on_error="raise" if debug_enabled() else "record",
                 allow_code=allow_code,
                 on_unreadable=on_unreadable_policy(on_unreadable),
             )
-        emit(frame, fmt)
+        emit(frame, fmt, verbose=verbose)
         if out is not None:
             written = save_ranking(frame, out, overwrite=overwrite)
             if fmt in ("human", "csv"):

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from .rank import table_console
 
 __all__ = ["register"]
 
@@ -143,7 +144,7 @@ def ls_command(directory: DirOpt = None, output_format: FormatOpt = "human") -> 
             "-" if r["source_accuracy"] is None else f"{r['source_accuracy']:.2f}",
             "-" if r["num_parameters"] is None else f"{r['num_parameters']:,}",
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 def card_command(

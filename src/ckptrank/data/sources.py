@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -14,16 +16,19 @@ from ._scan import IMAGE_EXTENSIONS, scan_image_files, summarize_bad_files
 from .builtins import list_builtin_datasets, load_builtin
 from .dataset import TargetDataset, encode_labels, stratified_subsample_indices
 
-__all__ = ["DATASET_SPEC_FORMS", "load_dataset"]
+__all__ = ["DATASET_SPEC_FORMS", "TABLE_COLUMN_OPTIONS", "load_dataset", "split_spec_options"]
 
 _BUILTIN_PREFIX = "builtin:"
 _SPLIT_DIRS = ("train", "val", "validation", "test")
 _SPLIT_ALIASES = {"val": ("val", "validation"), "validation": ("validation", "val")}
 _TEXT_COLUMN_PREFERENCE = ("text", "sentence", "content", "document", "gloss")
+#: Spec options of .csv/.jsonl data (``texts.csv?text=review&label=stars``): which column holds what.
+TABLE_COLUMN_OPTIONS = ("label", "text", "path")
 
 DATASET_SPEC_FORMS = (
     "a folder of images with one sub-folder per class (optionally inside train/ val/ test/); "
-    "a .csv or .jsonl file with columns path or text, label and optionally split; "
+    "a .csv or .jsonl file with columns path or text, label and optionally split "
+    "(other column names with ?text=COLUMN, ?path=COLUMN, ?label=COLUMN, joined by &); "
     "a .npz file with arrays 'features' and 'labels' (or a structured .npy with those fields); "
     "a .parquet file with feature columns and 'label'; "
     "a Hugging Face datasets folder written by save_to_disk; "
@@ -139,9 +144,23 @@ def _first_rows(mask: np.ndarray, limit: int = 5) -> str:
     return _list(rows, limit)
 
 
-def _load_table(path: Path, split: str) -> TargetDataset:
+def _column_choice(path: Path, columns: list[str], key: str, name: str) -> str:
+    """``name`` if ``path`` has that column, else a one-line error naming the columns present."""
+    if name in columns:
+        return name
+    close = difflib.get_close_matches(name, columns, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"{path.name} has no {key} column {name!r} (the spec option {key}={name}); "
+        f"columns present: {_list(columns)}.{hint}"
+    )
+
+
+def _load_table(path: Path, split: str, options: dict[str, str] | None = None) -> TargetDataset:
+    options = dict(options or {})
     df = _read_table(path)
     columns = [str(c) for c in df.columns]
+    df.columns = columns
     if len(df) == 0:
         if path.suffix.lower() == ".csv":
             raise ValueError(
@@ -152,22 +171,42 @@ def _load_table(path: Path, split: str) -> TargetDataset:
             f"{path.name} has no records; expected one JSON object per line with keys "
             '"path" or "text", and "label", e.g. {"text": "a sentence", "label": "positive"}'
         )
-    if "path" in columns:
+    if "path" in options and "text" in options:
+        raise ValueError(
+            f"{path.name}: choose the path column (images) or the text column (texts), not both "
+            f"(path={options['path']}, text={options['text']})"
+        )
+    if "path" in options:
+        modality, item_column = "image", _column_choice(path, columns, "path", options["path"])
+    elif "text" in options:
+        modality, item_column = "text", _column_choice(path, columns, "text", options["text"])
+    elif "path" in columns:
         modality, item_column = "image", "path"
     elif "text" in columns:
         modality, item_column = "text", "text"
     else:
         raise ValueError(
             f"{path.name} needs a 'path' (images) or 'text' column and a 'label' column; "
-            f"columns present: {_list(columns)}"
+            f"columns present: {_list(columns)}. Name other columns with the spec options "
+            f"{path.name}?text=COLUMN (or path=COLUMN) and &label=COLUMN (command line: --text-column, "
+            "--path-column, --label-column)"
         )
-    if "label" not in columns:
-        raise ValueError(f"{path.name} has no 'label' column; columns present: {_list(columns)}")
-    label_values = df["label"]
+    if "label" in options:
+        label_column = _column_choice(path, columns, "label", options["label"])
+    elif "label" in columns:
+        label_column = "label"
+    else:
+        raise ValueError(
+            f"{path.name} has no 'label' column; columns present: {_list(columns)}. Name another with "
+            f"the spec option {path.name}?label=COLUMN (command line: --label-column COLUMN)"
+        )
+    if label_column == item_column:
+        raise ValueError(f"{path.name}: the label column and the {item_column!r} column must differ")
+    label_values = df[label_column]
     missing = label_values.isna().to_numpy()
     if missing.all():
         raise ValueError(
-            f"{path.name}: the 'label' column is empty (0 of {len(df)} rows have a label); "
+            f"{path.name}: the {label_column!r} column is empty (0 of {len(df)} rows have a label); "
             "give every sample a label (a class name or number)"
         )
     if missing.any():
@@ -443,7 +482,56 @@ def _load_hf(path: Path, split: str) -> TargetDataset:
 # entry point
 
 
+def split_spec_options(spec: str) -> tuple[str, dict[str, str]]:
+    """``"texts.csv?text=review&label=stars"`` -> ``("texts.csv", {"text": "review", "label": "stars"})``.
+
+    A spec naming an existing file or folder is taken whole (its name may hold a ``?``). Values
+    are percent-decoded (``%26`` is ``&``), so column names holding ``&``, ``=`` or ``?`` can be
+    given. Options: :data:`TABLE_COLUMN_OPTIONS`.
+
+    Raises
+    ------
+    ValueError
+        A malformed, repeated or unknown option.
+    """
+    if "?" not in spec or Path(spec).expanduser().exists():
+        return spec, {}
+    base, _, query = spec.partition("?")
+    options: dict[str, str] = {}
+    for part in query.split("&"):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        value = unquote(value.strip())
+        if not sep or not key or not value:
+            raise ValueError(
+                f"data option {part!r} of {spec!r} must look like KEY=VALUE, "
+                f"e.g. {base}?text=review&label=stars"
+            )
+        if key not in TABLE_COLUMN_OPTIONS:
+            close = difflib.get_close_matches(key, TABLE_COLUMN_OPTIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"unknown data option {key!r} in {spec!r}; valid options: "
+                f"{', '.join(TABLE_COLUMN_OPTIONS)} (the columns of a .csv/.jsonl file).{hint}"
+            )
+        if key in options:
+            raise ValueError(f"data option {key!r} is given twice in {spec!r}")
+        options[key] = value
+    return base, options
+
+
 def _resolve(spec: str, split: str) -> TargetDataset:
+    spec, options = split_spec_options(spec)
+    if options:
+        suffix = Path(spec).suffix.lower()
+        if spec.startswith(_BUILTIN_PREFIX) or suffix not in (".csv", ".jsonl"):
+            raise ValueError(
+                f"data options ({', '.join(f'{k}={v}' for k, v in options.items())}) choose the columns of "
+                f"a .csv or .jsonl file; {spec!r} is not one (the --label-column, --text-column and "
+                "--path-column flags apply to such files only)"
+            )
     if spec.startswith(_BUILTIN_PREFIX):
         return load_builtin(spec[len(_BUILTIN_PREFIX) :], split)
     path = Path(spec).expanduser()
@@ -453,9 +541,9 @@ def _resolve(spec: str, split: str) -> TargetDataset:
         )
     if path.is_dir():
         return _load_hf(path, split) if _is_hf_folder(path) else _load_image_folder(path, split)
+    if path.suffix.lower() in (".csv", ".jsonl"):
+        return _load_table(path, split, options)
     loaders = {
-        ".csv": _load_table,
-        ".jsonl": _load_table,
         ".npz": _load_npz,
         ".npy": _load_npy,
         ".parquet": _load_parquet,
@@ -490,11 +578,13 @@ def load_dataset(
         One of: a folder of images with one sub-folder per class (if it holds ``train/``,
         ``val/`` or ``test/`` folders, the requested split is used); a ``.csv`` / ``.jsonl`` file
         with columns ``path`` (images; relative paths resolve against the file's folder) or
-        ``text``, ``label`` and optionally ``split``; a ``.npz`` with arrays ``features`` and
-        ``labels`` (optionally ``split``), or a structured ``.npy`` with those fields; a
-        ``.parquet`` file with numeric feature columns (or one list column ``features``),
-        ``label`` and optionally ``split``; a Hugging Face ``datasets`` folder written by
-        ``save_to_disk`` (image or text column auto-detected, labels in ``label``); or
+        ``text``, ``label`` and optionally ``split`` (other column names with the spec options
+        ``?text=COLUMN``, ``?path=COLUMN``, ``?label=COLUMN``, joined by ``&``:
+        ``reviews.csv?text=review&label=stars``; values are percent-decoded); a ``.npz`` with
+        arrays ``features`` and ``labels`` (optionally ``split``), or a structured ``.npy`` with
+        those fields; a ``.parquet`` file with numeric feature columns (or one list column
+        ``features``), ``label`` and optionally ``split``; a Hugging Face ``datasets`` folder
+        written by ``save_to_disk`` (image or text column auto-detected, labels in ``label``); or
         ``builtin:fashion-mnist``, ``builtin:digits``, ``builtin:wordnet-supersense``.
     split : str, default "train"
         Which split to load. Sources without splits load every sample and record the split
@@ -518,8 +608,9 @@ def load_dataset(
         The spec names no existing file or folder, or a built-in's package is not installed.
     ValueError
         Unknown format or built-in (the message lists the valid forms), missing columns (the
-        message lists the columns present), empty class folders, missing labels, an unknown
-        split, or missing/unreadable image files with ``on_unreadable="fail"``.
+        message lists the columns present), bad spec options, empty class folders, missing
+        labels, an unknown split, or missing/unreadable image files with
+        ``on_unreadable="fail"``.
 
     Examples
     --------
