@@ -621,6 +621,21 @@ def bench_command(
     on_unreadable: OnUnreadableOpt = OnUnreadable.error,
     offline: OfflineOpt = False,
     verbose: VerboseOpt = False,
+    allow_code: Annotated[
+        bool,
+        typer.Option(
+            "--allow-code", help="Allow py: checkpoints of a suite .json file (they run Python code)."
+        ),
+    ] = False,
+    held_out: Annotated[
+        bool,
+        typer.Option(
+            "--held-out",
+            help="Evaluate the default ranker on tasks it was not fitted on: leave one task out and leave "
+            "one suite out over neucrab-mini and the published suites, paired with the best single measure "
+            "(chosen on the training tasks), the parameter count and the previous default.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate transferability measures against fine-tuning ground truth on a benchmark suite.
 
@@ -642,6 +657,9 @@ def bench_command(
         fmt = check_format(output_format, FORMATS)
         if list_only:
             _list_suites(fmt)
+            return
+        if held_out:
+            _held_out(fmt, results, cache_dir, bootstrap)
             return
         if suite is None:
             raise ValueError("choose a suite with --suite NAME (see ckptrank bench --list)")
@@ -694,6 +712,7 @@ def bench_command(
                 trust_checkpoint=trust_checkpoint,
                 on_error="raise" if debug_enabled() else "record",
                 on_progress=say,
+                **({"allow_code": True} if allow_code and chosen.can_score and scores is None else {}),
             )
         emit(result, fmt, verbose=verbose)
         if report is not None:
@@ -704,6 +723,56 @@ def bench_command(
                 typer.echo(f"wrote {written['html']} and {len(written) - 1} more file(s)", err=True)
 
     run_with_error_mapping(run)
+
+
+def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: int) -> None:
+    """``ckptrank bench --held-out``: the default ranker's held-out evaluation, both schemes."""
+    from rich.table import Table
+
+    from ckptrank.bench.meta import LEARNED, held_out_evaluation, meta_table
+    from ckptrank.bench.store import default_store_path
+
+    store = results or str(default_store_path(cache_dir))
+    rows, truth = meta_table(store=store)
+    out: dict[str, Any] = {}
+    for scheme, title in (("task", "leave one task out"), ("suite", "leave one suite out")):
+        held = held_out_evaluation(rows, truth, scheme=scheme, n_bootstrap=bootstrap)
+        ev = held.evaluation
+        versus = {scope: ev.versus(LEARNED, scope=scope) for scope in ["all", *ev.track_names]}
+        if fmt == "json":
+            out[scheme] = {
+                "summary": json.loads(ev.summary.reset_index().to_json(orient="records")),
+                "versus": {
+                    k: json.loads(v.reset_index().to_json(orient="records")) for k, v in versus.items()
+                },
+            }
+            continue
+        table = Table(
+            title=f"default ranker, held out ({title}): mean weighted tau",
+            caption=f"{LEARNED} vs each comparator on the same (task, checkpoint) pairs: diff [95% paired "
+            "bootstrap interval], ✓/✗ when it excludes 0, ≈ otherwise. The best single measure is chosen on "
+            "the training tasks only.",
+            caption_justify="left",
+        )
+        table.add_column("ranker / comparator")
+        scopes = ["all", *ev.track_names]
+        for scope in scopes:
+            table.add_column(scope, justify="right")
+        for name, row in ev.summary.iterrows():
+            cells = [str(name)]
+            for scope in scopes:
+                tau = row["weighted_tau"] if scope == "all" else row.get(f"weighted_tau:{scope}")
+                text = _fmt(tau)
+                hit = versus[scope]
+                if name != LEARNED and name in hit.index:
+                    r = hit.loc[name]
+                    mark = {"better": "✗", "worse": "✓", "tie": "≈"}.get(str(r["verdict"]), "")
+                    text += f" ({-r['diff']:+.2f} [{-r['ci_high']:+.2f}, {-r['ci_low']:+.2f}] {mark})"
+                cells.append(text)
+            table.add_row(*cells)
+        _print(table)
+    if fmt == "json":
+        typer.echo(json.dumps(out, indent=2, default=str))
 
 
 def register(app: typer.Typer) -> None:

@@ -557,6 +557,31 @@ def _is_missing(value: Any) -> bool:
         return True
 
 
+def _uses_ranker_row(row: dict[str, Any]) -> bool:
+    return not _is_missing(row.get("p_best"))
+
+
+def uses_default_ranker(frame: pd.DataFrame) -> bool:
+    """Whether the default ranker (with its p_best) made the ranking's rank column."""
+    return "p_best" in frame.columns and bool(frame["p_best"].notna().any())
+
+
+def decision_line(frame: pd.DataFrame) -> str | None:
+    """``"Fine-tune these 3: a, b, c (...)"`` from the shortlist, or None without the default ranker."""
+    if not uses_default_ranker(frame):
+        return None
+    chosen = frame[frame["shortlist"].astype(bool)]
+    if chosen.empty:
+        return None
+    total = float(chosen["p_best"].sum())
+    names = ", ".join(str(c) for c in chosen["checkpoint"])
+    return (
+        f"Fine-tune {'this' if len(chosen) == 1 else f'these {len(chosen)}'}: {names} "
+        f"(probability {total:.0%} that the best is {'this one' if len(chosen) == 1 else 'among them'}, "
+        "from the default ranker's held-out error)."
+    )
+
+
 def _row_cells(row: dict[str, Any], names: list[str], *, baseline_ranks: bool = True) -> list[str]:
     """Plain-text cells of one ranking row (no markup)."""
     if row.get("status", "ok") != "ok":
@@ -564,7 +589,11 @@ def _row_cells(row: dict[str, Any], names: list[str], *, baseline_ranks: bool = 
     else:
         cells = ["—" if _is_missing(row["rank"]) else str(int(row["rank"])), str(row["checkpoint"])]
         cells += [_fmt_score(row[name]) for name in names]
-        cells.append("—" if _is_missing(row["consensus_rank"]) else f"{row['consensus_rank']:.2f}")
+        if _uses_ranker_row(row):
+            star = " ★" if row.get("shortlist") else ""
+            cells.append(f"{100 * row['p_best']:.0f}%{star}")
+        else:
+            cells.append("—" if _is_missing(row["consensus_rank"]) else f"{row['consensus_rank']:.2f}")
         cells.append("—" if _is_missing(row["seconds"]) else f"{row['seconds']:.1f}")
     params = _fmt_params(row["num_parameters"])
     if baseline_ranks and params != "—" and not _is_missing(row.get("num_parameters_rank")):
@@ -597,12 +626,21 @@ def _rank_table(frame: pd.DataFrame, title: str, dropped: frozenset[str]) -> Tab
     consensus_measures = list(frame.attrs.get("consensus_measures", names))
     records = frame.to_dict(orient="records")
     rows = [_row_cells(row, names, baseline_ranks="#n" not in dropped) for row in records]
-    headers = ["rank", "checkpoint", *names, "consensus", "time s", "params", "src acc"]
-    keep = [header not in dropped or header in ("rank", "checkpoint", "consensus") for header in headers]
-    caption = (
-        "Scores: higher = predicted more transferable, each measure on its own scale. "
-        f"consensus = mean of the per-measure ranks ({', '.join(consensus_measures)}; 1 = best)."
-    )
+    ranker = uses_default_ranker(frame)
+    middle = "p(best)" if ranker else "consensus"
+    headers = ["rank", "checkpoint", *names, middle, "time s", "params", "src acc"]
+    keep = [header not in dropped or header in ("rank", "checkpoint", middle) for header in headers]
+    if ranker:
+        caption = (
+            "Scores: higher = predicted more transferable, each measure on its own scale. "
+            f"rank = {frame.attrs.get('ranker', 'the default ranker')}. p(best) = probability that it "
+            "fine-tunes best; ★ = the shortlist holding the best with 90% probability."
+        )
+    else:
+        caption = (
+            "Scores: higher = predicted more transferable, each measure on its own scale. "
+            f"consensus = mean of the per-measure ranks ({', '.join(consensus_measures)}; 1 = best)."
+        )
     baselines = [h for h in ("params", "src acc") if h not in dropped]
     if baselines:
         verb = "are target-blind baselines" if len(baselines) > 1 else "is a target-blind baseline"
@@ -674,7 +712,11 @@ def emit(frame: pd.DataFrame, output_format: str, *, verbose: bool = False) -> N
                 typer.echo(row["checkpoint"])
         return
     render_table(frame)
-    print_notes(list(frame.attrs.get("notes", [])), verbose=verbose)
+    decision = decision_line(frame)
+    if decision:
+        typer.echo(decision)
+    notes = [n for n in frame.attrs.get("notes", []) if not n.startswith("rank: default ranker")]
+    print_notes(notes, verbose=verbose)
 
 
 def rank_command(

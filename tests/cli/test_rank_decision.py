@@ -1,0 +1,30 @@
+"""The decision the rank table states: p(best), the shortlist and the 'fine-tune these' line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ckptrank.cli.rank import decision_line, uses_default_ranker
+
+
+def _frame(p_best, shortlist):
+    return pd.DataFrame(
+        {"checkpoint": ["a", "b", "c"], "p_best": p_best, "shortlist": shortlist, "rank": [1, 2, 3]}
+    )
+
+
+def test_decision_line_names_the_shortlist_and_its_probability():
+    frame = _frame([0.6, 0.35, 0.05], [True, True, False])
+    assert uses_default_ranker(frame)
+    assert decision_line(frame) == (
+        "Fine-tune these 2: a, b (probability 95% that the best is among them, from the default ranker's "
+        "held-out error)."
+    )
+    one = _frame([0.97, 0.02, 0.01], [True, False, False])
+    assert decision_line(one).startswith("Fine-tune this: a (probability 97% that the best is this one")
+
+
+def test_no_decision_without_the_default_ranker():
+    frame = _frame([np.nan] * 3, [False] * 3)
+    assert not uses_default_ranker(frame) and decision_line(frame) is None
