@@ -3,20 +3,27 @@
 :func:`write_report` writes into a folder:
 
 * ``report.html``: one page with no external resource (figures embedded as base64 PNG data
-  URIs, inline CSS): the summary table (every measure beside the static baselines, intervals,
-  the paired comparison with the best baseline), the means per track, the paired comparisons of
-  every two rows, the seed agreement and reliability of the ground truth, the random-init sanity
-  check, the weighted tau of every measure on every task, the recomputed vs reported values
-  (published suites), the figures, the notes, the provenance and the configuration;
+  URIs, inline CSS): one sentence saying which ranker or measure to use and why
+  (:func:`recommendation`), the headline summary table (every measure beside the static
+  baselines, its interval, the paired comparison with the best baseline and its verdict, narrow
+  enough for a 1400 px screen) with the other statistics in a ``<details>`` table, the means per
+  track, the paired comparisons of every two rows, the seed agreement and reliability of the
+  ground truth, the random-init sanity check, the weighted tau of every measure on every task,
+  the recomputed vs reported values (published suites), the figures, the notes, the provenance
+  and the configuration;
 * ``figures/*.png``: weighted tau with its intervals per measure, the per-task heat map, cost vs
   quality (when timings exist), score vs ground truth per measure and task, and recomputed vs
   reported;
 * ``summary.csv``, ``per_task.csv``, ``comparisons.csv``, ``seed_agreement.csv``,
   ``controls.csv``, ``scores.csv``, ``reported.csv`` (when any) and ``evaluation.json``.
 
-Files of the same names are replaced; other files in the folder are left alone. The figures are
-drawn with :class:`matplotlib.figure.Figure` and the Agg renderer (never ``pyplot``), so drawing
-neither needs a display nor changes the user's matplotlib backend.
+Colours follow the paired verdict against the best baseline everywhere (table and figures):
+green only for "better" (interval of the difference above 0), orange for "worse", dark grey for
+"level" or no interval. Wide tables scroll inside their own box, so the page itself never scrolls
+sideways, on a phone included. Files of the same names are replaced; other files in the folder
+are left alone. The figures are drawn with :class:`matplotlib.figure.Figure` and the Agg
+renderer (never ``pyplot``), so drawing neither needs a display nor changes the user's
+matplotlib backend.
 """
 
 from __future__ import annotations
@@ -35,13 +42,18 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from .evaluate import Evaluation
     from .harness import BenchResult
 
-__all__ = ["figure_files", "render_html", "write_report"]
+__all__ = ["figure_files", "recommendation", "render_html", "write_report"]
 
+#: Colours of the paired verdict against the best baseline: better (interval of the difference
+#: above 0), worse (below 0), tie or no interval (neutral), and the baselines themselves.
 _GOOD = "#1b7837"
 _MARKED = "#d95f02"
-_BASELINE = "#7f7f7f"
+_NEUTRAL = "#4d4d4d"
+_BASELINE = "#9a9a9a"
+_VERDICT_COLORS = {"better": _GOOD, "worse": _MARKED, "tie": _NEUTRAL}
 _SEED = "#2c7fb8"
 _DPI = 110
 _STAT_LABELS = {
@@ -52,32 +64,60 @@ _STAT_LABELS = {
 }
 
 _CSS = """
+* { box-sizing: border-box; }
 body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; margin: 0;
-       color: #222; background: #fafafa; }
+       color: #222; background: #fafafa; overflow-wrap: break-word; }
 main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; background: #fff; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; overflow-wrap: anywhere; }
 h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 p.lead { color: #555; margin-top: 0; }
+p.recommend { font-size: 1.08em; background: #f4f7fb; border-left: 4px solid #2c7fb8; padding: 8px 12px; }
 table { border-collapse: collapse; font-size: 0.86em; margin: 10px 0; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
-table.summary { font-size: 0.8em; }
-th { background: #f2f2f2; }
 td.name, th.name { text-align: left; }
+td.name { white-space: normal; overflow-wrap: anywhere; min-width: 7em; max-width: 20em; }
+table.details th { white-space: normal; min-width: 3.6em; }
+table.details td.name { max-width: 14em; }
+th { background: #f2f2f2; }
 tr.baseline td { color: #666; background: #f7f7f7; font-style: italic; }
-tr.marked td.measure::after { content: " \\2717"; color: #d95f02; font-weight: bold; }
-tr.tie td.measure::after { content: " \\2248"; color: #777; font-weight: bold; }
-tr.beats td.measure::after { content: " \\2713"; color: #1b7837; font-weight: bold; }
+tr.v-better td.verdict { color: #1b7837; font-weight: bold; }
+tr.v-worse td.verdict { color: #d95f02; font-weight: bold; }
+tr.v-tie td.verdict, tr.v-none td.verdict { color: #4d4d4d; }
+tr.v-better td.measure { border-left: 4px solid #1b7837; }
+tr.v-worse td.measure { border-left: 4px solid #d95f02; }
+tr.v-tie td.measure { border-left: 4px solid #bdbdbd; }
 div.scroll { overflow-x: auto; max-width: 100%; }
+details.more { margin: 6px 0 0; }
+details.more summary { cursor: pointer; color: #2c5f8a; }
 td.flag { color: #b30000; font-weight: bold; }
 td.ok { color: #1b7837; }
 .ci { color: #777; font-size: 0.92em; }
 figure { margin: 18px 0; }
-figure img { max-width: 100%; border: 1px solid #eee; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.85em; }
 ul.notes li { font-size: 0.88em; color: #444; margin: 2px 0; }
-pre { background: #f6f6f6; padding: 10px; font-size: 0.8em; overflow-x: auto; white-space: pre-wrap; }
+pre { background: #f6f6f6; padding: 10px; font-size: 0.8em; overflow-x: auto; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
 .legend { font-size: 0.85em; color: #555; }
+@media (max-width: 640px) {
+  main { padding: 14px 12px 40px; }
+  h1 { font-size: 1.3em; }
+  table { font-size: 0.8em; }
+}
 """
+
+
+def _verdict(row: Any) -> str | None:
+    """The row's paired verdict against the best baseline (None for a baseline or without interval)."""
+    verdict = row.get("verdict") if hasattr(row, "get") else None
+    return verdict if isinstance(verdict, str) and verdict in _VERDICT_COLORS else None
+
+
+def _row_color(row: Any) -> str:
+    """Green only for "better", orange for "worse", neutral for "tie" or no verdict, grey for baselines."""
+    if row["kind"] == "baseline":
+        return _BASELINE
+    return _VERDICT_COLORS.get(_verdict(row) or "", _NEUTRAL)
 
 
 def _figure_class() -> Any:
@@ -158,8 +198,11 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _tau_figure(result: BenchResult) -> bytes:
-    """Mean weighted tau per measure with its bootstrap intervals, beside the baselines."""
+def _tau_figure(result: BenchResult) -> Any:
+    """Mean weighted tau per measure with its bootstrap intervals, beside the baselines.
+
+    Colours follow the paired verdict against the best baseline (:func:`_row_color`).
+    """
     Figure = _figure_class()
     ev = result.evaluation
     summary = ev.summary
@@ -171,8 +214,8 @@ def _tau_figure(result: BenchResult) -> bytes:
     fig = Figure(figsize=(6.8 + 0.065 * longest, 1.2 + 0.42 * n))
     ax = fig.subplots()
     y = np.arange(len(rows))
-    for i, (_, row) in enumerate(rows.iterrows()):
-        color = _BASELINE if row["kind"] == "baseline" else _MARKED if bool(row["marked"]) else _GOOD
+    for i, (name, row) in enumerate(rows.iterrows()):
+        color = _row_color(row)
         low, high = row["weighted_tau_ci_low"], row["weighted_tau_ci_high"]
         if _finite(low) and _finite(high):
             ax.plot([low, high], [i, i], color=color, linewidth=2.2, alpha=0.8, solid_capstyle="butt")
@@ -180,12 +223,12 @@ def _tau_figure(result: BenchResult) -> bytes:
         if _finite(slow) and _finite(shigh):
             ax.plot([slow, shigh], [i - 0.22, i - 0.22], color=_SEED, linewidth=1.4, alpha=0.9)
         if _finite(row["weighted_tau"]):
-            ax.plot([row["weighted_tau"]], [i], "o", color=color, markersize=6)
+            ax.plot([row["weighted_tau"]], [i], "o", color=color, markersize=6, gid=f"point:{name}")
             ax.text(
                 row["weighted_tau"],
                 i + 0.2,
                 f"{row['weighted_tau']:.3f}",
-                fontsize=7.5,
+                fontsize=8,
                 color=color,
                 va="bottom",
             )
@@ -193,17 +236,15 @@ def _tau_figure(result: BenchResult) -> bytes:
     if _finite(best):
         ax.axvline(best, color=_BASELINE, linestyle="--", linewidth=1.0)
         side = "right" if best > 0.5 else "left"
-        ax.text(
-            best, len(rows) - 0.45, " best baseline ", fontsize=7.5, color=_BASELINE, va="bottom", ha=side
-        )
+        ax.text(best, len(rows) - 0.45, " best baseline ", fontsize=8, color=_BASELINE, va="bottom", ha=side)
     reliability = ev.mean_reliability()
     if _finite(reliability):
         ax.axvline(reliability, color=_SEED, linestyle=":", linewidth=1.2)
         side = "right" if reliability > 0.5 else "left"
-        ax.text(reliability, -0.9, "truth reliability ", fontsize=7.5, color=_SEED, va="bottom", ha=side)
+        ax.text(reliability, -0.9, "truth reliability ", fontsize=8, color=_SEED, va="bottom", ha=side)
     ax.axvline(0.0, color="#cccccc", linewidth=0.8)
     ax.set_yticks(y)
-    ax.set_yticklabels([str(name) for name in rows.index], fontsize=8.5)
+    ax.set_yticklabels([str(name) for name in rows.index], fontsize=8.5, parse_math=False)
     ax.set_ylim(-1.0, len(rows) - 0.2)
     ax.set_xlim(-1.05, 1.12)
     ax.set_xlabel("mean weighted Kendall tau over tasks (scipy defaults)", fontsize=8.5)
@@ -214,14 +255,15 @@ def _tau_figure(result: BenchResult) -> bytes:
     conf = round(100 * ev.config.get("confidence", 0.95))
     ax.set_title(
         f"{result.suite.name}: mean weighted tau, {conf}% bootstrap intervals\n"
-        "(thick: over checkpoints; thin blue: over ground-truth seeds)",
+        "(thick: over checkpoints; thin blue: over ground-truth seeds)\n"
+        "green / orange / dark grey: better / worse / level than the best baseline (paired)",
         fontsize=9,
     )
-    _margins(fig, left_chars=longest, top=0.6)
-    return _png(fig)
+    _margins(fig, left_chars=longest, top=0.8)
+    return fig
 
 
-def _heatmap_figure(result: BenchResult) -> bytes:
+def _heatmap_figure(result: BenchResult) -> Any:
     """Weighted tau of every measure and baseline on every task."""
     Figure = _figure_class()
     table = result.evaluation.task_table("weighted_tau")
@@ -247,58 +289,107 @@ def _heatmap_figure(result: BenchResult) -> bytes:
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).ax.tick_params(labelsize=7)
     ax.set_title("weighted tau per task (blank: not evaluated)", fontsize=9)
     _margins(fig, left_chars=longest, bottom=0.3 + 0.05 * tallest, right=0.9)
-    return _png(fig)
+    return fig
 
 
-def _cost_figure(result: BenchResult) -> bytes | None:
-    """Median seconds per checkpoint vs mean weighted tau (None when no timing is known)."""
+def _cost_figure(result: BenchResult) -> Any | None:
+    """Median seconds per checkpoint vs mean weighted tau (None when no timing is known).
+
+    Points are coloured by the paired verdict; labels are placed by
+    :func:`ckptrank.plotting.place_labels` (no two overlap, none leaves the axes).
+    """
+    from ckptrank.plotting import place_labels
+
     summary = result.evaluation.summary
     measures = summary[(summary["kind"] != "baseline") & summary["seconds"].apply(_finite)]
     measures = measures[measures["seconds"].astype(float) > 0]
+    measures = measures[measures["weighted_tau"].apply(_finite)]
     if measures.empty:
         return None
     Figure = _figure_class()
-    fig = Figure(figsize=(7.2, 4.6))
+    fig = Figure(figsize=(7.6, 5.0))
     ax = fig.subplots()
+    xs, ys, names, colors = [], [], [], []
+    y_range: list[float] = []
     for name, row in measures.iterrows():
-        color = _MARKED if bool(row["marked"]) else _GOOD
+        color = _row_color(row)
         x, y = float(row["seconds"]), float(row["weighted_tau"])
-        if _finite(row["weighted_tau_ci_low"]) and _finite(row["weighted_tau_ci_high"]):
-            ax.plot([x, x], [row["weighted_tau_ci_low"], row["weighted_tau_ci_high"]], color=color, alpha=0.5)
-        ax.plot([x], [y], "o", color=color, markersize=6)
-        ax.annotate(str(name), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8)
+        low, high = row["weighted_tau_ci_low"], row["weighted_tau_ci_high"]
+        if _finite(low) and _finite(high):
+            ax.plot([x, x], [low, high], color=color, alpha=0.5)
+            y_range += [float(low), float(high)]
+        ax.plot([x], [y], "o", color=color, markersize=6, gid=f"point:{name}")
+        xs.append(x)
+        ys.append(y)
+        y_range.append(y)
+        names.append(str(name))
+        colors.append(color)
+    fixed = []
     for name, row in summary[summary["kind"] == "baseline"].iterrows():
         if _finite(row["weighted_tau"]):
             ax.axhline(row["weighted_tau"], color=_BASELINE, linestyle="--", linewidth=0.9)
-            ax.text(
-                0.01,
-                row["weighted_tau"],
-                f"{name} (free)",
-                transform=ax.get_yaxis_transform(),
-                fontsize=7,
-                color=_BASELINE,
-                va="bottom",
+            y_range.append(float(row["weighted_tau"]))
+            fixed.append(
+                ax.text(
+                    0.01,
+                    row["weighted_tau"],
+                    f"{name} (free)",
+                    transform=ax.get_yaxis_transform(),
+                    fontsize=8,
+                    color="#666666",
+                    va="bottom",
+                    parse_math=False,
+                    gid=f"baseline:{name}",
+                )
             )
     ax.set_xscale("log")
-    ax.set_xlabel("median seconds to score one checkpoint on one task (extraction excluded)", fontsize=8.5)
-    ax.set_ylabel("mean weighted tau", fontsize=8.5)
-    ax.set_title("cost vs quality (up and left is better)", fontsize=9)
+    low_x, high_x = min(xs), max(xs)
+    ax.set_xlim(low_x / 1.5, high_x * 1.5)
+    low_y, high_y = min(y_range), max(y_range)
+    span = (high_y - low_y) or 0.5
+    ax.set_ylim(low_y - 0.08 * span, high_y + 0.12 * span)
+    ax.set_xlabel("median seconds to score one checkpoint on one task (extraction excluded)", fontsize=9)
+    ax.set_ylabel("mean weighted tau", fontsize=9)
+    ax.tick_params(labelsize=8.5)
+    ax.set_title(
+        "cost vs quality (up and left is better); green / orange / dark grey:\n"
+        "better / worse / level vs the best baseline (paired interval)",
+        fontsize=9,
+    )
     ax.grid(color="#eeeeee")
-    _margins(fig, left_chars=6)
-    return _png(fig)
+    _margins(fig, left_chars=6, top=0.6)
+    place_labels(ax, xs, ys, names, colors=colors, fontsize=8.5, fixed=fixed)
+    return fig
 
 
-def _scatter_figure(result: BenchResult, measure: str) -> bytes:
-    """Score vs ground truth of one measure (or baseline), one panel per task."""
+def _scatter_figure(result: BenchResult, measure: str) -> Any:
+    """Score vs ground truth of one measure (or baseline), one panel per task.
+
+    Up to 16 checkpoints per panel are labelled (names cut in their middle beyond 24 characters)
+    by :func:`ckptrank.plotting.place_labels`: no two labels overlap and none leaves its panel.
+    """
+    from ckptrank.plotting import place_labels, shorten_middle
+
     Figure = _figure_class()
     ev = result.evaluation
     pairs = ev.pairs[ev.pairs["measure"] == measure]
     tasks = [t for t in ev.tasks if t in set(pairs["task"])]
     n = max(len(tasks), 1)
-    cols = min(n, 4)
+    cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(3.1 * cols, 2.7 * rows + 0.4))
+    width, height = 4.2 * cols, 3.4 * rows + 0.6
+    fig = Figure(figsize=(width, height))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    # fixed margins in inches (tight_layout would draw every panel twice), set before the labels
+    # are placed, since placing them measures the panels
+    fig.subplots_adjust(
+        left=0.7 / width,
+        right=1.0 - 0.15 / width,
+        bottom=0.45 / height,
+        top=1.0 - 0.7 / height,
+        wspace=0.25,
+        hspace=0.45,
+    )
     per_task = ev.per_task[(ev.per_task["measure"] == measure) & (ev.per_task["statistic"] == "weighted_tau")]
     taus = dict(zip(per_task["task"], per_task["value"], strict=True))
     kind = pairs["kind"].iloc[0] if len(pairs) else "measure"
@@ -329,28 +420,25 @@ def _scatter_figure(result: BenchResult, measure: str) -> bytes:
         if (~control).any():
             best = int(np.flatnonzero(~control)[np.argmax(y[~control])])
             ax.plot([x[best]], [y[best]], "o", color=_GOOD, markersize=6, fillstyle="none")
-        if len(x) <= 16:
-            for xi, yi, label in zip(x, y, rows_t["checkpoint"], strict=True):
-                ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(3, 2), fontsize=6)
-        ax.margins(x=0.18, y=0.12)
-        ax.set_title(f"{task}: τw = {_fmt(taus.get(task))}", fontsize=8.5)
-        ax.tick_params(labelsize=7)
+        ax.margins(x=0.12, y=0.12)
+        ax.set_title(f"{task}: τw = {_fmt(taus.get(task))}", fontsize=9, parse_math=False)
+        ax.tick_params(labelsize=8)
         ax.grid(color="#eeeeee")
+        if len(x) <= 16:
+            labels = [shorten_middle(str(label), 24) for label in rows_t["checkpoint"]]
+            place_labels(ax, x, y, labels, colors=["#333333"] * len(labels), fontsize=8, max_widen=6)
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
     suffix = " (target-blind baseline)" if kind == "baseline" else ""
     fig.suptitle(
         f"{measure}{suffix}: score (x) vs fine-tuned accuracy (y); x = random-init control (not in τw)",
         fontsize=10,
+        parse_math=False,
     )
-    # Fixed margins: tight_layout would draw every panel twice.
-    top = 1.0 - 0.55 / fig.get_figheight()
-    bottom = 0.45 / fig.get_figheight()
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=bottom, top=top, wspace=0.28, hspace=0.45)
-    return _png(fig)
+    return fig
 
 
-def _reported_figure(result: BenchResult) -> bytes | None:
+def _reported_figure(result: BenchResult) -> Any | None:
     rep = result.evaluation.reported
     if rep is None or not rep["recomputed"].apply(_finite).any():
         return None
@@ -378,21 +466,21 @@ def _reported_figure(result: BenchResult) -> bytes | None:
     ax.legend(fontsize=8)
     ax.grid(color="#eeeeee")
     _margins(fig, left_chars=6)
-    return _png(fig)
+    return fig
 
 
 def figure_files(result: BenchResult) -> dict[str, bytes]:
     """Every figure of the report as PNG bytes, keyed by file name."""
-    figures: dict[str, bytes] = {"weighted_tau.png": _tau_figure(result)}
-    figures["weighted_tau_per_task.png"] = _heatmap_figure(result)
+    figures: dict[str, bytes] = {"weighted_tau.png": _png(_tau_figure(result))}
+    figures["weighted_tau_per_task.png"] = _png(_heatmap_figure(result))
     cost = _cost_figure(result)
     if cost is not None:
-        figures["cost_vs_quality.png"] = cost
+        figures["cost_vs_quality.png"] = _png(cost)
     reported = _reported_figure(result)
     if reported is not None:
-        figures["reported_vs_recomputed.png"] = reported
+        figures["reported_vs_recomputed.png"] = _png(reported)
     for name in result.evaluation.summary.index:
-        figures[f"scores_{_slug(str(name))}.png"] = _scatter_figure(result, str(name))
+        figures[f"scores_{_slug(str(name))}.png"] = _png(_scatter_figure(result, str(name)))
     return figures
 
 
@@ -417,45 +505,67 @@ def _diff_cell(diff: Any, low: Any, high: Any) -> str:
     return text
 
 
+_VERDICT_TEXT = {"better": "better ✓", "worse": "worse ✗", "tie": "level ≈"}
+
+
+def _row_class(row: Any) -> str:
+    if row["kind"] == "baseline":
+        return "baseline"
+    return f"v-{_verdict(row) or 'none'}"
+
+
 def _summary_table(result: BenchResult) -> str:
+    """The headline table: few, narrow columns, so it fits a laptop screen without scrolling."""
     summary = result.evaluation.summary
-    ks = result.evaluation.config.get("ks", [1, 3])
+    conf = round(100 * result.evaluation.config.get("confidence", 0.95))
     head = [
-        "measure",
-        "weighted τ",
-        "tasks",
-        "CI checkpoints",
-        "CI seeds",
-        "Kendall τ",
-        "Pearson",
-        "Spearman",
+        ("measure", "name"),
+        ("weighted τ", ""),
+        (f"{conf}% CI", ""),
+        ("tasks", ""),
+        ("best baseline", "name"),
+        ("diff vs baseline (paired)", ""),
+        ("verdict", ""),
+        ("s / ckpt", ""),
     ]
-    head += [f"Rel@{k}" for k in ks] + [f"hit@{k}" for k in ks]
-    head += [
-        "regret",
-        "s / ckpt",
-        "best baseline",
-        "diff vs baseline (paired)",
-        "P(> base)",
-        "controls below",
-    ]
-    out = ["<div class='scroll'><table class='summary'><thead><tr>"]
-    out += [f"<th class='{'name' if h in ('measure', 'best baseline') else ''}'>{_e(h)}</th>" for h in head]
+    out = ["<div class='scroll'><table class='summary' id='summary'><thead><tr>"]
+    out += [f"<th class='{cls}'>{_e(h)}</th>" for h, cls in head]
     out.append("</tr></thead><tbody>")
     for name, row in summary.iterrows():
-        classes = []
-        if row["kind"] == "baseline":
-            classes.append("baseline")
-        elif not _missing(row["beats_baseline"]):
-            verdict = row.get("verdict")
-            classes.append(
-                "beats" if bool(row["beats_baseline"]) else "marked" if verdict == "worse" else "tie"
-            )
+        verdict = _verdict(row)
+        baseline = row["kind"] == "baseline"
+        best = "" if _missing(row["best_baseline"]) else _e(row["best_baseline"])
+        if best and _finite(row["best_baseline_tau"]):
+            best += f" <span class='ci'>({_fmt(row['best_baseline_tau'])})</span>"
+        mark = "" if baseline else _VERDICT_TEXT.get(verdict or "", "—")
         cells = [
             f"<td class='name measure'>{_e(name)}</td>",
             f"<td><b>{_fmt(row['weighted_tau'])}</b></td>",
-            f"<td>{int(row['n_tasks'])}</td>",
             f"<td class='ci'>{_fmt_ci(row['weighted_tau_ci_low'], row['weighted_tau_ci_high'])}</td>",
+            f"<td>{int(row['n_tasks'])}</td>",
+            f"<td class='name'>{best}</td>",
+            f"<td>{_diff_cell(row['diff_vs_baseline'], row['diff_ci_low'], row['diff_ci_high'])}</td>",
+            f"<td class='verdict'>{_e(mark)}</td>",
+            f"<td>{'free' if baseline else _seconds(row['seconds'])}</td>",
+        ]
+        out.append(f"<tr class='{_row_class(row)}' data-verdict='{_e(verdict or '')}'>{''.join(cells)}</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _details_table(result: BenchResult) -> str:
+    """The other statistics of the summary, in a second table (inside a ``<details>`` element)."""
+    summary = result.evaluation.summary
+    ks = result.evaluation.config.get("ks", [1, 3])
+    head = ["measure", "CI seeds", "Kendall τ", "Pearson", "Spearman"]
+    head += [f"Rel@{k}" for k in ks] + [f"hit@{k}" for k in ks]
+    head += ["regret", "τ vs base (common pairs)", "common tasks / pairs", "P(> base)", "controls below"]
+    out = ["<div class='scroll'><table class='details' id='summary-details'><thead><tr>"]
+    out += [f"<th class='{'name' if h == 'measure' else ''}'>{_e(h)}</th>" for h in head]
+    out.append("</tr></thead><tbody>")
+    for name, row in summary.iterrows():
+        cells = [
+            f"<td class='name measure'>{_e(name)}</td>",
             f"<td class='ci'>{_fmt_ci(row['weighted_tau_seed_ci_low'], row['weighted_tau_seed_ci_high'])}"
             "</td>",
             f"<td>{_fmt(row['kendall_tau'])}</td>",
@@ -465,25 +575,117 @@ def _summary_table(result: BenchResult) -> str:
         cells += [f"<td>{_fmt(row.get(f'rel@{k}'))}</td>" for k in ks]
         cells += [f"<td>{_fmt(row.get(f'hit@{k}'), 2)}</td>" for k in ks]
         cells.append(f"<td>{_fmt(row['top1_regret'], 2)}</td>")
-        cells.append(f"<td>{'free' if row['kind'] == 'baseline' else _seconds(row['seconds'])}</td>")
-        best = row["best_baseline"]
-        best_text = "" if _missing(best) else _e(best)
-        if best_text:
-            best_text += (
-                f" <span class='ci'>({_fmt(row['best_baseline_tau'])} vs {_fmt(row['weighted_tau_common'])} "
-                f"on {int(row['n_common_tasks'])} task(s), {int(row['n_common_pairs'])} pairs)</span>"
-            )
-        cells.append(f"<td class='name'>{best_text}</td>")
-        cells.append(
-            f"<td>{_diff_cell(row['diff_vs_baseline'], row['diff_ci_low'], row['diff_ci_high'])}</td>"
-        )
+        if _missing(row["best_baseline"]):
+            cells += ["<td>—</td>", "<td>—</td>"]
+        else:
+            cells.append(f"<td>{_fmt(row['weighted_tau_common'])} vs {_fmt(row['best_baseline_tau'])}</td>")
+            cells.append(f"<td>{int(row['n_common_tasks'])} / {int(row['n_common_pairs'])}</td>")
         cells.append(f"<td>{_fmt(row['p_beats_baseline'], 2)}</td>")
         tasks = int(row.get("controls_tasks", 0) or 0)
         below = f"{int(row['controls_below'])}/{tasks}" if tasks else "—"
         cells.append(f"<td>{below}</td>")
-        out.append(f"<tr class='{' '.join(classes)}'>{''.join(cells)}</tr>")
+        out.append(f"<tr class='{_row_class(row)}'>{''.join(cells)}</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
+
+
+def _display_name(name: str, kind: str) -> str:
+    return "the default ranker (ckptrank rank)" if kind == "default" else str(name)
+
+
+def recommendation(evaluation: Evaluation) -> str:
+    """One sentence saying which ranker or measure to use and why, from the paired comparisons.
+
+    Among the rows that beat their best target-blind baseline (paired interval of the difference
+    above 0), the one of highest mean weighted tau is recommended, or the default ranker when it
+    is among them and the other is not better than it (paired). When nothing beats the baseline,
+    the sentence says so plainly and names the baseline, which costs nothing.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+        A result of :func:`ckptrank.bench.evaluate.evaluate`.
+
+    Returns
+    -------
+    str
+        Plain text (not HTML).
+    """
+    summary = evaluation.summary
+    conf = round(100 * evaluation.config.get("confidence", 0.95))
+    rows = summary[summary["weighted_tau"].apply(_finite)]
+    candidates = rows[rows["kind"] != "baseline"]
+    baselines = rows[rows["kind"] == "baseline"]
+    if candidates.empty:
+        if baselines.empty:
+            return "Nothing to recommend: no row has a mean weighted τ (too few checkpoints or tasks)."
+        top = baselines["weighted_tau"].astype(float).idxmax()
+        return (
+            f"Only target-blind baselines were evaluated; the best is {top} (mean weighted τ "
+            f"{_fmt(baselines.loc[top, 'weighted_tau'])}); score the checkpoints with measures to "
+            "compare them."
+        )
+
+    def who(name: Any) -> str:
+        return _display_name(str(name), str(candidates.loc[name, "kind"]))
+
+    def tau(name: Any) -> str:
+        n = int(candidates.loc[name, "n_tasks"])
+        return f"mean weighted τ {_fmt(candidates.loc[name, 'weighted_tau'])} over {n} task{'s' * (n != 1)}"
+
+    def interval(row: Any) -> str:
+        return f"[{float(row['diff_ci_low']):+.2f}, {float(row['diff_ci_high']):+.2f}]"
+
+    if baselines.empty or candidates["best_baseline"].apply(_missing).all():
+        top = candidates["weighted_tau"].astype(float).idxmax()
+        return (
+            f"Use {who(top)}: {tau(top)}, the highest here; no target-blind baseline was evaluated on the "
+            "same checkpoints, so whether it beats one is not known."
+        )
+    verdicts = candidates.apply(_verdict, axis=1)
+    better = candidates[verdicts == "better"]
+    if len(better):
+        pick = better["weighted_tau"].astype(float).idxmax()
+        clause = ""
+        defaults = [n for n in better.index if better.loc[n, "kind"] == "default"]
+        if defaults and pick != defaults[0]:
+            versus = evaluation.comparison(str(pick), str(defaults[0]))
+            if versus is not None and versus["verdict"] != "better":
+                clause = (
+                    f"; {pick}'s higher mean ({_fmt(better.loc[pick, 'weighted_tau'])}) is not "
+                    f"distinguishable from it (paired {conf}% interval of the difference "
+                    f"[{versus['ci_low']:+.2f}, {versus['ci_high']:+.2f}])"
+                )
+                pick = defaults[0]
+        row = better.loc[pick]
+        return (
+            f"Use {who(pick)}: {tau(pick)}, above the free baseline {row['best_baseline']} "
+            f"({_fmt(row['best_baseline_tau'])} on the same pairs) by {float(row['diff_vs_baseline']):+.3f}, "
+            f"paired {conf}% interval {interval(row)} above 0{clause}."
+        )
+    top = candidates["weighted_tau"].astype(float).idxmax()
+    row = candidates.loc[top]
+    base = row["best_baseline"]
+    if _missing(base):
+        return (
+            f"Nothing here is shown to beat a target-blind baseline; the highest is {who(top)} ({tau(top)})."
+        )
+    base_tau = _fmt(row["best_baseline_tau"])
+    if _verdict(row) is None:
+        return (
+            f"Nothing here is shown to beat the free baseline {base} ({base_tau}): no paired interval was "
+            f"computed (n_bootstrap=0); the highest is {who(top)} ({tau(top)})."
+        )
+    if _verdict(row) == "tie":
+        how = f"level with it (paired {conf}% interval of the difference {interval(row)} contains 0)"
+        advice = f"rank by {base}, which costs nothing, or by {who(top)}, which does no worse"
+    else:
+        how = f"worse (paired {conf}% interval of the difference {interval(row)} below 0)"
+        advice = f"rank by {base}, which costs nothing"
+    return (
+        f"Nothing here beats the free baseline {base} (mean weighted τ {base_tau} on the same pairs): "
+        f"the best, {who(top)} ({tau(top)}), is {how}; {advice}."
+    )
 
 
 def _track_table(result: BenchResult) -> str:
@@ -585,7 +787,8 @@ def _truth_table(result: BenchResult) -> str:
         "seeds (every split into two halves, weighted τ between the half means), stepped up to all seeds "
         "with the Spearman-Brown formula. The seed mean is less noisy than one seed, so a measure can "
         "exceed the seed agreement; the reliability is the figure to hold measures against.</p>",
-        "<table><thead><tr><th class='name'>task</th><th class='name'>track</th><th>seeds</th>"
+        "<div class='scroll'><table><thead><tr><th class='name'>task</th><th class='name'>track</th>"
+        "<th>seeds</th>"
         "<th>checkpoints</th><th>seed agreement</th><th>reliability</th></tr></thead><tbody>",
     ]
     for row in truth.itertuples(index=False):
@@ -598,7 +801,7 @@ def _truth_table(result: BenchResult) -> str:
         f"<tr class='baseline'><td class='name'>mean</td><td></td><td></td><td></td>"
         f"<td>{_fmt(ev.mean_seed_agreement())}</td><td>{_fmt(ev.mean_reliability())}</td></tr>"
     )
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -742,24 +945,26 @@ def render_html(result: BenchResult, figures: dict[str, bytes] | None = None) ->
         "table": "a score table given by the caller",
         "none": "no scores: only the static baselines",
     }.get(result.source, result.source)
-    verdicts = {m: ev.summary.loc[m, "verdict"] for m in ev.measures}
+    verdicts = {m: _verdict(ev.summary.loc[m]) for m in ev.measures}
     beating = [m for m, v in verdicts.items() if v == "better"]
     worse = [m for m, v in verdicts.items() if v == "worse"]
     tied = [m for m, v in verdicts.items() if v == "tie"]
     verdict = ""
     if ev.baselines and ev.measures:
         verdict = (
-            f"<p><b>{len(beating)} of {len(ev.measures)}</b> measures beat the best static baseline "
+            f"<p><b>{len(beating)} of {len(ev.measures)}</b> rows beat the best static baseline "
             f"(paired interval of the difference above 0){': ' + _e(', '.join(beating)) if beating else ''}. "
             f"Significantly worse ✗: {_e(', '.join(worse)) or 'none'}; "
             f"not distinguishable ≈: {_e(', '.join(tied)) or 'none'}.</p>"
         )
     captions = {
-        "weighted_tau.png": "Mean weighted tau over tasks per measure, with bootstrap intervals; grey = "
-        "target-blind baselines, orange = does not beat the best baseline (paired), green = beats it; "
+        "weighted_tau.png": "Mean weighted tau over tasks per measure, with bootstrap intervals; light "
+        "grey = target-blind baselines; against the best baseline (paired interval of the difference): "
+        "green = better (above 0), orange = worse (below 0), dark grey = level (contains 0) or no interval; "
         "dotted: reliability of the seed-mean ground truth.",
         "weighted_tau_per_task.png": "Weighted tau of every measure and baseline on every task.",
-        "cost_vs_quality.png": "Median scoring time per checkpoint against mean weighted tau.",
+        "cost_vs_quality.png": "Median scoring time per checkpoint against mean weighted tau, coloured "
+        "as above (green only when the paired interval against the best baseline lies above 0).",
         "reported_vs_recomputed.png": "Weighted tau / Pearson recomputed from the published scores "
         "against the values the source reports.",
     }
@@ -768,6 +973,7 @@ def render_html(result: BenchResult, figures: dict[str, bytes] | None = None) ->
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>ckptrank bench: {_e(suite.name)}</title><style>{_CSS}</style></head><body><main>",
         f"<h1>ckptrank bench: {_e(suite.name)}</h1>",
+        f"<p class='recommend' id='recommendation'>{_e(recommendation(ev))}</p>",
         f"<p class='lead'>{_e(suite.description)}</p>",
         f"<p>{len(ev.tasks)} task(s), {len(suite.checkpoints)} checkpoint(s); scores: {_e(source)}; "
         f"ground-truth protocol: {_e(result.config.get('protocol'))}; "
@@ -776,15 +982,21 @@ def render_html(result: BenchResult, figures: dict[str, bytes] | None = None) ->
         verdict,
         "<h2>Summary (mean over each row's tasks)</h2>",
         "<p class='legend'>Weighted τ is <code>scipy.stats.weightedtau</code> with its defaults "
-        "(comparable with published numbers), averaged over the row's own tasks (their number is shown; "
-        "random-initialised controls left out). CI checkpoints: bootstrap over checkpoints; CI seeds: "
-        "bootstrap over fine-tuning seeds. Grey rows are target-blind baselines. The comparison with the "
-        "best baseline is paired: both on the (task, checkpoint) pairs they share, with the same "
-        "checkpoint resamples; ✓ when the 95% interval of the difference lies above 0, ✗ below 0, ≈ when "
-        "it contains 0. P(&gt; base): share of paired resamples in which the measure is better. Controls "
-        "below: tasks on which every random-init control is scored below every pre-trained checkpoint. "
-        "s / ckpt: median seconds to score one checkpoint (feature extraction excluded).</p>",
+        "(comparable with published numbers), averaged over the row's own tasks (random-initialised "
+        "controls left out), with its bootstrap interval over checkpoints. Grey rows are target-blind "
+        "baselines. The comparison with the best baseline is paired: both on the (task, checkpoint) pairs "
+        "they share, with the same checkpoint resamples; <b>better</b> ✓ (green) when the interval of the "
+        "difference lies above 0, <b>worse</b> ✗ (orange) below 0, <b>level</b> ≈ (grey) when it contains "
+        "0. s / ckpt: median seconds to score one checkpoint (feature extraction excluded).</p>",
         _summary_table(result),
+        "<details class='more'><summary>More statistics: interval over seeds, other correlations, "
+        "top-k, regret, the paired comparison in full, controls</summary>",
+        "<p class='legend'>CI seeds: bootstrap over fine-tuning seeds. τ vs base: the row's and the best "
+        "baseline's mean weighted τ on the (task, checkpoint) pairs they share. P(&gt; base): share of "
+        "paired resamples in which the row is better. Controls below: tasks on which every random-init "
+        "control is scored below every pre-trained checkpoint.</p>",
+        _details_table(result),
+        "</details>",
     ]
     if ev.track_names:
         parts += ["<h2>Mean weighted τ per track (tasks)</h2>", _track_table(result)]
