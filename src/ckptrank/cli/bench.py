@@ -458,8 +458,11 @@ def emit(
         return
     from rich.text import Text
 
+    from ckptrank.bench.report import recommendation
+
     console = console or table_console()
     _print_summary(result, console)
+    console.print(Text(recommendation(result.evaluation)), soft_wrap=False, overflow="fold", highlight=False)
     console.print(Text(_truth_line(result)), soft_wrap=False, overflow="fold", highlight=False)
     for table in _task_tables(result, console):
         console.print(table)
