@@ -309,3 +309,22 @@ def test_file_bad_inputs(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="must read timm:NAME or torchvision:NAME"):
         save_file({"w": torch.zeros(1)}, str(tmp_path / "w.safetensors"))
         load_checkpoint(f"file:{tmp_path / 'w.safetensors'}?arch=resnet18")
+
+
+def test_py_preprocessing_options_and_the_default_is_stated(tmp_path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(
+        "import torch\n"
+        "def build():\n"
+        "    nn = torch.nn\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n"
+    )
+    plain = load_checkpoint(f"py:{path}:build")
+    assert plain.preprocessing.image_size == 224 and plain.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert any("no preprocessing declared" in note for note in plain.card["notes"])
+    small = load_checkpoint(f"py:{path}:build?size=28&mean=0.5&std=0.25,0.25,0.25")
+    prep = small.preprocessing
+    assert (prep.image_size, prep.resize_size, prep.mean, prep.std) == (28, 32, (0.5,) * 3, (0.25,) * 3)
+    assert "notes" not in small.card
+    with pytest.raises(CheckpointError, match=r"std needs 1 or 3 numbers above 0, got '0'"):
+        load_checkpoint(f"py:{path}:build?std=0")

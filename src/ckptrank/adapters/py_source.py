@@ -3,11 +3,13 @@
 The function is called without arguments and must return an ``nn.Module``. Importing and
 calling it runs the user's own code: naming it in a spec is that choice, so no
 ``trust_checkpoint`` is needed (a ``?weights=`` file is still read safely). Preprocessing
-comes from the module's ``preprocessing`` attribute (a :class:`Preprocessing` or a dict of
-its fields), else 224 px with ImageNet mean/std. Text modules (``?modality=text`` or a text
-``preprocessing``) must provide ``prepare(texts) -> batch`` (a tensor or a dict of tensors fed
-as keyword arguments). Features are the input of the last ``nn.Linear`` when that Linear
-produces the module's output (then logits = output), else the pooled output itself.
+comes from the spec's ``?size=``/``resize=``/``mean=``/``std=``, then the module's
+``preprocessing`` attribute (a :class:`Preprocessing` or a dict of its fields), else 224 px with
+ImageNet mean/std, which the card's ``notes`` then state (the ranking shows it). Text modules
+(``?modality=text`` or a text ``preprocessing``) must provide ``prepare(texts) -> batch`` (a
+tensor or a dict of tensors fed as keyword arguments). Features are the input of the last
+``nn.Linear`` when that Linear produces the module's output (then logits = output), else the
+pooled output itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from ._source import (
     closest_hint,
     opt_bool,
     opt_choice,
+    opt_float_tuple,
+    opt_int,
     register_source,
     resolve_path,
 )
@@ -43,7 +47,17 @@ OPTIONS = {
     "head": "1 (default): treat a last Linear that produces the output as the classifier; 0: the output is "
     "the features",
     "pool": "pooling of 3-D outputs: 'mean' (default) or 'cls'",
+    "size": "image input size in pixels (overrides the module's preprocessing; default 224)",
+    "resize": "resize before the centre crop, in pixels (default: size * 256 / 224)",
+    "mean": "per-channel normalisation mean, e.g. 0.5,0.5,0.5 (default ImageNet's)",
+    "std": "per-channel normalisation std, e.g. 0.5,0.5,0.5 (default ImageNet's)",
 }
+
+#: Said on the card when a ``py:`` image module declares no preprocessing.
+DEFAULT_PREPROCESSING_NOTE = (
+    "no preprocessing declared: images are resized to 224 px and normalised with ImageNet's mean/std; if the "
+    "model was trained otherwise, set ?size=...&mean=...&std=... or a module-level `preprocessing`"
+)
 
 _DEFAULT_IMAGE = Preprocessing(modality="image", image_size=224, resize_size=256)
 
@@ -115,6 +129,33 @@ def _preprocessing(module: nn.Module, modality: str | None, spec: str) -> Prepro
     return prep
 
 
+def _override(prep: Preprocessing, parsed: ParsedSpec) -> Preprocessing:
+    """Apply ``?size=``, ``?resize=``, ``?mean=``, ``?std=`` to an image preprocessing."""
+    if prep.modality != "image":
+        given = [k for k in ("size", "resize", "mean", "std") if k in parsed.options]
+        if given:
+            raise CheckpointError(f"{parsed.spec!r}: {', '.join(given)} apply to image modules only")
+        return prep
+    size = opt_int(parsed, "size", None, minimum=8)
+    changes: dict[str, Any] = {}
+    if size is not None:
+        changes["image_size"] = size
+        changes["resize_size"] = round(size * 256 / 224)
+    resize = opt_int(parsed, "resize", None, minimum=8)
+    if resize is not None:
+        changes["resize_size"] = resize
+    for key in ("mean", "std"):
+        if key in parsed.options:
+            values = opt_float_tuple(parsed, key, ())
+            if len(values) not in (1, 3) or (key == "std" and min(values) <= 0):
+                raise CheckpointError(
+                    f"{parsed.spec!r}: {key} needs 1 or 3 numbers{' above 0' if key == 'std' else ''}, "
+                    f"got {parsed.options[key]!r}"
+                )
+            changes[key] = values * 3 if len(values) == 1 else values
+    return dataclasses.replace(prep, **changes) if changes else prep
+
+
 def build_module_checkpoint(
     module: nn.Module,
     *,
@@ -125,7 +166,11 @@ def build_module_checkpoint(
 ) -> Checkpoint:
     """Wrap any ``nn.Module`` (``py:`` constructors, trusted pickles) as a checkpoint."""
     module.eval()
-    preprocessing = _preprocessing(module, modality, parsed.spec)
+    preprocessing = _override(_preprocessing(module, modality, parsed.spec), parsed)
+    declared = getattr(module, "preprocessing", None) is not None
+    chosen = any(k in parsed.options for k in ("size", "resize", "mean", "std"))
+    if preprocessing.modality == "image" and not declared and not chosen:
+        card = {**card, "notes": [*card.get("notes", []), DEFAULT_PREPROCESSING_NOTE]}
     if preprocessing.modality == "text":
         prepare = getattr(module, "prepare", None)
         if not callable(prepare):
