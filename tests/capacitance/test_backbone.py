@@ -154,7 +154,7 @@ def test_no_gradients_are_left_on_the_checkpoint() -> None:
 
 
 def test_large_image_sets_are_prepared_batch_by_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ckptrank.capacitance import backbone
+    from ckptrank.measures import _beff_backbone as backbone  # the implementation reads the constant
 
     ckpt = load_checkpoint("zoo:cnn-fm04")
     data = _squares()

@@ -11,7 +11,8 @@ import torch
 
 import ckptrank
 from ckptrank import get_measure
-from ckptrank.measures.leep import _expected_empirical_prediction, leep
+from ckptrank.measures._validation import check_source_probs
+from ckptrank.measures.leep import _expected_empirical_prediction, _joint_pass, leep
 from ckptrank.measures.nce import nce
 from ckptrank.testing.synthetic import source_probs_for
 
@@ -246,3 +247,94 @@ def test_returns_python_float() -> None:
 def test_bad_inputs_raise(theta: np.ndarray, labels: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         leep(theta, labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# The blocked fast path: same value and same validation as the plain formula
+# ----------------------------------------------------------------------------------------------
+
+
+def leep_plain(P: np.ndarray, labels: np.ndarray) -> float:
+    """The paper's formula with dense one-hot matrix products in float64, rows renormalised first."""
+    theta = P.astype(np.float64) / P.astype(np.float64).sum(axis=1, keepdims=True)
+    onehot = (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
+    joint = onehot.T @ theta / len(labels)
+    conditional = joint / joint.sum(axis=0, keepdims=True)
+    return float(np.mean(np.log(np.sum(theta @ conditional.T * onehot, axis=1))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n", "n_source", "n_classes"), [(3000, 1000, 40), (1500, 64, 3), (700, 9000, 10)])
+def test_blocked_computation_matches_the_plain_formula(
+    dtype: type, n: int, n_source: int, n_classes: int
+) -> None:
+    """Several row blocks (1000 columns: 524 rows per block), float32 and float64 input, 1e-12 relative."""
+    rng = np.random.default_rng(n)
+    y = rng.permutation(np.arange(n) % n_classes)
+    P = random_probs(rng, n, n_source, temperature=0.3).astype(dtype)
+    assert leep(P, y) == pytest.approx(leep_plain(P, y), rel=1e-12)
+
+
+def test_strided_and_fortran_inputs_give_the_same_value() -> None:
+    rng = np.random.default_rng(7)
+    y = np.arange(1200) % 5
+    P = random_probs(rng, 1200, 1500)
+    expected = leep(P, y)
+    assert leep(np.asfortranarray(P), y) == pytest.approx(expected, rel=1e-14)
+    wide = np.zeros((1200, 3000))
+    wide[:, ::2] = P
+    assert leep(wide[:, ::2], y) == pytest.approx(expected, rel=1e-14)
+    assert leep(torch.from_numpy(P.astype(np.float32)), y) == pytest.approx(
+        leep_plain(P.astype(np.float32), y), rel=1e-12
+    )
+
+
+def test_row_sums_are_those_the_validator_checks() -> None:
+    """The fast path accepts exactly what check_source_probs accepts: same float64 row sums, bit for bit."""
+    from ckptrank.measures._validation import check_features
+
+    rng = np.random.default_rng(2)
+    P = random_probs(rng, 2000, 1000).astype(np.float32)
+    _, sums, lowest = _joint_pass(P, np.arange(2000) % 3, 3)
+    np.testing.assert_array_equal(sums, check_features(P).sum(axis=1))
+    assert lowest == float(P.min())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [1 + 0.98e-3, 1 - 0.98e-3, 1 + 1.02e-3, 1 - 1.02e-3])
+def test_row_sum_tolerance_is_the_validators(dtype: type, scale: float) -> None:
+    rng = np.random.default_rng(5)
+    y = np.arange(1500) % 4
+    P = random_probs(rng, 1500, 800)
+    P[1400] *= scale  # in the third block
+    P = P.astype(dtype)
+    try:
+        check_source_probs(P, n_samples=1500)
+    except ValueError as err:
+        with pytest.raises(ValueError) as got:
+            leep(P, y)
+        assert str(got.value) == str(err)
+    else:
+        assert leep(P, y) == pytest.approx(leep_plain(P, y), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (np.nan, "NaN"),
+        (np.inf, "infinite"),
+        (-np.inf, "negative|infinite"),
+        (-1e-9, "negative"),
+        (0.5, "sum to 1"),
+    ],
+)
+def test_a_bad_entry_in_a_late_block_gives_the_validators_error(bad: float, match: str) -> None:
+    rng = np.random.default_rng(6)
+    y = np.arange(1500) % 4
+    P = random_probs(rng, 1500, 800)
+    P[1499, 3] = bad  # the last block, after valid ones
+    with pytest.raises(ValueError, match=match) as got:
+        leep(P, y)
+    with pytest.raises(ValueError) as expected:
+        check_source_probs(P, n_samples=1500)
+    assert str(got.value) == str(expected.value)

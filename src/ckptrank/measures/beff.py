@@ -17,9 +17,9 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.linear_model import BayesianRidge
 
-from ckptrank.capacitance.probe import ProbeRun, train_probe
-from ckptrank.measures._registry import register_measure
-from ckptrank.measures._validation import check_features_and_labels, check_labels
+from ._beff_probe import ProbeRun, train_probe
+from ._registry import register_measure
+from ._validation import check_features_and_labels, check_labels
 
 __all__ = [
     "beff",
@@ -61,7 +61,7 @@ def _cached_run(features: Any, labels: Any, options: dict[str, Any]) -> ProbeRun
 
 def _cached_backbone_run(model: Any, labels: Any, options: dict[str, Any]) -> ProbeRun:
     """Train once per (checkpoint, samples, labels, options) with the backbone fine-tuned."""
-    from ckptrank.capacitance.backbone import ModelInput, train_probe_backbone
+    from ._beff_backbone import ModelInput, train_probe_backbone
 
     if not isinstance(model, ModelInput):
         raise ValueError(
