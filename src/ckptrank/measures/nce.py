@@ -42,8 +42,42 @@ def _hard_source_labels(source: Any, n_samples: int) -> tuple[np.ndarray, int | 
                 "they must describe the same samples"
             )
         return np.unique(arr, return_inverse=True)[1].ravel(), None
+    fast = _plain_argmax(source, n_samples)
+    if fast is not None:
+        return fast
     theta = check_source_probs(source, n_samples=n_samples)
     return np.argmax(theta, axis=1), theta.shape[1]  # numpy's argmax returns the first maximum on ties
+
+
+#: Rows per block of the fast path (about 4 MiB of float64 per block).
+_BLOCK_BYTES = 4 * 2**20
+#: :func:`check_source_probs`'s row-sum tolerance for float32/float64 input (its default ``atol``).
+_ROW_SUM_ATOL = 1e-3
+
+
+def _plain_argmax(source: Any, n_samples: int) -> tuple[np.ndarray, int] | None:
+    """Argmax of a float32/float64 probability matrix, validated in the same pass; None to take the slow path.
+
+    The argmax of the row-normalised probabilities is the argmax of the rows themselves (a
+    positive scale per row), so no float64 copy of the matrix is needed: one pass in row blocks
+    reads each row's sum, smallest entry and argmax. Anything in doubt (another dtype or shape,
+    NaN or infinity, a negative entry, a row sum off by more than the tolerance) returns None and
+    goes through :func:`check_source_probs`, so errors and accepted inputs are exactly its own.
+    """
+    if not isinstance(source, np.ndarray) or source.dtype not in (np.float32, np.float64):
+        return None
+    if source.ndim != 2 or source.shape[0] != n_samples or source.shape[1] < 2:
+        return None
+    n, columns = source.shape
+    z = np.empty(n, dtype=np.intp)
+    step = max(1, _BLOCK_BYTES // (8 * columns))
+    for start in range(0, n, step):
+        block = source[start : start + step]
+        sums = block.sum(axis=1, dtype=np.float64)
+        if not (np.isfinite(sums).all() and block.min() >= 0 and np.abs(sums - 1.0).max() <= _ROW_SUM_ATOL):
+            return None
+        z[start : start + step] = np.argmax(block, axis=1)
+    return z, columns
 
 
 def _warn_if_undersampled(z: np.ndarray, n_source_columns: int | None) -> None:
