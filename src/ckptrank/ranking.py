@@ -23,23 +23,23 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import functools
 import inspect
 import json
 import logging
 import math
-import pickle
 import platform
 import re
 import time
 import warnings
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ckptrank import pipeline
 from ckptrank._atomic import replace_file, replace_text
 from ckptrank.combine import DEFAULT_MEASURES
 
@@ -133,9 +133,7 @@ def on_unreadable_default(policy: OnUnreadable) -> Iterator[None]:
 
 
 def _load_checkpoint(spec: str, *, trust_checkpoint: bool, device: str | None) -> Any:
-    from ckptrank.adapters import load_checkpoint
-
-    return load_checkpoint(spec, trust_checkpoint=trust_checkpoint, device=device or "cpu")
+    return pipeline.load_checkpoint(spec, trust_checkpoint=trust_checkpoint, device=device)
 
 
 def _check_spec(spec: str) -> None:
@@ -149,68 +147,19 @@ def _check_spec(spec: str) -> None:
 
 def _make_cache(cache_dir: str | Path | None) -> Any:
     """The feature cache, after checking that entries can be written there (one clear error if not)."""
-    from ckptrank.engine.cache import FeatureCache
-
-    cache = FeatureCache(root=cache_dir)
-    cache.check_writable()
-    return cache
+    return pipeline.open_cache(cache_dir)
 
 
 def _extract(
     checkpoint: Any, dataset: Any, *, batch_size: int, device: str | None, cache: Any, progress: bool | None
 ) -> Any:
-    from ckptrank.engine.extraction import extract
-
-    return extract(checkpoint, dataset, batch_size=batch_size, device=device, cache=cache, progress=progress)
-
-
-def _checkpoint_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mark one checkpoint as failed instead of aborting the ranking.
-
-    Besides the usual ones, what loaders raise on a damaged or hostile file: pickle errors (a
-    ``torch.load(weights_only=True)`` refusing a pickle that needs code), ``EOFError`` (an empty
-    or truncated pickle), ``zipfile.BadZipFile``, safetensors' ``SafetensorError``, and
-    ``LookupError`` (an ``IndexError`` from a malformed archive or config).
-    """
-    errors: tuple[type[BaseException], ...] = (
-        ValueError,
-        LookupError,
-        OSError,
-        RuntimeError,
-        ImportError,
-        TypeError,
-        AttributeError,
-        pickle.PickleError,
-        EOFError,
-        zipfile.BadZipFile,
+    return pipeline.extract_features(
+        checkpoint, dataset, batch_size=batch_size, device=device, cache=cache, progress=progress
     )
-    try:
-        from safetensors import SafetensorError
-    except ImportError:  # pragma: no cover - safetensors is a dependency
-        return errors
-    return (*errors, SafetensorError)
 
 
-def _failure_text(err: BaseException) -> str:
-    """One line saying why a checkpoint failed (library messages can span many lines)."""
-    text = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
-    if isinstance(err, pickle.PickleError):
-        # torch wraps the reason in paragraphs of advice: keep the paragraph that names the reason
-        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
-        useful = [p for p in paragraphs if not p.startswith(("Weights only load failed", "Check the doc"))]
-        reason = (useful or paragraphs or [""])[0]
-        reason = re.sub(r"^.*WeightsUnpickler error:\s*", "", reason)[:200] or "no detail"
-        return (
-            f"refused to unpickle the checkpoint ({type(err).__name__}: {reason}): it is corrupt or "
-            "holds more than tensors; ckptrank never runs code from a checkpoint, use a safetensors copy "
-            "of the model"
-        )
-    text = " ".join(text.split())
-    if not text:
-        return type(err).__name__
-    if not isinstance(err, ValueError | LookupError | OSError | RuntimeError | ImportError):
-        return f"{type(err).__name__}: {text}"
-    return text
+#: One checkpoint's pass over the target data (see :class:`ckptrank.pipeline.CheckpointRun`).
+_Run = pipeline.CheckpointRun
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,53 +423,6 @@ def _resolve_options(
 # Running the checkpoints.
 
 
-@dataclass
-class _Run:
-    """One checkpoint's pass over the target data."""
-
-    spec: str
-    status: str = "ok"
-    error: str | None = None
-    name: str | None = None
-    features: Any = None
-    source_probs: Any = None
-    model: Any = None
-    labels: Any = None
-    has_head: bool | None = None
-    num_parameters: int | None = None
-    source_accuracy: float | None = None
-    feature_dim: int | None = None
-    from_cache: bool | None = None
-    load_seconds: float = 0.0
-    extract_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    #: Where the weights came from (file, hub repo@commit) and the pinned hub commit, if any.
-    weights: str | None = None
-    revision: str | None = None
-
-    def fail(self, err: BaseException) -> _Run:
-        self.status = "failed"
-        self.error = _failure_text(err)
-        self.features = self.source_probs = self.model = None
-        return self
-
-
-def _card_accuracy(card: Any) -> float | None:
-    """The source accuracy a checkpoint card states, as a fraction in [0, 1], or None."""
-    if not isinstance(card, Mapping):
-        return None
-    value = card.get("source_accuracy")
-    if value is None:
-        return None
-    try:
-        accuracy = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(accuracy):
-        return None
-    return round(accuracy / 100.0, 10) if accuracy > 1.0 else accuracy
-
-
 def _iter_runs(
     dataset: Any,
     specs: Sequence[str],
@@ -534,67 +436,27 @@ def _iter_runs(
     on_error: OnError,
     needs_model: bool = False,
 ) -> Iterator[_Run]:
-    """Load and run each checkpoint in turn; a failing one yields a ``failed`` run.
+    """Load and run each checkpoint in turn (:func:`ckptrank.pipeline.run_checkpoint`); a failing
+    one yields a ``failed`` run.
 
     With ``needs_model`` the yielded run also holds the loaded checkpoint and the raw samples
     (``run.model``, a :class:`~ckptrank.capacitance.backbone.ModelInput`) until the next one loads.
     """
     for spec in specs:
-        run = _Run(spec=spec)
-        start = time.perf_counter()
-        try:
-            checkpoint = _load_checkpoint(spec, trust_checkpoint=trust_checkpoint, device=device)
-        except _checkpoint_errors() as err:
-            if on_error == "raise":
-                raise
-            logger.info("checkpoint %s failed to load: %s", spec, err)
-            yield run.fail(err)
-            continue
-        run.load_seconds = time.perf_counter() - start
-        run.name = str(getattr(checkpoint, "name", spec))
-        run.has_head = bool(getattr(checkpoint, "has_head", False))
-        if getattr(checkpoint, "layer", None) is None:
-            # The stated accuracy is of the whole network's head, not of an intermediate layer.
-            run.source_accuracy = _card_accuracy(getattr(checkpoint, "card", None))
-        card = getattr(checkpoint, "card", None)
-        if isinstance(card, Mapping):
-            run.weights = None if card.get("weights") is None else str(card["weights"])
-            run.revision = None if card.get("revision") is None else str(card["revision"])
-        with contextlib.suppress(*_checkpoint_errors()):
-            run.num_parameters = int(checkpoint.num_parameters())
-        if not needs_features and not needs_model and not run.has_head:
-            # Every requested measure needs the source head, and this checkpoint has none:
-            # do not spend an extraction on it.
-            run.status = "skipped"
-            yield run
-            continue
-        try:
-            extracted = _extract(
-                checkpoint, dataset, batch_size=batch_size, device=device, cache=cache, progress=progress
-            )
-        except _checkpoint_errors() as err:
-            if on_error == "raise":
-                raise
-            logger.info("checkpoint %s failed to run: %s", spec, err)
-            del checkpoint  # before the next one loads (e.g. after running out of memory)
-            yield run.fail(err)
-            continue
-        run.features = extracted.features
-        run.source_probs = extracted.source_probs
-        run.labels = extracted.labels
-        run.from_cache = bool(getattr(extracted, "from_cache", False))
-        run.extract_seconds = float(getattr(extracted, "seconds", 0.0) or 0.0)
-        run.feature_dim = int(np.shape(extracted.features)[1]) if np.ndim(extracted.features) == 2 else None
-        if run.source_probs is None:
-            run.has_head = False
-        if needs_model and getattr(dataset, "modality", None) != "features":
-            from ckptrank.capacitance.backbone import ModelInput
-
-            fingerprint = getattr(dataset, "fingerprint", None)
-            run.model = ModelInput(
-                checkpoint, dataset.items, fingerprint() if callable(fingerprint) else None
-            )
-        del checkpoint
+        run = pipeline.run_checkpoint(
+            dataset,
+            spec,
+            needs_features=needs_features,
+            cache=cache,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+            trust_checkpoint=trust_checkpoint,
+            on_error=on_error,
+            needs_model=needs_model,
+            load=_load_checkpoint,
+            extract=_extract,
+        )
         yield run
         run.model = None
 
@@ -673,54 +535,7 @@ def _score_run(
     on_error: OnError,
 ) -> tuple[dict[str, float], float]:
     """Score one run with every measure; skipped or failed measures give NaN and a note."""
-    from ckptrank.measures import get_measure, score
-
-    scores: dict[str, float] = {}
-    start = time.perf_counter()
-    for name in names:
-        spec = get_measure(name)
-        scores[name] = math.nan
-        if "source_probs" in spec.requires and run.source_probs is None:
-            run.notes.append(
-                f"{name} skipped: it needs the source-class probabilities of a classification head, "
-                "which this checkpoint (or the chosen layer) does not have"
-            )
-            continue
-        if "features" in spec.requires and run.features is None:
-            run.notes.append(f"{name} skipped: no features were extracted")
-            continue
-        if "model" in spec.requires and run.model is None:
-            run.notes.append(
-                f"{name} skipped: it fine-tunes the checkpoint on the raw samples, which this run does not "
-                "have (the target data are precomputed features)"
-            )
-            continue
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                value = score(
-                    name,
-                    run.features if "features" in spec.requires else None,
-                    run.labels,
-                    source_probs=run.source_probs if "source_probs" in spec.requires else None,
-                    model=run.model if "model" in spec.requires else None,
-                    **options.get(name, {}),
-                )
-            except (ValueError, ArithmeticError, RuntimeError) as err:
-                if on_error == "raise":
-                    raise
-                run.notes.append(f"{name} failed: {' '.join(str(err).split())}")
-                value = math.nan
-        for warning in caught:
-            text = " ".join(str(warning.message).split())
-            text = text.removeprefix(f"{name}: ")
-            note = f"{name} warned: {text}"
-            if note not in run.notes:
-                run.notes.append(note)
-        if not math.isfinite(value) and not any(note.startswith(f"{name} ") for note in run.notes):
-            run.notes.append(f"{name} gave a non-finite score ({value}); left out of the ranks")
-        scores[name] = value if math.isfinite(value) else math.nan
-    return scores, time.perf_counter() - start
+    return pipeline.score_run(run, names, options, on_error)
 
 
 def _versions() -> dict[str, str]:
@@ -755,6 +570,7 @@ def rank(
     on_error: OnError = "record",
     allow_code: bool = False,
     on_unreadable: OnUnreadable = "fail",
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Rank checkpoints for a target task by transferability measures.
 
@@ -797,6 +613,11 @@ def rank(
         Allow ``py:`` specs read from a models file (they run Python code the file names).
     on_unreadable : {"fail", "skip"}
         Missing or unreadable image files of the target data: raise, or drop them with a note.
+    executor : {"local", "ray"}, Executor or None
+        What runs the per-checkpoint units (:func:`ckptrank.pipeline.checkpoint_unit`): None or
+        ``"local"`` runs them in turn in this process; ``"ray"`` or a
+        :class:`~ckptrank.executors.RayExecutor` runs them as Ray tasks (then ``cache_dir`` must be
+        on storage every worker sees). The result is the same whatever runs them.
 
     Returns
     -------
@@ -853,24 +674,42 @@ def rank(
             "the target data are precomputed features: every checkpoint is scored on the same features"
         )
 
-    rows: list[dict[str, Any]] = []
-    checkpoint_notes: dict[str, list[str]] = {}
-    resolved: dict[str, dict[str, str | None]] = {}
-    for run in _iter_runs(
+    from ckptrank.executors import resolve_executor
+
+    runner, own_executor = resolve_executor(executor)
+    unit = functools.partial(
+        pipeline.checkpoint_unit,
         dataset,
-        specs,
-        needs_features=needs_features,
+        names=names,
+        options=options,
         cache=cache,
         device=device,
         batch_size=batch_size,
-        progress=progress,
+        # bars drawn in worker processes would only clutter their logs
+        progress=False if runner.remote else progress,
         trust_checkpoint=trust_checkpoint,
         on_error=on_error,
+        needs_features=needs_features,
         needs_model=needs_model,
-    ):
-        rows.append(_row_for(run, names, options, on_error))
-        checkpoint_notes[run.spec] = list(dict.fromkeys(run.notes))
-        resolved[run.spec] = {"name": run.name, "weights": run.weights, "revision": run.revision}
+        load=_load_checkpoint,
+        extract=_extract,
+        score=_score_run,
+    )
+    try:
+        if runner.remote and callable(getattr(dataset, "fingerprint", None)):
+            dataset.fingerprint()  # memoised: computed once here, not in every task
+        results = runner.map(unit, specs, gpu=str(device or "cpu").startswith("cuda"))
+    finally:
+        if own_executor:
+            runner.close()
+    rows: list[dict[str, Any]] = []
+    checkpoint_notes: dict[str, list[str]] = {}
+    resolved: dict[str, dict[str, str | None]] = {}
+    for result in results:
+        row, notes = _row_for(result, names)
+        rows.append(row)
+        checkpoint_notes[result.spec] = list(dict.fromkeys(notes))
+        resolved[result.spec] = {"name": result.name, "weights": result.weights, "revision": result.revision}
     frame, consensus_measures, ranks_by_checkpoint, combined = _combine(
         rows,
         names,
@@ -917,37 +756,37 @@ def rank(
     return frame
 
 
-def _row_for(
-    run: _Run, names: Sequence[str], options: Mapping[str, Mapping[str, Any]], on_error: OnError
-) -> dict[str, Any]:
-    """Score one run and return its table row (features are released afterwards)."""
+def _row_for(result: pipeline.CheckpointScores, names: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """The table row of one checkpoint unit's result, and the checkpoint's notes."""
+    notes = list(result.notes)
     scores = dict.fromkeys(names, math.nan)
     score_seconds = 0.0
-    if run.status == "ok":
-        scores, score_seconds = _score_run(run, names, options, on_error)
-    elif run.status == "skipped":
-        run.notes.append(
+    if result.status == "ok":
+        scores.update(result.scores)
+        score_seconds = result.score_seconds
+    elif result.status == "skipped":
+        notes.append(
             f"not run: every requested measure ({', '.join(names)}) needs a classification head, "
             "which this checkpoint does not have"
         )
     else:
-        run.notes.append(f"failed: {run.error}")
-    run.features = run.source_probs = None  # release memory before the next checkpoint
-    ok = run.status == "ok"
-    return {
-        "checkpoint": run.spec,
+        notes.append(f"failed: {result.error}")
+    ok = result.status == "ok"
+    row = {
+        "checkpoint": result.spec,
         **scores,
-        "seconds": run.load_seconds + run.extract_seconds + score_seconds if ok else math.nan,
-        "num_parameters": run.num_parameters,
-        "source_accuracy": run.source_accuracy if run.source_accuracy is not None else math.nan,
-        "status": run.status,
-        "error": run.error,
-        "has_head": run.has_head,
-        "feature_dim": run.feature_dim,
-        "from_cache": run.from_cache,
-        "extract_seconds": run.extract_seconds if ok else math.nan,
+        "seconds": result.load_seconds + result.extract_seconds + score_seconds if ok else math.nan,
+        "num_parameters": result.num_parameters,
+        "source_accuracy": result.source_accuracy if result.source_accuracy is not None else math.nan,
+        "status": result.status,
+        "error": result.error,
+        "has_head": result.has_head,
+        "feature_dim": result.feature_dim,
+        "from_cache": result.from_cache,
+        "extract_seconds": result.extract_seconds if ok else math.nan,
         "score_seconds": score_seconds if ok else math.nan,
     }
+    return row, notes
 
 
 def _combine(

@@ -22,6 +22,7 @@ measures ``baseline:num_parameters`` and ``baseline:source_accuracy``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -33,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from ckptrank.executors import resolve_executor
 
 from .evaluate import Evaluation, evaluate_suite, read_scores
 from .store import ResultsStore, _canonical, open_store
@@ -167,6 +170,72 @@ def _load_run(
     )
 
 
+_RUN_COLUMNS = ("task", "checkpoint", "status", "error", "load_seconds", "extract_seconds", "from_cache")
+_SKIPPED = "skipped: needs a classification head, which this checkpoint does not have"
+
+
+def _pair_unit(
+    job: tuple[str, str, Sequence[str]],
+    *,
+    suite: Suite,
+    datasets: Mapping[str, Any],
+    cache: Any,
+    options: Mapping[str, Mapping[str, Any]],
+    needs_features: bool,
+    needs_model: bool,
+    device: str | None,
+    batch_size: int,
+    progress: Any,
+    trust_checkpoint: bool,
+    on_error: str,
+) -> dict[str, Any]:
+    """The unit of :func:`score_suite`: one checkpoint on one task, scored with the measures ``todo``.
+
+    ``job`` is ``(task, checkpoint, todo)``. Runs wherever the executor puts it; writes only the
+    feature cache. Returns the run's summary (the :data:`_RUN_COLUMNS`, ``num_parameters`` and
+    ``source_accuracy``) and ``scores``, a list of ``(measure, value, seconds, error)`` (value
+    NaN with the reason in ``error`` when the measure failed or was skipped); nothing is
+    scored when the checkpoint failed.
+    """
+    from ckptrank import pipeline, ranking
+
+    task, checkpoint, todo = job
+    run = _load_run(
+        suite,
+        task,
+        checkpoint,
+        datasets.get(task),
+        needs_features=needs_features,
+        needs_model=needs_model,
+        cache=cache,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        trust_checkpoint=trust_checkpoint,
+        on_error=on_error,
+    )
+    scored = pipeline.score_measures(run, list(todo), options, on_error, score=ranking._score_run)
+    scores: list[tuple[str, float, float, str | None]] = []
+    if run.status == "skipped":
+        scores = [(name, math.nan, 0.0, _SKIPPED) for name in todo]
+    elif run.status == "ok":
+        for name in todo:
+            error = "; ".join(_one_line(n) for n in scored.measure_notes[name]) or None
+            scores.append((name, scored.scores[name], scored.seconds[name], error))
+    return {
+        "task": task,
+        "checkpoint": checkpoint,
+        "status": run.status,
+        "error": run.error,
+        "load_seconds": run.load_seconds,
+        "extract_seconds": run.extract_seconds,
+        "from_cache": run.from_cache,
+        "num_parameters": run.num_parameters,
+        "source_accuracy": run.source_accuracy,
+        "scores": scores,
+    }
+
+
 def score_suite(
     suite: str | Suite,
     measures: str | Sequence[str] | None = None,
@@ -184,6 +253,7 @@ def score_suite(
     on_progress: Callable[[str], None] | None = None,
     all_pairs: bool = False,
     allow_code: bool = False,
+    executor: Any = None,
 ) -> ScoredSuite:
     """Score the checkpoints of a suite on its tasks, resumably.
 
@@ -223,6 +293,11 @@ def score_suite(
     allow_code : bool
         Allow ``py:`` checkpoints of a suite read from a JSON file (they run Python code);
         implied by ``trust_checkpoint``.
+    executor : {"local", "ray"}, Executor or None
+        What runs the (task, checkpoint) units: None or ``"local"`` in turn in this process,
+        ``"ray"`` or a :class:`~ckptrank.executors.RayExecutor` as Ray tasks (the feature cache
+        must then be on storage every worker sees). Either way the results are recorded in the
+        store by this process only, as each unit finishes.
 
     Returns
     -------
@@ -289,75 +364,92 @@ def score_suite(
                 f"{skipped} (task, checkpoint) pair(s) without ground truth were not scored "
                 "(they cannot be evaluated; all_pairs=True scores them)"
             )
+
+        def baselines_done(checkpoint: str) -> bool:
+            bkey = _canonical(_baseline_key(suite, checkpoint))
+            return all(
+                (_ALL_TASKS, checkpoint, f"{_BASELINE_PREFIX}{column}", bkey) in done
+                for column in BASELINE_COLUMNS
+            )
+
+        # The plan: every (task, checkpoint) that misses a score or its baselines, in suite order.
+        plan: list[tuple[int, str, str, tuple[str, ...]]] = []
+        datasets: dict[str, Any] = {}
+        dataset_notes: dict[str, list[str]] = {}
+        planned_baselines: set[str] = set()
         position = 0
         for task in chosen:
-            dataset = None
+            per_checkpoint = suite.tasks[task].per_checkpoint
             for checkpoint in pairs[task]:
                 position += 1
                 key = _score_key(suite, task, checkpoint, {})
-                todo = [
+                todo = tuple(
                     name
                     for name in names
                     if (task, checkpoint, name, _canonical({**key, "measure_options": options[name]}))
                     not in done
-                ]
-                want_baselines = not suite.tasks[task].per_checkpoint and not all(
-                    (
-                        _ALL_TASKS,
-                        checkpoint,
-                        f"{_BASELINE_PREFIX}{column}",
-                        _canonical(_baseline_key(suite, checkpoint)),
-                    )
-                    in done
-                    for column in BASELINE_COLUMNS
+                )
+                want_baselines = (
+                    not per_checkpoint
+                    and checkpoint not in planned_baselines
+                    and not baselines_done(checkpoint)
                 )
                 if not todo and not want_baselines:
                     continue
+                if want_baselines:
+                    planned_baselines.add(checkpoint)
+                if task not in datasets and not per_checkpoint:
+                    spec = suite.tasks[task]
+                    datasets[task] = ranking._load_target(spec.data, spec.per_class, spec.seed)
+                    dataset_notes[task] = [
+                        f"{task}: {_one_line(note)}" for note in getattr(datasets[task], "notes", None) or []
+                    ]
+                if cache is None and not per_checkpoint:
+                    cache = ranking._make_cache(cache_dir)
+                plan.append((position, task, checkpoint, todo))
+
+        runner, own_executor = resolve_executor(executor)
+        unit = functools.partial(
+            _pair_unit,
+            suite=suite,
+            datasets=datasets,
+            cache=cache,
+            options=options,
+            needs_features=needs_features,
+            needs_model=needs_model,
+            device=device,
+            batch_size=batch_size,
+            progress=False if runner.remote else progress,
+            trust_checkpoint=trust_checkpoint,
+            on_error=on_error,
+        )
+        try:
+            # Units run on the executor; their results are recorded here, by this process alone, as
+            # each arrives (in plan order), so the store is never written concurrently and an
+            # interrupted run keeps what finished.
+            outcomes = runner.imap(
+                unit,
+                [(task, checkpoint, todo) for _, task, checkpoint, todo in plan],
+                gpu=str(device or "cpu").startswith("cuda"),
+            )
+            for position, task, checkpoint, todo in plan:
+                notes.extend(dataset_notes.pop(task, []))
                 if on_progress is not None:
                     on_progress(
                         f"[{position}/{total}] {task} / {checkpoint}: {', '.join(todo) or 'baselines'}"
                     )
-                if dataset is None and not suite.tasks[task].per_checkpoint:
-                    spec = suite.tasks[task]
-                    dataset = ranking._load_target(spec.data, spec.per_class, spec.seed)
-                    for note in getattr(dataset, "notes", None) or []:
-                        notes.append(f"{task}: {_one_line(note)}")
-                if cache is None and not suite.tasks[task].per_checkpoint:
-                    cache = ranking._make_cache(cache_dir)
-                run = _load_run(
-                    suite,
-                    task,
-                    checkpoint,
-                    dataset,
-                    needs_features=needs_features,
-                    needs_model=needs_model,
-                    cache=cache,
-                    device=device,
-                    batch_size=batch_size,
-                    progress=progress,
-                    trust_checkpoint=trust_checkpoint,
-                    on_error=on_error,
-                )
-                runs.append(
-                    {
-                        "task": task,
-                        "checkpoint": checkpoint,
-                        "status": run.status,
-                        "error": run.error,
-                        "load_seconds": run.load_seconds,
-                        "extract_seconds": run.extract_seconds,
-                        "from_cache": run.from_cache,
-                    }
-                )
-                if run.status == "failed":
+                outcome = next(outcomes)
+                runs.append({column: outcome[column] for column in _RUN_COLUMNS})
+                if outcome["status"] == "failed":
                     notes.append(
-                        f"{task} / {checkpoint}: failed, not recorded (a re-run retries it): {run.error}"
+                        f"{task} / {checkpoint}: failed, not recorded (a re-run retries it): "
+                        f"{outcome['error']}"
                     )
                     continue
-                if want_baselines:
+                if not suite.tasks[task].per_checkpoint and not baselines_done(checkpoint):
                     bkey = _baseline_key(suite, checkpoint)
-                    values = {"num_parameters": run.num_parameters, "source_accuracy": run.source_accuracy}
-                    for column, value in values.items():
+                    for column in BASELINE_COLUMNS:
+                        value = outcome[column]
                         results.add_score(
                             suite=suite.name,
                             task=_ALL_TASKS,
@@ -368,16 +460,9 @@ def score_suite(
                             options=bkey,
                         )
                         done.add((_ALL_TASKS, checkpoint, f"{_BASELINE_PREFIX}{column}", _canonical(bkey)))
-                for name in todo:
+                key = _score_key(suite, task, checkpoint, {})
+                for name, value, seconds, error in outcome["scores"]:
                     full_key = {**key, "measure_options": options[name]}
-                    if run.status == "skipped":
-                        value, seconds = math.nan, 0.0
-                        error = "skipped: needs a classification head, which this checkpoint does not have"
-                    else:
-                        before = len(run.notes)
-                        scored, seconds = ranking._score_run(run, [name], options, on_error)
-                        value = scored[name]
-                        error = "; ".join(_one_line(n) for n in run.notes[before:]) or None
                     results.add_score(
                         suite=suite.name,
                         task=task,
@@ -389,7 +474,9 @@ def score_suite(
                         error=error,
                     )
                     done.add((task, checkpoint, name, _canonical(full_key)))
-                run.features = run.source_probs = run.model = None
+        finally:
+            if own_executor:
+                runner.close()
         table = results.table("scores", suite=suite.name)
     finally:
         if own:
@@ -729,7 +816,8 @@ def bench(
         Record the evaluation in the store (when one is used).
     **scoring
         Passed to :func:`score_suite` (tasks, cache_dir, device, batch_size, measure_options,
-        seed, progress, trust_checkpoint, on_error, on_progress, all_pairs); ``tasks`` also restricts the
+        seed, progress, trust_checkpoint, on_error, on_progress, all_pairs, executor); ``tasks`` also
+        restricts the
         evaluation of a given or published score table.
 
     Returns
