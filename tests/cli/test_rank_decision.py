@@ -28,3 +28,15 @@ def test_decision_line_names_the_shortlist_and_its_probability():
 def test_no_decision_without_the_default_ranker():
     frame = _frame([np.nan] * 3, [False] * 3)
     assert not uses_default_ranker(frame) and decision_line(frame) is None
+
+
+def test_unknown_executor_is_one_line_before_any_work():
+    from typer.testing import CliRunner
+
+    from ckptrank.cli.main import app
+
+    result = CliRunner().invoke(
+        app, ["rank", "--data", "builtin:digits", "--models", "zoo:cnn-random", "--executor", "nope"]
+    )
+    assert result.exit_code == 1
+    assert "unknown executor 'nope'; choose one of: local, ray" in result.output

@@ -24,7 +24,15 @@ def run_with_error_mapping(func: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         print("error: interrupted; finished work is cached and a re-run resumes from it", file=sys.stderr)
         raise SystemExit(130) from None
-    except (ValueError, KeyError, FileNotFoundError, PermissionError, RuntimeError, OSError) as err:
+    except (
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        PermissionError,
+        RuntimeError,
+        OSError,
+        ImportError,
+    ) as err:
         if debug_enabled():
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -15,9 +16,11 @@ from .rank import (
     BatchSizeOpt,
     CacheDirOpt,
     DeviceOpt,
+    ExecutorOpt,
     OfflineOpt,
     OnUnreadable,
     OnUnreadableOpt,
+    RayAddressOpt,
     SeedOpt,
     TrustOpt,
     VerboseOpt,
@@ -639,6 +642,8 @@ def bench_command(
             "(chosen on the training tasks), the parameter count and the previous default.",
         ),
     ] = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Evaluate transferability measures against fine-tuning ground truth on a benchmark suite.
 
@@ -694,7 +699,14 @@ def bench_command(
             if fmt == "human":
                 typer.echo(f"scoring {message}", err=True)
 
-        with cli_flag_names(), on_unreadable_default(on_unreadable_policy(on_unreadable)):
+        from ckptrank.executors import get_executor
+
+        runner = get_executor(executor, address=ray_address)
+        with (
+            cli_flag_names(),
+            on_unreadable_default(on_unreadable_policy(on_unreadable)),
+            contextlib.closing(runner),
+        ):
             result = bench(
                 chosen,
                 measures=measures,
@@ -716,6 +728,7 @@ def bench_command(
                 on_error="raise" if debug_enabled() else "record",
                 on_progress=say,
                 **({"allow_code": True} if allow_code and chosen.can_score and scores is None else {}),
+                executor=runner,
             )
         emit(result, fmt, verbose=verbose)
         if report is not None:

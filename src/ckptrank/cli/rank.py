@@ -36,6 +36,7 @@ __all__ = [
     "CacheDirOpt",
     "DataOpt",
     "DeviceOpt",
+    "ExecutorOpt",
     "LabelColumnOpt",
     "ModelsOpt",
     "OfflineOpt",
@@ -43,6 +44,7 @@ __all__ = [
     "OnUnreadableOpt",
     "PathColumnOpt",
     "PerClassOpt",
+    "RayAddressOpt",
     "SeedOpt",
     "TextColumnOpt",
     "TrustOpt",
@@ -210,6 +212,22 @@ def set_offline(offline: bool) -> bool:
     return offline
 
 
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="What runs the per-checkpoint units: local (default) or ray (Ray tasks on a cluster; "
+        "pip install 'ckptrank[ray]'; see docs/cluster.md).",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster for --executor ray: auto, HOST:6379 or ray://HOST:10001 (default $RAY_ADDRESS, "
+        "else a local Ray instance).",
+    ),
+]
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help=OFFLINE_HELP, callback=set_offline, is_eager=True)
 ]
@@ -774,13 +792,17 @@ def rank_command(
         ),
     ] = None,
     verbose: VerboseOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Rank checkpoints for your target task by transferability measures.
 
     Every checkpoint runs once over the target training data (features are cached), each measure
-    scores it, and the table lists the checkpoints by consensus rank (mean of the per-measure ranks).
-    A checkpoint that fails to load is reported and the others are still ranked; the exit code is 0
-    unless every checkpoint failed.
+    scores it, and the default ranker (learned on the benchmark, held-out figures in its caption)
+    orders them, with each one's probability of being the best and the shortlist to fine-tune;
+    with --measures, the consensus (mean rank) of those measures orders them. A checkpoint that
+    fails to load is reported and the others are still ranked; the exit code is 0 unless every
+    checkpoint failed.
     """
 
     def run() -> None:
@@ -796,7 +818,10 @@ def rank_command(
             data, label_column=label_column, text_column=text_column, path_column=path_column
         )
         specs = model_specs(models, allow_code=allow_code or trust_checkpoint) if fmt == "human" else None
-        with cli_flag_names():
+        from ckptrank.executors import get_executor
+
+        runner = get_executor(executor, address=ray_address)
+        with cli_flag_names(), contextlib.closing(runner):
             frame = rank(
                 spec,
                 models,
@@ -812,6 +837,7 @@ def rank_command(
                 on_error="raise" if debug_enabled() else "record",
                 allow_code=allow_code,
                 on_unreadable=on_unreadable_policy(on_unreadable),
+                executor=runner,
             )
         emit(frame, fmt, verbose=verbose)
         if out is not None:
