@@ -290,6 +290,8 @@ def run_checkpoint(
     if isinstance(card, Mapping):
         run.weights = None if card.get("weights") is None else str(card["weights"])
         run.revision = None if card.get("revision") is None else str(card["revision"])
+        # what the loader chose for the user (e.g. a default preprocessing) is said in the ranking
+        run.notes.extend(str(note) for note in card.get("notes", []) or [])
     with contextlib.suppress(*checkpoint_errors()):
         run.num_parameters = int(checkpoint.num_parameters())
     if not needs_features and not needs_model and not run.has_head:

@@ -479,9 +479,13 @@ def _load_target(
     if labels.size == 0:
         raise ValueError(f"the target data {_data_name(data, dataset)!r} has no labelled samples")
     if classes.size < 2:
+        names = getattr(dataset, "classes", None)
+        code = classes[0].item() if hasattr(classes[0], "item") else classes[0]
+        known = names is not None and isinstance(code, int) and code < len(names)
+        shown = names[int(code)] if known else code
         raise ValueError(
             f"the target data {_data_name(data, dataset)!r} has {classes.size} class "
-            f"({classes[0]!r}, {labels.size} samples); ranking needs labelled samples of at least 2 classes"
+            f"({shown!r}, {labels.size} samples); ranking needs labelled samples of at least 2 classes"
         )
     return dataset
 

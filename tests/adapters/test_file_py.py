@@ -328,3 +328,33 @@ def test_py_preprocessing_options_and_the_default_is_stated(tmp_path) -> None:
     assert "notes" not in small.card
     with pytest.raises(CheckpointError, match=r"std needs 1 or 3 numbers above 0, got '0'"):
         load_checkpoint(f"py:{path}:build?std=0")
+
+
+def test_the_default_preprocessing_note_reaches_the_ranking(tmp_path) -> None:
+    import ckptrank
+
+    path = tmp_path / "m.py"
+    path.write_text(
+        "import torch\n"
+        "def build():\n"
+        "    nn = torch.nn\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n"
+    )
+    frame = ckptrank.rank(
+        "builtin:digits",
+        [f"py:{path}:build?size=16"],
+        per_class=3,
+        measures="logme",
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
+    assert not any("no preprocessing declared" in n for n in frame.attrs["notes"])
+    frame = ckptrank.rank(
+        "builtin:digits",
+        [f"py:{path}:build"],
+        per_class=3,
+        measures="logme",
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
+    assert any("no preprocessing declared: images are resized to 224 px" in n for n in frame.attrs["notes"])

@@ -40,3 +40,15 @@ def test_unknown_executor_is_one_line_before_any_work():
     )
     assert result.exit_code == 1
     assert "unknown executor 'nope'; choose one of: local, ray" in result.output
+
+
+def test_one_class_error_names_the_class_not_its_code(tmp_path):
+    from typer.testing import CliRunner
+
+    from ckptrank.cli.main import app
+
+    data = tmp_path / "one.csv"
+    data.write_text("text,label\nhello,positive\nworld,positive\n")
+    result = CliRunner().invoke(app, ["rank", "--data", str(data), "--models", "glove-6b-50d"])
+    assert result.exit_code == 1
+    assert "has 1 class ('positive', 2 samples); ranking needs labelled samples of at least 2" in result.output
