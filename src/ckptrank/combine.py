@@ -331,8 +331,14 @@ def answer_column(
         elif name in scores:
             raw = np.asarray(scores[name], dtype=float)
             values = raw if higher_is_better.get(name, True) else -raw
-            missing = int((~np.isfinite(values[ran])).sum())
-            if 0 < missing < int(ran.sum()) and name not in ("leep", "nce"):
+            unscored = ~np.isfinite(values) & ran
+            if name in ("leep", "nce") and has_head is not None:
+                # a checkpoint without a head cannot have them: only a headed one missing them is news
+                unscored &= np.asarray(has_head, dtype=float) == 1
+            elif name in ("leep", "nce"):
+                unscored[:] = False
+            missing = int(unscored.sum())
+            if 0 < missing < int(ran.sum()):
                 notes.append(
                     f"default ranker: {name} did not score {missing} checkpoint(s); they sit at the middle "
                     "of that feature"

@@ -31,8 +31,8 @@ A re-run with the same settings skips recorded units and restores survivors from
 run continued from disk is step-for-step the run that was not interrupted (same batches, same
 random state). A folder recorded under other settings is an error, never silently reused.
 
-The pipeline's units of work and executors (issue 13) do not exist yet; the units here are the
-(round, candidate) rows, keyed and idempotent, so an executor can run them later.
+The units here are the (round, candidate) rows, keyed and idempotent; ``select`` runs them
+locally (``ckptrank.executors`` runs ``rank`` and ``bench`` on Ray, not yet ``select``).
 """
 
 from __future__ import annotations

@@ -51,4 +51,5 @@ def test_one_class_error_names_the_class_not_its_code(tmp_path):
     data.write_text("text,label\nhello,positive\nworld,positive\n")
     result = CliRunner().invoke(app, ["rank", "--data", str(data), "--models", "glove-6b-50d"])
     assert result.exit_code == 1
-    assert "has 1 class ('positive', 2 samples); ranking needs labelled samples of at least 2" in result.output
+    expected = "has 1 class ('positive', 2 samples); ranking needs labelled samples of at least 2"
+    assert expected in result.output

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ROW",
+    "DEFAULT_ROW_IN_SAMPLE",
     "BenchResult",
     "ScoredSuite",
     "bench",
@@ -56,6 +57,8 @@ __all__ = [
 
 #: Name of the row that evaluates the ``rank`` column of ``ckptrank rank`` with default options.
 DEFAULT_ROW = "ckptrank rank (default)"
+#: Its name on a suite the default ranker was fitted on (the figure is then in-sample).
+DEFAULT_ROW_IN_SAMPLE = "ckptrank rank (default, in-sample)"
 
 logger = logging.getLogger(__name__)
 
@@ -541,7 +544,8 @@ def _snap_saturated(suite: Suite, scores: pd.DataFrame, options: Mapping[str, An
                 n_classes=classes[task],
                 options=options.get(str(measure), {}),
             )
-        except ValueError:
+        except ValueError as err:
+            notes.append(f"{measure} on {task}: saturation not checked ({' '.join(str(err).split())})")
             continue
         scores.loc[group.index, "score"] = snapped
         if note:
@@ -765,8 +769,8 @@ def _fitted_on_note(suite: Suite) -> str | None:
     if suite.name not in suites:
         return None
     return (
-        f"the default ranker was fitted on {suite.name}'s tasks, so the '{DEFAULT_ROW}' row here is "
-        "in-sample; its held-out figures are in `ckptrank bench --held-out`"
+        f"the default ranker was fitted on {suite.name}'s tasks, so its row here ('{DEFAULT_ROW_IN_SAMPLE}') "
+        "is in-sample; its held-out figures are in `ckptrank bench --held-out`"
     )
 
 
@@ -866,10 +870,20 @@ def bench(
             if suite.baselines is not None and "num_parameters" in suite.baselines:
                 known = suite.baselines["num_parameters"].astype(float).dropna()
                 params = known if params is None else known.combine_first(params)
-            answer, answer_notes = default_answer(scored.scores, params)
+            # the default ranks the pre-trained checkpoints (as it was fitted and is evaluated); random-init
+            # controls would shift the within-task ranks it reads
+            controls = set(suite.controls())
+            pretrained = scored.scores[~scored.scores["checkpoint"].isin(controls)]
+            answer, answer_notes = default_answer(pretrained, params)
+            if controls and len(answer):
+                answer_notes.append(
+                    f"'{DEFAULT_ROW}' ranks the pre-trained checkpoints only (the random-init controls are "
+                    "left out of its input, as of every headline figure)"
+                )
             in_sample = _fitted_on_note(suite)
             if in_sample and len(answer):
                 answer_notes.insert(0, in_sample)
+                answer["measure"] = DEFAULT_ROW_IN_SAMPLE
             changed = sorted(set(scoring.get("measure_options") or {}) & set(DEFAULT_MEASURES))
             if changed and len(answer):
                 answer_notes.append(
@@ -930,7 +944,7 @@ def bench(
             min_checkpoints=min_checkpoints,
             tolerance=tolerance,
             tasks=tasks,
-            kinds={DEFAULT_ROW: "default"},
+            kinds={DEFAULT_ROW: "default", DEFAULT_ROW_IN_SAMPLE: "default"},
         )
         config.update(
             protocol=suite.resolve_protocol(protocol),

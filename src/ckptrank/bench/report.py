@@ -590,7 +590,13 @@ def _details_table(result: BenchResult) -> str:
 
 
 def _display_name(name: str, kind: str) -> str:
-    return "the default ranker (ckptrank rank)" if kind == "default" else str(name)
+    if kind != "default":
+        return str(name)
+    if "in-sample" in str(name):
+        return (
+            "the default ranker (ckptrank rank; in-sample here: it was fitted on these tasks, see --held-out)"
+        )
+    return "the default ranker (ckptrank rank)"
 
 
 def recommendation(evaluation: Evaluation) -> str:

@@ -667,6 +667,21 @@ def bench_command(
             _list_suites(fmt)
             return
         if held_out:
+            other = [
+                flag
+                for flag, value in (("--suite", suite), ("--scores", scores), ("--report", report))
+                if value
+            ]
+            if other or executor != "local" or fmt == "csv":
+                given = (
+                    other
+                    + (["--executor"] if executor != "local" else [])
+                    + (["--format csv"] if fmt == "csv" else [])
+                )
+                raise ValueError(
+                    f"--held-out evaluates the default ranker on its own suites; {', '.join(given)} "
+                    "do(es) not apply (use --format human or json, --results, --cache-dir, --bootstrap)"
+                )
             _held_out(fmt, results, cache_dir, bootstrap)
             return
         if suite is None:
