@@ -114,3 +114,14 @@ def test_help_has_examples(command: str) -> None:
     assert out.exit_code == 0
     assert "Examples:" in out.output and f"ckptrank cache {command}" in out.output
     assert "--cache-dir" in out.output and "--format" in out.output
+
+
+def test_ls_lists_assembled_assets(tmp_path: Path) -> None:
+    asset = tmp_path / "assets" / "all-mpnet-base-v2-0123456789ab"
+    asset.mkdir(parents=True)
+    (asset / "model.safetensors").write_bytes(b"x" * 2048)
+    (tmp_path / "assets" / ".all-mpnet-base-v2-0123456789ab.lock").write_text("")
+    human = _run("cache", "ls", "--cache-dir", str(tmp_path))
+    assert human.exit_code == 0 and "all-mpnet-base-v2-0123456789ab (2.0 KB)" in human.output, human.output
+    data = json.loads(_run("cache", "ls", "--cache-dir", str(tmp_path), "--format", "json").output)
+    assert data["assets"] == [{"name": "all-mpnet-base-v2-0123456789ab", "size_bytes": 2048}]

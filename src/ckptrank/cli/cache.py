@@ -70,6 +70,19 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
+def _assets(root: Path) -> list[tuple[str, int]]:
+    """Assembled model folders in ``<cache>/assets`` (the built-in all-mpnet-base-v2) and their sizes."""
+    folder = root / "assets"
+    if not folder.is_dir():
+        return []
+    out = []
+    for item in sorted(folder.iterdir()):
+        if item.is_dir() and not item.name.startswith("."):
+            size = sum(f.stat().st_size for f in item.rglob("*") if f.is_file() and not f.is_symlink())
+            out.append((item.name, size))
+    return out
+
+
 def ls_command(
     cache_dir: CacheDirOpt = None,
     output_format: FormatOpt = "human",
@@ -79,13 +92,19 @@ def ls_command(
     cache = _cache(cache_dir)
     entries = cache.ls()
     if output_format == "json":
-        typer.echo(json.dumps({"root": str(cache.root), "entries": [e.to_dict() for e in entries]}, indent=2))
+        assets = [{"name": name, "size_bytes": size} for name, size in _assets(Path(cache.root))]
+        payload = {"root": str(cache.root), "entries": [e.to_dict() for e in entries], "assets": assets}
+        typer.echo(json.dumps(payload, indent=2))
         return
     if output_format == "quiet":
         for entry in entries:
             typer.echo(entry.key)
         return
     console = table_console()
+    assets = _assets(Path(cache.root))
+    if assets:
+        listed = ", ".join(f"{name} ({_size(size)})" for name, size in assets)
+        console.print(f"Assembled model assets in {Path(cache.root) / 'assets'}: {listed}.")
     if not entries:
         console.print(f"The feature cache at {cache.root} is empty.")
         return
