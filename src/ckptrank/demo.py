@@ -191,7 +191,8 @@ def reality_check(
     training samples the measures scored and tested on ``test_per_class`` samples per class of the
     test split. Returns one row per checkpoint in the ranking's order with ``rank``,
     ``checkpoint``, ``probe_accuracy`` and ``probe_rank``; ``attrs["kendall_tau"]`` is Kendall's
-    tau-b between the consensus ranks and the probe accuracies (1 = same order).
+    tau-b between the ranking's ``rank`` column (what the user sees) and the probe accuracies (1 = same
+    order).
     """
     import pandas as pd
     from scipy.stats import kendalltau
@@ -228,7 +229,7 @@ def reality_check(
         )
     check = pd.DataFrame(rows)
     check["probe_rank"] = measure_ranks(check["probe_accuracy"].to_numpy(dtype=float), higher_is_better=True)
-    tau = kendalltau(-check["consensus_rank"].to_numpy(dtype=float), check["probe_accuracy"].to_numpy())
+    tau = kendalltau(-check["rank"].to_numpy(dtype=float), check["probe_accuracy"].to_numpy())
     check.attrs["kendall_tau"] = float(tau.statistic) if np.isfinite(tau.statistic) else None
     check.attrs["n_test"] = len(test)
     check.attrs["n_train"] = len(train)
@@ -338,20 +339,32 @@ def explain(result: DemoResult, width: int | None = None) -> str:
         out.append(_wrap(f"{name}: {spec.summary}{needs}", width, "      ", "        "))
     if result.task.measure_note:
         out.append(_wrap(result.task.measure_note, width, "      ", "      "))
-    out.append(
-        _wrap(
-            f"consensus = the mean of each checkpoint's ranks under {', '.join(consensus)} (1 = best; "
-            "ties share the average rank); the rank column orders it. A measure that could not score every "
-            "checkpoint is shown but left out of the consensus.",
-            width,
-            bullet,
+    if "p_best" in frame and frame["p_best"].notna().any():
+        out.append(
+            _wrap(
+                "rank = the default ranker: a small model learned on the benchmark suites that weighs these "
+                "measures with the checkpoint's size and whether it has a head "
+                f"({frame.attrs.get('ranker', '')}). p(best) = its probability that the checkpoint "
+                "fine-tunes best; ★ marks the shortlist holding the best with 90% probability.",
+                width,
+                bullet,
+            )
         )
-    )
+    else:
+        out.append(
+            _wrap(
+                f"consensus = the mean of each checkpoint's ranks under {', '.join(consensus)} (1 = best; "
+                "ties share the average rank); the rank column orders it. A measure that could not score "
+                "every checkpoint is shown but left out of the consensus.",
+                width,
+                bullet,
+            )
+        )
     out.append(
         _wrap(
             "params and src acc are target-blind baselines: the biggest model, or the best stated source "
             "accuracy, is what you would pick without looking at your data (#n = the rank each implies). "
-            "Where the consensus disagrees with them, the measures saw something in your data that they "
+            "Where the ranking disagrees with them, the measures saw something in your data that they "
             "cannot.",
             width,
             bullet,
