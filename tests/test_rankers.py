@@ -96,10 +96,11 @@ def test_p_best_is_a_softmax_of_the_score_and_the_shortlist_reaches_the_level():
     scores = {"logme": np.array([1.0, 2.0, 3.0, 4.0])}
     column = answer_column(scores, {"logme": True}, num_parameters=np.full(4, np.nan), ranker=ranker)
     centred = np.array([-1.0, -1 / 3, 1 / 3, 1.0])
-    expected = np.exp(centred / 0.5) / np.exp(centred / 0.5).sum()
+    # in rank steps: 4 checkpoints -> x (4 - 1) / 2, then / T
+    expected = np.exp(centred * 1.5 / 0.5) / np.exp(centred * 1.5 / 0.5).sum()
     np.testing.assert_allclose(column.p_best, expected)
-    # p = 0.0136, 0.0514, 0.1951, 0.7400: the top one holds 0.740 < 0.9, the top two 0.935 >= 0.9
-    np.testing.assert_allclose(column.p_best, [0.01356, 0.05142, 0.19506, 0.73998], atol=5e-5)
+    # p = 0.0021, 0.0158, 0.1171, 0.8650: the top one holds 0.865 < 0.9, the top two 0.982 >= 0.9
+    np.testing.assert_allclose(column.p_best, [0.00214, 0.01584, 0.11706, 0.86495], atol=5e-5)
     assert column.shortlist.tolist() == [False, False, True, True]
     assert (
         answer_column(
@@ -110,3 +111,12 @@ def test_p_best_is_a_softmax_of_the_score_and_the_shortlist_reaches_the_level():
         ).p_best
         is None
     )
+
+
+def test_p_best_is_on_the_scale_of_rank_steps_whatever_the_zoo_size():
+    """Two checkpoints one rank step apart get the same p_best in a zoo of 3 or of 11."""
+    from ckptrank.rankers import probability_best
+
+    three = probability_best(np.array([1.0, 0.0, -1.0]), 0.7)
+    eleven = probability_best(np.linspace(1.0, -1.0, 11), 0.7)
+    assert three[0] / three[1] == pytest.approx(eleven[0] / eleven[1])

@@ -369,7 +369,7 @@ def answer_column(
 
 
 def _decisions(score: np.ndarray, ranker: PairwiseRanker) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``p_best = softmax(score / T)`` over the checkpoints that ran, and the shortlist.
+    """``p_best`` over the checkpoints that ran (:func:`ckptrank.rankers.probability_best`) and the shortlist.
 
     ``T`` and the shortlist level come from the ranker file (fitted on held-out benchmark
     predictions; see :func:`ckptrank.bench.meta.calibrate_shortlist`). None without them.
@@ -385,9 +385,9 @@ def _decisions(score: np.ndarray, ranker: PairwiseRanker) -> tuple[np.ndarray | 
     shortlist = np.zeros(score.shape, dtype=bool)
     if not ran.any() or not temperature > 0:
         return None, None
-    z = (score[ran] - score[ran].max()) / temperature
-    weights = np.exp(z)
-    p[ran] = weights / weights.sum()
+    from ckptrank.rankers import probability_best
+
+    p[ran] = probability_best(score[ran], temperature)
     order = np.argsort(-np.where(ran, p, -1.0), kind="stable")
     cumulative = np.cumsum(p[order][: int(ran.sum())])
     size = int(min(ran.sum(), np.searchsorted(cumulative, level - 1e-12) + 1))

@@ -454,8 +454,9 @@ def fit_default_ranker(
         "regularisation": "C chosen by leave-one-task-out on the training tasks from " + str(list(C_GRID)),
         "held_out": {"leave_one_task_out": summarise(by_task), "leave_one_suite_out": summarise(by_suite)},
         "p_best": {
-            "method": "softmax(ranker score / temperature); temperature fitted by maximum likelihood of the "
-            "true best on the held-out (leave-one-task-out) scores",
+            "method": "softmax(ranker score in rank steps / temperature), ckptrank.rankers.probability_best; "
+            "temperature fitted by maximum likelihood of the true best on the held-out (leave-one-task-out) "
+            "scores",
             "temperature": temperature,
             "shortlist_level": 0.9,
             "held_out_coverage": float(calibration["covered"].mean()),
@@ -471,9 +472,9 @@ def fit_default_ranker(
 
 
 def _p_best(scores: np.ndarray, temperature: float) -> np.ndarray:
-    z = (scores - scores.max()) / temperature
-    p = np.exp(z)
-    return p / p.sum()
+    from ckptrank.rankers import probability_best
+
+    return probability_best(scores, temperature)
 
 
 def _fit_temperature(tasks: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
