@@ -314,6 +314,8 @@ def run_checkpoint(
     run.labels = extracted.labels
     run.from_cache = bool(getattr(extracted, "from_cache", False))
     run.extract_seconds = float(getattr(extracted, "seconds", 0.0) or 0.0)
+    if run.from_cache and callable(getattr(progress, "cached", None)):
+        progress.cached(spec, int(np.shape(extracted.features)[0]))  # a log line, as for an extraction
     run.feature_dim = int(np.shape(extracted.features)[1]) if np.ndim(extracted.features) == 2 else None
     if run.source_probs is None:
         run.has_head = False

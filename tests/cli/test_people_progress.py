@@ -150,3 +150,21 @@ def test_rank_prints_one_line_per_checkpoint_in_a_log(fakes):
     assert "[1/3]" not in result.stdout  # progress never mixes with the table
     quiet = runner.invoke(app, [*args, "--format", "json"])
     assert quiet.exit_code == 0 and quiet.stderr == ""  # machine formats stay silent
+
+
+def test_a_checkpoint_served_from_the_cache_gets_a_line_too(tmp_path):
+    """In a log, a cached checkpoint (no extraction, no bar) is still reported."""
+    import ckptrank
+
+    lines: list[str] = []
+    models = ["zoo:cnn-random", "zoo:cnn-fm04"]
+    options = {"per_class": 3, "cache_dir": tmp_path / "cache", "measures": "logme"}
+    ckptrank.rank("builtin:digits", models, progress=ProgressLines(models, write=lines.append), **options)
+    assert [line.split(":")[0] for line in lines] == ["[1/2] zoo", "[2/2] zoo"]
+    assert all("extracted 30 samples" in line for line in lines)
+    lines.clear()
+    ckptrank.rank("builtin:digits", models, progress=ProgressLines(models, write=lines.append), **options)
+    assert lines == [
+        "[1/2] zoo:cnn-random: 30 samples from the feature cache",
+        "[2/2] zoo:cnn-fm04: 30 samples from the feature cache",
+    ]

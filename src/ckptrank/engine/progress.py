@@ -83,6 +83,10 @@ class ProgressLines:
             return f"[{self.specs.index(name) + 1}/{len(self.specs)}] {name}"
         return name
 
+    def cached(self, spec: str, n_samples: int) -> None:
+        """Report a checkpoint whose features came from the cache (no extraction, so no bar)."""
+        self.write(f"{self.label(_DESC_PREFIX + spec)}: {n_samples} samples from the feature cache")
+
     def bar(self, *, total: int, desc: str, initial: int = 0) -> _LineBar:
         """A bar-like object (``update``, context manager) that reports through ``write``."""
         return _LineBar(self, total=total, label=self.label(desc), initial=initial)
