@@ -309,7 +309,8 @@ def answer_column(
     ran = np.ones(n, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
     table: dict[str, np.ndarray] = {}
     # the consensus is shown for reference only: its notes about which measures it averaged do not apply
-    notes = [n for n in column.notes if not n.startswith(("consensus over", "no measure scored every"))]
+    reference_only = ("consensus over", "no measure scored every")
+    notes = [note for note in column.notes if not note.startswith(reference_only)]
     for name in ranker.features:
         if name == PARAMETERS:
             params = np.asarray(num_parameters, dtype=float)
