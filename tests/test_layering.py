@@ -9,8 +9,8 @@ first; a unit may import its own layer and the layers below, never a layer above
 ====  =========================================  ==========================================================
 layer units                                      role
 ====  =========================================  ==========================================================
-0     ``_cachedir``, ``_atomic``, ``plotting``,  leaves: import nothing of ckptrank
-      ``testing``, ``executors``
+0     ``_cachedir``, ``_atomic``, ``_catalog``,  leaves: import nothing of ckptrank
+      ``plotting``, ``testing``, ``executors``
 1     ``data``                                   target datasets
 2     ``adapters``, ``zoo``                      checkpoint loading (``zoo`` is an in-package source)
 3     ``engine``                                 feature extraction and the feature cache
@@ -45,7 +45,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "ckptrank"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_cachedir", "_atomic", "plotting", "testing", "executors"),
+    ("_cachedir", "_atomic", "_catalog", "plotting", "testing", "executors"),
     ("data",),
     ("adapters", "zoo"),
     ("engine",),

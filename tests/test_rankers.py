@@ -120,3 +120,11 @@ def test_p_best_is_on_the_scale_of_rank_steps_whatever_the_zoo_size():
     three = probability_best(np.array([1.0, 0.0, -1.0]), 0.7)
     eleven = probability_best(np.linspace(1.0, -1.0, 11), 0.7)
     assert three[0] / three[1] == pytest.approx(eleven[0] / eleven[1])
+
+
+def test_measure_catalogue_matches_the_registry():
+    """ckptrank measures reads a catalogue instead of importing the measures: it must not go stale."""
+    from ckptrank._catalog import read_catalog
+    from ckptrank.measures import catalog_rows
+
+    assert read_catalog() == catalog_rows(), "run `python -m ckptrank.measures` to rewrite the catalogue"

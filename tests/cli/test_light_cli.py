@@ -1,4 +1,4 @@
-"""``ckptrank --help`` and ``--version`` import no heavy library (the lazy-import structure)."""
+"""``ckptrank --help``, ``--version`` and ``measures`` import no heavy library (the lazy-import structure)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 HEAVY = ("torch", "sklearn", "scipy", "pandas", "transformers", "timm", "torchvision", "huggingface_hub")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["rank", "--help"], ["bench", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--version"], ["rank", "--help"], ["bench", "--help"], ["measures"]]
+)
 def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
     code = (
         "import sys\n"

@@ -41,33 +41,27 @@ def _root(
 def measures_command(
     output_format: str = typer.Option("human", "--format", help="human, json or quiet."),
 ) -> None:
-    """List the registered transferability measures."""
-    from ckptrank import get_measure, list_measures
+    """List the built-in transferability measures (read from their catalogue, without importing them)."""
+    from ckptrank._catalog import read_catalog
 
-    specs = [get_measure(name) for name in list_measures()]
-    if output_format == "json":
-        rows = [
-            {
-                "name": s.name,
-                "requires": list(s.requires),
-                "higher_is_better": s.higher_is_better,
-                "kind": s.kind,
-                "range": s.score_range,
-                "citation": s.citation,
-            }
-            for s in specs
-        ]
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if output_format == "quiet":
-        typer.echo("\n".join(s.name for s in specs))
-        return
-    table = Table(title="ckptrank measures")
-    for column in ("name", "needs", "range", "summary"):
-        table.add_column(column)
-    for s in specs:
-        table.add_row(s.name, "+".join(s.requires), s.score_range, s.summary)
-    table_console().print(table)
+    def run() -> None:
+        rows = read_catalog()
+        if output_format == "json":
+            typer.echo(
+                json.dumps([{k: v for k, v in row.items() if k != "summary"} for row in rows], indent=2)
+            )
+            return
+        if output_format == "quiet":
+            typer.echo("\n".join(row["name"] for row in rows))
+            return
+        table = Table(title="ckptrank measures")
+        for column in ("name", "needs", "range", "summary"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["name"], "+".join(row["requires"]), row["range"], row["summary"])
+        table_console().print(table)
+
+    run_with_error_mapping(run)
 
 
 def _register_subcommands() -> None:

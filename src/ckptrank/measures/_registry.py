@@ -381,3 +381,26 @@ def list_measures(*, kind: str | None = None, requires: str | None = None) -> li
         for name, spec in _MEASURES.items()
         if (kind is None or spec.kind == kind) and (requires is None or requires in spec.requires)
     )
+
+
+def catalog_rows() -> list[dict[str, Any]]:
+    """What ``ckptrank measures`` shows of every registered measure, as JSON-ready rows.
+
+    ``ckptrank/measures_catalog.json`` holds these rows for the built-in measures, so that the
+    command lists them without importing the measures (:mod:`ckptrank._catalog`).
+    """
+    rows = []
+    for name in list_measures():
+        spec = get_measure(name)
+        rows.append(
+            {
+                "name": spec.name,
+                "requires": list(spec.requires),
+                "higher_is_better": spec.higher_is_better,
+                "kind": spec.kind,
+                "range": spec.score_range,
+                "citation": spec.citation,
+                "summary": spec.summary,
+            }
+        )
+    return rows
