@@ -50,20 +50,26 @@ def test_select_human_table_files_and_resume(tmp_path, monkeypatch):
 
 def test_select_json_and_quiet(tmp_path):
     out = tmp_path / "sel"
-    result = _invoke(*TASK, "--budget", "4steps", "--out", str(out), "--format", "json")
+    # two candidates, whatever the shortlist's size: a 4-step budget is one halving round
+    result = _invoke(
+        *TASK, "--budget", "4steps", "--max-candidates", "2", "--out", str(out), "--format", "json"
+    )
     assert result.exit_code == 0, result.output + result.stderr
     payload = json.loads(result.stdout)
     assert payload["chosen"] in MODELS.split(",")
     assert payload["budget"] == {"kind": "steps", "value": 4.0, "text": "4steps"}
     assert {c["outcome"] for c in payload["candidates"]} == {"chosen", "dropped in round 0"}
     assert result.stderr == ""  # no progress lines in json mode
-    quiet = _invoke(*TASK, "--budget", "4steps", "--out", str(out), "--format", "quiet")
+    quiet = _invoke(
+        *TASK, "--budget", "4steps", "--max-candidates", "2", "--out", str(out), "--format", "quiet"
+    )
     assert quiet.exit_code == 0 and quiet.stdout.strip() == payload["chosen"]
 
 
 def test_save_best(tmp_path):
     best = tmp_path / "best"
-    result = _invoke(*TASK, "--budget", "4steps", "--out", str(tmp_path / "sel"), "--save-best", str(best))
+    options = ["--budget", "4steps", "--max-candidates", "2", "--out", str(tmp_path / "sel")]
+    result = _invoke(*TASK, *options, "--save-best", str(best))
     assert result.exit_code == 0, result.output + result.stderr
     assert (best / "model.safetensors").is_file() and (best / "model.json").is_file()
     assert f"to {best / 'model.safetensors'}" in result.stderr
