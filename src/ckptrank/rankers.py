@@ -94,7 +94,7 @@ def probability_best(scores: np.ndarray, temperature: float) -> np.ndarray:
     Examples
     --------
     >>> probability_best(np.array([1.0, -1.0]), 1.0).round(4).tolist()
-    [0.8808, 0.1192]
+    [0.7311, 0.2689]
     """
     scores = np.asarray(scores, dtype=np.float64)
     m = scores.size
