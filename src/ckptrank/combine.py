@@ -386,11 +386,9 @@ def _decisions(score: np.ndarray, ranker: PairwiseRanker) -> tuple[np.ndarray | 
     shortlist = np.zeros(score.shape, dtype=bool)
     if not ran.any() or not temperature > 0:
         return None, None
-    from ckptrank.rankers import probability_best
+    from ckptrank.rankers import probability_best, shortlist_size
 
     p[ran] = probability_best(score[ran], temperature)
     order = np.argsort(-np.where(ran, p, -1.0), kind="stable")
-    cumulative = np.cumsum(p[order][: int(ran.sum())])
-    size = int(min(ran.sum(), np.searchsorted(cumulative, level - 1e-12) + 1))
-    shortlist[order[:size]] = True
+    shortlist[order[: shortlist_size(p[ran], level)]] = True
     return p, shortlist

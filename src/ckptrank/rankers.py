@@ -34,6 +34,7 @@ __all__ = [
     "centred_ranks",
     "feature_matrix",
     "probability_best",
+    "shortlist_size",
 ]
 
 #: Descriptor features (besides measure names).
@@ -103,6 +104,18 @@ def probability_best(scores: np.ndarray, temperature: float) -> np.ndarray:
     z = (scores - scores.max()) * max(m - 1, 1) / 2.0 / float(temperature)
     weights = np.exp(z)
     return weights / weights.sum()
+
+
+def shortlist_size(p_best: np.ndarray, level: float = 0.9) -> int:
+    """Smallest number of top-probability checkpoints whose probabilities sum to ``level``.
+
+    Examples
+    --------
+    >>> shortlist_size(np.array([0.5, 0.3, 0.15, 0.05]))
+    3
+    """
+    ordered = np.sort(np.asarray(p_best, dtype=float))[::-1]
+    return int(min(len(ordered), np.searchsorted(np.cumsum(ordered), level - 1e-12) + 1))
 
 
 def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str]) -> np.ndarray:

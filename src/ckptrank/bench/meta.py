@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ckptrank.rankers import HAS_HEAD, PARAMETERS, PairwiseRanker, feature_matrix
+from ckptrank.rankers import (
+    HAS_HEAD,
+    PARAMETERS,
+    PairwiseRanker,
+    feature_matrix,
+    probability_best,
+    shortlist_size,
+)
 
 from .evaluate import Evaluation, evaluate
 from .suite import Suite, get_suite
@@ -471,28 +478,16 @@ def fit_default_ranker(
     return ranker, by_task, by_suite
 
 
-def _p_best(scores: np.ndarray, temperature: float) -> np.ndarray:
-    from ckptrank.rankers import probability_best
-
-    return probability_best(scores, temperature)
-
-
 def _fit_temperature(tasks: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     """Temperature maximising the likelihood of the true best under softmax(score / T)."""
     from scipy.optimize import minimize_scalar
 
     def loss(log_t: float) -> float:
         t = float(np.exp(log_t))
-        return -sum(float(np.log(_p_best(s, t)[int(np.argmax(y))] + 1e-300)) for s, y in tasks)
+        return -sum(float(np.log(probability_best(s, t)[int(np.argmax(y))] + 1e-300)) for s, y in tasks)
 
     result = minimize_scalar(loss, bounds=(np.log(1e-3), np.log(1e3)), method="bounded")
     return float(np.exp(result.x))
-
-
-def shortlist_size(p_best: np.ndarray, level: float = 0.9) -> int:
-    """Smallest number of top-probability checkpoints whose probabilities sum to ``level``."""
-    ordered = np.sort(np.asarray(p_best, dtype=float))[::-1]
-    return int(min(len(ordered), np.searchsorted(np.cumsum(ordered), level - 1e-12) + 1))
 
 
 def calibrate_shortlist(held: HeldOut, level: float = 0.9) -> tuple[float, pd.DataFrame]:
@@ -523,7 +518,7 @@ def calibrate_shortlist(held: HeldOut, level: float = 0.9) -> tuple[float, pd.Da
     rows = []
     for key, (s, y) in tasks.items():
         t = _fit_temperature([v for k, v in tasks.items() if k != key])
-        p = _p_best(s, t)
+        p = probability_best(s, t)
         size = shortlist_size(p, level)
         chosen = np.argsort(-p, kind="stable")[:size]
         best = int(np.argmax(y))
