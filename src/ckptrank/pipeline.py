@@ -317,6 +317,10 @@ def run_checkpoint(
     if run.from_cache and callable(getattr(progress, "cached", None)):
         progress.cached(spec, int(np.shape(extracted.features)[0]))  # a log line, as for an extraction
     run.feature_dim = int(np.shape(extracted.features)[1]) if np.ndim(extracted.features) == 2 else None
+    if getattr(dataset, "modality", None) == "text":
+        note = _truncation_note(checkpoint, dataset.items)
+        if note is not None:
+            run.notes.append(note)
     if run.source_probs is None:
         run.has_head = False
     if needs_model and getattr(dataset, "modality", None) != "features":
@@ -325,6 +329,19 @@ def run_checkpoint(
         fingerprint = getattr(dataset, "fingerprint", None)
         run.model = ModelInput(checkpoint, dataset.items, fingerprint() if callable(fingerprint) else None)
     return run
+
+
+def _truncation_note(checkpoint: Any, texts: Any) -> str | None:
+    """The note saying how many target texts the checkpoint's token limit cuts (None: none)."""
+    counter = getattr(checkpoint, "count_tokens", None)
+    if not callable(counter):
+        return None
+    try:
+        count = counter(texts)
+    except checkpoint_errors() as err:  # the features exist; only the note is lost
+        logger.info("could not count the tokens of %s: %s", getattr(checkpoint, "spec", "?"), err)
+        return None
+    return None if count is None else count.note()
 
 
 # --------------------------------------------------------------------------------------------

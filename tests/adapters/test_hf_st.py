@@ -200,3 +200,35 @@ def test_st_bad_inputs(tmp_path) -> None:
         load_checkpoint(f"st:{tmp_path / 'missing'}")
     with pytest.raises(CheckpointError, match=r"not in the local Hugging Face cache .* hub access is off"):
         load_checkpoint("st:no-such-org/no-such-model")
+
+
+def _long_texts() -> list[str]:
+    """Texts of 5, 40, 70 and 100 whole words; each known word is one token, plus [CLS] and [SEP]."""
+    return [" ".join(WORDS[i % len(WORDS)] for i in range(n)) for n in (5, 40, 70, 100)]
+
+
+def test_token_limit_counts_the_texts_it_cuts(tiny_bert, tiny_st) -> None:
+    texts = _long_texts()
+    hf = load_checkpoint(f"hf:{tiny_bert}").count_tokens(texts)  # limit 64 (max_position_embeddings)
+    assert (hf.n_texts, hf.n_over, hf.longest, hf.limit) == (4, 2, 102, 64)
+    assert hf.note().startswith("2 of 4 texts are longer than the 64-token limit and were cut")
+    st = load_checkpoint(f"st:{tiny_st}").count_tokens(texts)  # limit 32 (max_seq_length)
+    assert (st.n_over, st.longest, st.limit) == (3, 102, 32)
+    assert load_checkpoint(f"hf:{tiny_bert}?max_length=64").count_tokens(texts[:1]).note() is None
+
+
+def test_truncation_is_said_in_the_run_notes(tiny_bert) -> None:
+    from ckptrank.data import TargetDataset
+    from ckptrank.pipeline import run_checkpoint
+
+    def run(texts: list[str]):
+        ds = TargetDataset(items=texts, labels=[i % 2 for i in range(len(texts))], modality="text")
+        kwargs = dict(needs_features=True, cache=None, device=None, batch_size=8, progress=None)
+        return run_checkpoint(ds, f"hf:{tiny_bert}", trust_checkpoint=False, on_error="raise", **kwargs)
+
+    cut = [note for note in run(_long_texts()).notes if "token limit" in note]
+    assert cut == [
+        "2 of 4 texts are longer than the 64-token limit and were cut (the longest has 102 tokens); "
+        "the spec option ?max_length=N raises the limit up to the model's own"
+    ]
+    assert not [note for note in run(TEXTS + ["a dog"]).notes if "token limit" in note]

@@ -171,6 +171,15 @@ class Checkpoint(abc.ABC):
         """
         return self.prepare
 
+    def count_tokens(self, items: Sequence[Any]) -> Any:
+        """How many text ``items`` the preparation cuts at its token limit.
+
+        Returns a :class:`ckptrank.adapters._prepare.TokenCount`, or None where the checkpoint
+        does not tokenise (images) or its preparation cannot say.
+        """
+        counter = getattr(self.preparer(), "count_tokens", None)
+        return counter(items) if callable(counter) else None
+
     @property
     def has_head(self) -> bool:
         """Whether :meth:`forward` returns source-class logits."""

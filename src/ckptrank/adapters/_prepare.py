@@ -18,7 +18,7 @@ import torch
 
 from ._base import MissingDependencyError, Preprocessing
 
-__all__ = ["ImagePreparer", "TextPreparer", "check_texts", "to_rgb_image"]
+__all__ = ["ImagePreparer", "TextPreparer", "TokenCount", "check_texts", "count_tokens", "to_rgb_image"]
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
@@ -76,6 +76,67 @@ def check_texts(items: Sequence[Any]) -> list[str]:
                 f"text item {i} is a {type(text).__name__}, not a str; text checkpoints take strings"
             )
     return texts
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """How many texts a token limit cuts.
+
+    Attributes
+    ----------
+    n_texts : int
+        Texts counted.
+    n_over : int
+        Texts with more tokens (special tokens included) than ``limit``: their end is cut.
+    longest : int
+        Tokens in the longest text.
+    limit : int
+        The token limit the preparation applies.
+    """
+
+    n_texts: int
+    n_over: int
+    longest: int
+    limit: int
+
+    def note(self) -> str | None:
+        """One line saying how many texts the limit cuts, or None when it cuts none."""
+        if self.n_over == 0:
+            return None
+        return (
+            f"{self.n_over:,} of {self.n_texts:,} texts are longer than the {self.limit}-token limit and "
+            f"were cut (the longest has {self.longest:,} tokens); the spec option ?max_length=N raises "
+            f"the limit up to the model's own"
+        )
+
+
+def count_tokens(tokenizer: Any, items: Sequence[Any], limit: int, batch_size: int = 1024) -> TokenCount:
+    """Count the texts that a Hugging Face ``tokenizer`` would cut at ``limit`` tokens.
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+        Called on lists of texts without truncation; special tokens are counted, as the
+        preparation adds them.
+    items : sequence of str, length n_texts
+    limit : int
+        The token limit of the preparation.
+    batch_size : int
+        Texts tokenised per call (bounds memory).
+
+    Returns
+    -------
+    TokenCount
+    """
+    texts = check_texts(items)
+    n_over = 0
+    longest = 0
+    for start in range(0, len(texts), batch_size):
+        ids = tokenizer(texts[start : start + batch_size], truncation=False, verbose=False)["input_ids"]
+        lengths = [len(row) for row in ids]
+        n_over += sum(length > limit for length in lengths)
+        longest = max([longest, *lengths])
+    return TokenCount(n_texts=len(texts), n_over=int(n_over), longest=int(longest), limit=int(limit))
 
 
 @dataclass(frozen=True)
@@ -144,3 +205,7 @@ class TextPreparer:
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         return {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
+
+    def count_tokens(self, items: Sequence[Any]) -> TokenCount:
+        """How many of ``items`` this preparer cuts at :attr:`max_length` (see :func:`count_tokens`)."""
+        return count_tokens(self.tokenizer, items, self.max_length)

@@ -19,7 +19,7 @@ import torch
 
 from ._base import Checkpoint, CheckpointError, ModelOutput, Preprocessing
 from ._hub import pinned_fingerprint, resolve_model_folder
-from ._prepare import check_texts
+from ._prepare import TokenCount, check_texts, count_tokens
 from ._source import ParsedSpec, check_options, opt_bool, opt_choice, opt_int, register_source
 from ._torch import TorchCheckpoint, require, state_dict_fingerprint
 
@@ -49,6 +49,9 @@ class SentenceTransformerCheckpoint(TorchCheckpoint):
 
     def preparer(self) -> Any:
         return self.prepare
+
+    def count_tokens(self, items: Sequence[Any]) -> TokenCount:
+        return count_tokens(self._module.tokenizer, items, int(self._module.max_seq_length))
 
     def _run(self, batch: Any) -> Any:
         return self._module({**batch, **self._extras})
