@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._linalg import class_means, pca_project
+from ._linalg import class_means, class_sums, pca_project
 from ._registry import register_measure
 from ._validation import check_features_and_labels, warn_degenerate, warn_small_classes
 
@@ -22,9 +22,7 @@ _MAX_MAGNITUDE = 1e100  # larger features overflow the variances
 
 def _class_variances(Z: np.ndarray, y: np.ndarray, means: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Per-class, per-dimension variances with divisor n_c, shape (C, d')."""
-    sq = np.zeros_like(means)
-    np.add.at(sq, y, (Z - means[y]) ** 2)
-    return sq / counts[:, None]
+    return class_sums((Z - means[y]) ** 2, y, means.shape[0]) / counts[:, None]
 
 
 def _pairwise_coefficients_spherical(means: np.ndarray, var: np.ndarray, log_factor: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
+from ._linalg import class_sums
 from ._registry import Saturation, ScoreContext, register_measure
 from ._validation import LabelInfo, check_features_and_labels, warn_degenerate
 
@@ -44,10 +45,8 @@ def _centred(X: np.ndarray) -> np.ndarray:
 
 def _between_factor(Xc: np.ndarray, info: LabelInfo) -> np.ndarray:
     """``Mb`` of shape (C, d) with rows ``sqrt(pi_c) (mu_c - mu)``, so ``Sigma_b = Mb^T Mb``."""
-    n, d = Xc.shape
-    sums = np.zeros((info.n_classes, d))
-    np.add.at(sums, info.y, Xc)
-    return sums / np.sqrt(info.counts * float(n))[:, None]
+    sums = class_sums(Xc, info.y, info.n_classes)
+    return sums / np.sqrt(info.counts * float(Xc.shape[0]))[:, None]
 
 
 def _in_feature_space(n: int, d: int) -> bool:

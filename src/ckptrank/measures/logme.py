@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import linalg
 
+from ._linalg import class_sums
 from ._registry import register_measure
 from ._validation import LabelInfo, check_features_and_labels, warn_degenerate
 
@@ -26,9 +27,7 @@ _MIN_MAGNITUDE, _MAX_MAGNITUDE = 1e-60, 1e60
 
 def _class_sums(X: np.ndarray, info: LabelInfo) -> np.ndarray:
     """``T^T X`` for the one-hot targets T, i.e. the per-class row sums, shape (C, X.shape[1])."""
-    sums = np.zeros((info.n_classes, X.shape[1]))
-    np.add.at(sums, info.y, X)
-    return sums
+    return class_sums(X, info.y, info.n_classes)
 
 
 def _spectral_moments(X: np.ndarray, info: LabelInfo, compat: bool) -> dict[str, Any]:
