@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import ray
 
-from ckptrank import ranking
+from ckptrank import ranking, ranking_output
 from ckptrank.bench.harness import bench, score_suite
 from ckptrank.bench.store import ResultsStore
 from ckptrank.bench.suite import Suite, Task
@@ -112,7 +112,7 @@ def test_a_cuda_run_on_a_cluster_without_gpus_is_one_clear_error(monkeypatch):
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in ranking.ranking_records(frame)]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in ranking_output.ranking_records(frame)]
 
 
 def test_rank_gives_the_same_ranking_through_ray(ray_executor, tmp_path):
@@ -125,7 +125,7 @@ def test_rank_gives_the_same_ranking_through_ray(ray_executor, tmp_path):
     for key in ("notes", "checkpoint_notes", "measure_ranks", "dataset", "ranker"):
         assert local.attrs[key] == remote.attrs[key], key
     assert _records(local) == _records(remote)
-    csv = [ranking.csv_frame(f).drop(columns="seconds").to_csv(index=False) for f in (local, remote)]
+    csv = [ranking_output.csv_frame(f).drop(columns="seconds").to_csv(index=False) for f in (local, remote)]
     assert csv[0] == csv[1]
     # the features the workers wrote are the driver's cache hits
     again = ranking.rank("builtin:digits", MODELS, cache_dir=tmp_path / "b", **kwargs)

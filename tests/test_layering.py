@@ -20,9 +20,13 @@ layer units                                      role
                                                  imports ``measures``, ``measures`` never imports it
 6     ``rankers``, ``combine``, ``ensemble``,    learned rankers, consensus, ensemble selection, the
       ``pipeline``                               units of work (extract one checkpoint, score it)
-7     ``ranking``                                the ranking pipeline
-8     ``bench``, ``demo``, ``select``            benchmark harness, guided demo, checkpoint selection
-9     ``cli``                                    the command line
+7     ``specs``, ``targets``                     what the user asked for (checkpoint specs, measures and
+                                                 their options), the target data
+8     ``ranking``                                the ranking pipeline: run, score and rank the checkpoints
+9     ``ranking_output``, ``ensemble_choice``    a ranking as files and records; choosing an ensemble of
+                                                 checkpoints (runs them as ``ranking`` does)
+10    ``bench``, ``demo``, ``select``            benchmark harness, guided demo, checkpoint selection
+11    ``cli``                                    the command line
 ====  =========================================  ==========================================================
 
 The package root ``ckptrank/__init__.py`` is the lazy public facade, outside the layers: ``import
@@ -52,7 +56,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("measures",),
     ("capacitance",),
     ("rankers", "combine", "ensemble", "pipeline"),
+    ("specs", "targets"),
     ("ranking",),
+    ("ranking_output", "ensemble_choice"),
     ("bench", "demo", "select"),
     ("cli",),
 )

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import ckptrank
-from ckptrank import combine, ranking
+from ckptrank import combine, ensemble, ensemble_choice, ranking, ranking_output, specs, targets
 from ckptrank.data import TargetDataset
 from ckptrank.testing.synthetic import source_probs_for
 
@@ -78,11 +78,11 @@ def zoo(monkeypatch, tmp_path):
     """Replace the loader and the extraction engine by fakes; returns the dataset spec."""
     fake_extract.calls = []
     monkeypatch.setattr(
-        ranking, "_load_checkpoint", lambda spec, trust_checkpoint, device: FakeCheckpoint(spec)
+        ranking, "load_checkpoint", lambda spec, trust_checkpoint, device: FakeCheckpoint(spec)
     )
-    monkeypatch.setattr(ranking, "_extract", fake_extract)
-    monkeypatch.setattr(ranking, "_make_cache", lambda cache_dir: None)
-    monkeypatch.setattr(ranking, "_check_spec", fake_check_spec)
+    monkeypatch.setattr(ranking, "extract_features", fake_extract)
+    monkeypatch.setattr(ranking, "make_cache", lambda cache_dir: None)
+    monkeypatch.setattr(specs, "check_spec", fake_check_spec)
     path = tmp_path / "target.npz"
     np.savez(path, features=np.zeros((LABELS.size, 2)), labels=LABELS, split=np.full(LABELS.size, "train"))
     return str(path)
@@ -161,7 +161,7 @@ def test_failed_checkpoint_does_not_abort_the_others(zoo):
     assert "unknown built-in checkpoint 'nosuch'" in failed["error"]
     assert pd.isna(failed["rank"])
     assert any(note.startswith("nosuch: failed:") for note in df.attrs["notes"])
-    records = ranking.ranking_records(df)
+    records = ranking_output.ranking_records(df)
     assert records[-1]["rank"] is None and records[-1]["scores"] == {"logme": None}
 
 
@@ -255,32 +255,32 @@ def test_notes_mention_training_split_and_subsample(zoo):
 
 
 def test_parse_models(tmp_path):
-    assert ranking.parse_models(" a , b,,a ") == ["a", "b"]
-    assert ranking.parse_models(["x", "y"]) == ["x", "y"]
+    assert specs.parse_models(" a , b,,a ") == ["a", "b"]
+    assert specs.parse_models(["x", "y"]) == ["x", "y"]
     path = tmp_path / "models.txt"
     path.write_text("# my zoo\nefficientnet-lite0  # small\n\nefficientnet-lite1@blocks.3\n")
-    assert ranking.parse_models(str(path)) == ["efficientnet-lite0", "efficientnet-lite1@blocks.3"]
+    assert specs.parse_models(str(path)) == ["efficientnet-lite0", "efficientnet-lite1@blocks.3"]
     with pytest.raises(FileNotFoundError, match="models file"):
-        ranking.parse_models(str(tmp_path / "nope.txt"))
+        specs.parse_models(str(tmp_path / "nope.txt"))
     (tmp_path / "empty.txt").write_text("# nothing\n")
     with pytest.raises(ValueError, match="lists no checkpoint"):
-        ranking.parse_models(str(tmp_path / "empty.txt"))
+        specs.parse_models(str(tmp_path / "empty.txt"))
     with pytest.raises(ValueError, match="no checkpoint given"):
-        ranking.parse_models(" , ")
+        specs.parse_models(" , ")
 
 
 def test_resolve_measures_defaults_and_all():
-    assert ranking.resolve_measures("LogME, sfda") == ["logme", "sfda"]
+    assert specs.resolve_measures("LogME, sfda") == ["logme", "sfda"]
     static = ckptrank.list_measures(kind="static")
-    assert ranking.resolve_measures("all") == static
-    defaults = ranking.resolve_measures(None)
+    assert specs.resolve_measures("all") == static
+    defaults = specs.resolve_measures(None)
     assert set(defaults) <= set(ranking.DEFAULT_MEASURES)
 
 
 def test_save_ranking_writes_files_and_refuses_overwrite(zoo, tmp_path):
     df = ranking.rank(zoo, "strong,medium,weak,nosuch", measures="logme,leep")
     out = tmp_path / "out"
-    written = ranking.save_ranking(df, out)
+    written = ranking_output.save_ranking(df, out)
     assert sorted(p.name for p in written.values()) == [
         "config.json",
         "ranking.csv",
@@ -301,8 +301,8 @@ def test_save_ranking_writes_files_and_refuses_overwrite(zoo, tmp_path):
     assert config["measures"] == ["logme", "leep"]
     assert set(config["versions"]) >= {"ckptrank", "torch", "numpy"}
     with pytest.raises(ValueError, match=r"not empty.*--overwrite"):
-        ranking.save_ranking(df, out)
-    ranking.save_ranking(df, out, overwrite=True, plot=False)
+        ranking_output.save_ranking(df, out)
+    ranking_output.save_ranking(df, out, overwrite=True, plot=False)
 
 
 def test_choose_ensemble_with_fake_selection(zoo, monkeypatch):
@@ -316,8 +316,8 @@ def test_choose_ensemble_with_fake_selection(zoo, monkeypatch):
             selected=["strong", "weak"], ensemble_scores=[0.9, 0.95], individual_scores=None
         )
 
-    monkeypatch.setattr(ranking, "_select_ensemble", fake_select)
-    choice = ranking.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=2)
+    monkeypatch.setattr(ensemble, "select_ensemble", fake_select)
+    choice = ensemble_choice.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=2)
     assert seen == {
         "names": ["strong", "medium", "weak"],
         "k": 2,
@@ -334,13 +334,13 @@ def test_choose_ensemble_with_fake_selection(zoo, monkeypatch):
         "ensemble_score": 0.95,
     }
     with pytest.raises(ValueError, match="k=5 but only 4"):
-        ranking.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=5)
+        ensemble_choice.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=5)
     with pytest.raises(ValueError, match="k=4 but only 3 checkpoint"):
-        ranking.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=4)
+        ensemble_choice.choose_ensemble(zoo, "strong,medium,weak,nosuch", k=4)
 
 
 def test_choose_ensemble_real_selection(zoo):
-    choice = ranking.choose_ensemble(zoo, "weak,medium,strong", k=2)
+    choice = ensemble_choice.choose_ensemble(zoo, "weak,medium,strong", k=2)
     assert choice.selected[0] == "strong"
     assert len(choice.ensemble_scores) == 2
     assert choice.ensemble_scores[0] == pytest.approx(choice.individual_scores["strong"])
@@ -354,51 +354,51 @@ def test_choose_ensemble_real_selection(zoo):
 
 def test_parse_models_keeps_commas_inside_spec_options(tmp_path, monkeypatch):
     spec = "py:m:f?mean=0.5,0.5,0.5&std=0.2,0.2,0.2"
-    assert ranking.parse_models(f"{spec},efficientnet-lite0") == [spec, "efficientnet-lite0"]
-    assert ranking.parse_models(f"{spec},timm:resnet18?size=64") == [spec, "timm:resnet18?size=64"]
-    assert ranking.parse_models(f" {spec} ; other ") == [spec, "other"]
-    assert ranking.parse_models(f"\"{spec},x\", 'a;b' ,c") == [f"{spec},x", "a;b", "c"]
-    assert ranking.parse_models("a?x=1,2,b,c") == ["a?x=1,2,b,c"]  # no new spec after the commas
-    assert ranking.parse_models("a,b?x=1,2") == ["a", "b?x=1,2"]  # before any '?', a comma separates
+    assert specs.parse_models(f"{spec},efficientnet-lite0") == [spec, "efficientnet-lite0"]
+    assert specs.parse_models(f"{spec},timm:resnet18?size=64") == [spec, "timm:resnet18?size=64"]
+    assert specs.parse_models(f" {spec} ; other ") == [spec, "other"]
+    assert specs.parse_models(f"\"{spec},x\", 'a;b' ,c") == [f"{spec},x", "a;b", "c"]
+    assert specs.parse_models("a?x=1,2,b,c") == ["a?x=1,2,b,c"]  # no new spec after the commas
+    assert specs.parse_models("a,b?x=1,2") == ["a", "b?x=1,2"]  # before any '?', a comma separates
     local = tmp_path / "weights.pt"
     local.write_bytes(b"")
     monkeypatch.chdir(tmp_path)
-    assert ranking.parse_models("a?x=1,weights.pt") == ["a?x=1", "weights.pt"]  # an existing path
+    assert specs.parse_models("a?x=1,weights.pt") == ["a?x=1", "weights.pt"]  # an existing path
     with pytest.raises(ValueError, match='unterminated " quote'):
-        ranking.parse_models('a,"b')
+        specs.parse_models('a,"b')
     with pytest.raises(ValueError, match="text after the quoted spec 'b'"):
-        ranking.parse_models("a,'b'c")
+        specs.parse_models("a,'b'c")
 
 
 def test_parse_models_file_refuses_py_lines_without_allow_code(tmp_path):
     path = tmp_path / "models.txt"
     path.write_text("efficientnet-lite0\n\n  py:tools.models:build?head=0   # mine\n")
     with pytest.raises(ValueError) as info:
-        ranking.parse_models(path)
+        specs.parse_models(path)
     assert str(info.value) == (
         f"{str(path)!r} line 3: 'py:tools.models:build?head=0' runs Python code named by the models file; "
         "pass --allow-code (allow_code=True) or --trust-checkpoint (trust_checkpoint=True) if you trust "
         "this file"
     )
-    assert ranking.parse_models(path, allow_code=True) == [
+    assert specs.parse_models(path, allow_code=True) == [
         "efficientnet-lite0",
         "py:tools.models:build?head=0",
     ]
-    assert ranking.parse_models("py:tools.models:build,b") == ["py:tools.models:build", "b"]
-    assert ranking.parse_models(["py:tools.models:build"]) == ["py:tools.models:build"]
+    assert specs.parse_models("py:tools.models:build,b") == ["py:tools.models:build", "b"]
+    assert specs.parse_models(["py:tools.models:build"]) == ["py:tools.models:build"]
 
 
 def test_rank_refuses_py_lines_in_a_models_file_before_any_work(zoo, tmp_path, monkeypatch):
     loaded = []
-    monkeypatch.setattr(ranking, "_load_checkpoint", lambda spec, **kw: loaded.append(spec))
+    monkeypatch.setattr(ranking, "load_checkpoint", lambda spec, **kw: loaded.append(spec))
     path = tmp_path / "models.txt"
     path.write_text("strong\npy:evil:make\n")
     with pytest.raises(ValueError, match="line 2: 'py:evil:make' runs Python code"):
         ranking.rank(zoo, path, measures="logme")
     with pytest.raises(ValueError, match="line 2"):
-        ranking.choose_ensemble(zoo, str(path), k=1)
+        ensemble_choice.choose_ensemble(zoo, str(path), k=1)
     assert loaded == []
-    monkeypatch.setattr(ranking, "_load_checkpoint", lambda spec, **kw: FakeCheckpoint(spec.split(":")[-1]))
+    monkeypatch.setattr(ranking, "load_checkpoint", lambda spec, **kw: FakeCheckpoint(spec.split(":")[-1]))
     path.write_text("py:x:strong\npy:x:weak\n")
     for keyword in ("allow_code", "trust_checkpoint"):
         df = ranking.rank(zoo, path, measures="logme", **{keyword: True})
@@ -409,11 +409,11 @@ def test_parse_models_weights_and_binary_files(tmp_path):
     for suffix in (".safetensors", ".pt", ".pth", ".bin", ".onnx", ".ckpt"):
         weights = tmp_path / f"model{suffix}"
         weights.write_bytes(b"\x80\x02}q\x00.")
-        assert ranking.parse_models(str(weights)) == [str(weights)]
+        assert specs.parse_models(str(weights)) == [str(weights)]
     blob = tmp_path / "model.weights"
     blob.write_bytes(b"abc\x00def")
     with pytest.raises(ValueError) as info:
-        ranking.parse_models(blob)
+        specs.parse_models(blob)
     assert str(info.value) == (
         f"the models file {str(blob)!r} is not text (7 bytes of binary data); to rank a weights file give "
         f"it as a checkpoint: file:{blob}?arch=timm:NAME (or ?arch=torchvision:NAME; .onnx and TorchScript "
@@ -469,7 +469,7 @@ def test_loader_errors_fail_one_checkpoint(zoo, tmp_path, monkeypatch, kind, err
             _raise_from_a_real_loader(kind, tmp_path)
         return FakeCheckpoint(spec)
 
-    monkeypatch.setattr(ranking, "_load_checkpoint", load)
+    monkeypatch.setattr(ranking, "load_checkpoint", load)
     df = ranking.rank(zoo, "hostile,strong,weak", measures="logme")
     assert list(df["checkpoint"]) == ["strong", "weak", "hostile"]
     assert list(df["status"]) == ["ok", "ok", "failed"]
@@ -482,12 +482,12 @@ def test_loader_errors_fail_one_checkpoint(zoo, tmp_path, monkeypatch, kind, err
 
 
 def test_unwritable_cache_fails_before_the_data_or_any_checkpoint(zoo, tmp_path, monkeypatch):
-    monkeypatch.setattr(ranking, "_make_cache", REAL_MAKE_CACHE)
-    monkeypatch.setattr(ranking, "_load_target", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(ranking, "make_cache", REAL_MAKE_CACHE)
+    monkeypatch.setattr(targets, "load_target", lambda *a, **k: pytest.fail("data loaded"))
     (tmp_path / "file").write_text("")
     for call in (
         lambda: ranking.rank(zoo, "strong,weak", measures="logme", cache_dir=tmp_path / "file" / "c"),
-        lambda: ranking.choose_ensemble(zoo, "strong,weak", k=1, cache_dir=tmp_path / "file"),
+        lambda: ensemble_choice.choose_ensemble(zoo, "strong,weak", k=1, cache_dir=tmp_path / "file"),
     ):
         with pytest.raises(
             OSError, match=r"feature cache folder .* is not writable \(.*/file' is a file, not a folder\)"
@@ -495,7 +495,7 @@ def test_unwritable_cache_fails_before_the_data_or_any_checkpoint(zoo, tmp_path,
             call()
 
 
-REAL_MAKE_CACHE = ranking._make_cache
+REAL_MAKE_CACHE = ranking.make_cache
 
 
 def _image_folder(root):
@@ -517,15 +517,15 @@ def test_on_unreadable_fail_skip_and_default(zoo, tmp_path):
     df = ranking.rank(data, "strong,weak", measures="logme", on_unreadable="skip")
     assert any(note.startswith("skipped 1 of 7 image files") for note in df.attrs["notes"])
     assert df.attrs["dataset"]["n_samples"] == 6 and df.attrs["config"]["on_unreadable"] == "skip"
-    choice = ranking.choose_ensemble(data, "strong,weak", k=1, on_unreadable="skip")
+    choice = ensemble_choice.choose_ensemble(data, "strong,weak", k=1, on_unreadable="skip")
     assert choice.selected == ["strong"] and choice.config["on_unreadable"] == "skip"
-    with ranking.on_unreadable_default("skip"):  # what the benchmark harness's loads get
-        assert len(ranking._load_target(data, None, 0).labels) == 6
+    with targets.on_unreadable_default("skip"):  # what the benchmark harness's loads get
+        assert len(targets.load_target(data, None, 0).labels) == 6
         with pytest.raises(ValueError, match="pass on_unreadable='skip'"):
-            ranking._load_target(data, None, 0, "fail")  # an explicit choice wins
+            targets.load_target(data, None, 0, "fail")  # an explicit choice wins
     with pytest.raises(ValueError, match="pass on_unreadable='skip'"):
-        ranking._load_target(data, None, 0)  # the default is back to "fail"
-    with pytest.raises(ValueError, match="'fail' or 'skip'"), ranking.on_unreadable_default("ignore"):
+        targets.load_target(data, None, 0)  # the default is back to "fail"
+    with pytest.raises(ValueError, match="'fail' or 'skip'"), targets.on_unreadable_default("ignore"):
         pass
 
 
@@ -538,7 +538,7 @@ def test_save_ranking_replaces_symlinks_instead_of_writing_through(zoo, tmp_path
     for name in names:
         (outside / name).write_text("keep")
         (out / name).symlink_to(outside / name)
-    written = ranking.save_ranking(df, out, overwrite=True)
+    written = ranking_output.save_ranking(df, out, overwrite=True)
     assert sorted(p.name for p in written.values()) == sorted(names)
     for name in names:
         assert (outside / name).read_text() == "keep"

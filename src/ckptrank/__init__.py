@@ -3,6 +3,17 @@
 The measures library (:func:`score`, :func:`list_measures`, one function per measure),
 SFDA ensemble selection (:func:`select_ensemble`), neural capacitance (:func:`beta_eff`)
 and the ranking pipeline (:func:`rank`).
+
+The public names here are imported on first use, so ``import ckptrank`` stays light. The
+modules import one way, lowest first (``tests/test_layering.py`` checks it): the leaves
+(``_atomic``, ``_cachedir``, ``_catalog``, ``plotting``, ``testing``, ``executors``); ``data``
+(target datasets); ``adapters`` and ``zoo`` (checkpoint loading); ``engine`` (feature
+extraction and cache); ``measures``; ``capacitance``; ``rankers``, ``combine``, ``ensemble``
+and ``pipeline`` (the units of work); ``specs`` (the checkpoint specs and measures the user
+asked for) and ``targets`` (the target data); ``ranking`` (:func:`rank`: run, score and rank
+the checkpoints); ``ranking_output`` (a ranking as files and records) and ``ensemble_choice``
+(``choose_ensemble``: run the checkpoints for ensemble selection); ``bench``, ``demo`` and
+``select``; ``cli``.
 """
 
 from __future__ import annotations

@@ -1101,7 +1101,8 @@ def select_checkpoint(
             f"min_candidates must be an integer from 2 to max_candidates ({max_candidates}), "
             f"got {min_candidates!r}"
         )
-    from ckptrank.ranking import parse_models, rank
+    from ckptrank.ranking import rank
+    from ckptrank.specs import parse_models
 
     cfg = config if config is not None else default_select_config(device=device or "cpu")
     if config is not None and device is not None and config.device != device:

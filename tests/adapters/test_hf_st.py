@@ -231,4 +231,4 @@ def test_truncation_is_said_in_the_run_notes(tiny_bert) -> None:
         "2 of 4 texts are longer than the 64-token limit and were cut (the longest has 102 tokens); "
         "the spec option ?max_length=N raises the limit up to the model's own"
     ]
-    assert not [note for note in run(TEXTS + ["a dog"]).notes if "token limit" in note]
+    assert not [note for note in run([*TEXTS, "a dog"]).notes if "token limit" in note]

@@ -98,7 +98,7 @@ def test_a_rerun_resumes_from_the_store_without_scoring(feature_suite, tmp_path,
     def boom(*args, **kwargs):
         raise AssertionError("a finished score was recomputed")
 
-    monkeypatch.setattr(ranking, "_score_run", boom)
+    monkeypatch.setattr(ranking, "score_run", boom)
     messages: list[str] = []
     again = score_suite(feature_suite, "logme", store=db, on_progress=messages.append)
     assert messages == [] and again.runs.empty
@@ -228,9 +228,9 @@ def fake_suite(monkeypatch, tmp_path):
         loads.append(spec)
         return FakeCheckpoint(spec)
 
-    monkeypatch.setattr(ranking, "_load_checkpoint", load)
-    monkeypatch.setattr(ranking, "_extract", fake_extract)
-    monkeypatch.setattr(ranking, "_make_cache", lambda cache_dir: None)
+    monkeypatch.setattr(ranking, "load_checkpoint", load)
+    monkeypatch.setattr(ranking, "extract_features", fake_extract)
+    monkeypatch.setattr(ranking, "make_cache", lambda cache_dir: None)
     path = tmp_path / "target.npz"
     np.savez(path, features=np.zeros((LABELS.size, 2)), labels=LABELS, split=np.full(LABELS.size, "train"))
     names = ["strong", "medium", "weak", "broken"]

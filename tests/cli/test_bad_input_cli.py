@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ckptrank import ranking
+from ckptrank import ranking, specs
 from ckptrank.bench.suite import Suite, SuiteCheckpoint, Task, register_suite, unregister_suite
 from ckptrank.cli.main import app
 from ckptrank.engine.cache import CACHE_ENV_VAR
@@ -59,10 +59,10 @@ def loads(monkeypatch, tmp_path):
         calls.append(spec)
         return FakeCheckpoint(spec)
 
-    monkeypatch.setattr(ranking, "_load_checkpoint", load)
-    monkeypatch.setattr(ranking, "_extract", fake_extract)
-    monkeypatch.setattr(ranking, "_make_cache", lambda cache_dir: None)
-    monkeypatch.setattr(ranking, "_check_spec", lambda spec: None)
+    monkeypatch.setattr(ranking, "load_checkpoint", load)
+    monkeypatch.setattr(ranking, "extract_features", fake_extract)
+    monkeypatch.setattr(ranking, "make_cache", lambda cache_dir: None)
+    monkeypatch.setattr(specs, "check_spec", lambda spec: None)
     return calls
 
 
@@ -285,7 +285,7 @@ def test_on_unreadable_reaches_the_bench_harness(loads, images, tmp_path):
 def test_unwritable_cache_is_one_line_before_any_work(loads, feats, tmp_path, monkeypatch):
     from ckptrank.engine.cache import FeatureCache
 
-    monkeypatch.setattr(ranking, "_make_cache", REAL_MAKE_CACHE)
+    monkeypatch.setattr(ranking, "make_cache", REAL_MAKE_CACHE)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     args = ["rank", "--data", feats, "--models", "good,okay", "--measures", "logme"]
@@ -308,7 +308,7 @@ def test_unwritable_cache_is_one_line_before_any_work(loads, feats, tmp_path, mo
     assert FeatureCache(writable).ls() == []  # the fake extraction stores nothing; no probe file is left
 
 
-REAL_MAKE_CACHE = ranking._make_cache
+REAL_MAKE_CACHE = ranking.make_cache
 
 
 # --- 7. a loader raising a pickle (or archive) error --------------------------------------------------------
@@ -335,14 +335,14 @@ def test_unpickling_error_fails_one_checkpoint_in_one_line(loads, feats, tmp_pat
     import torch
 
     evil, marker = _evil_file(tmp_path)
-    fake_load = ranking._load_checkpoint
+    fake_load = ranking.load_checkpoint
 
     def load(spec, trust_checkpoint, device):
         if spec == "hf:evil":
             torch.load(evil, map_location="cpu", weights_only=True)
         return fake_load(spec, trust_checkpoint, device)
 
-    monkeypatch.setattr(ranking, "_load_checkpoint", load)
+    monkeypatch.setattr(ranking, "load_checkpoint", load)
     result = invoke(
         "rank", "--data", feats, "--models", "hf:evil,good", "--measures", "logme", "--format", "json"
     )
@@ -402,13 +402,13 @@ def no_offline_env(monkeypatch):
 
 def test_offline_is_set_before_any_checkpoint_loads(no_offline_env, loads, feats, monkeypatch):
     seen: list[str | None] = []
-    fake_load = ranking._load_checkpoint
+    fake_load = ranking.load_checkpoint
 
     def load(spec, trust_checkpoint, device):
         seen.append(os.environ.get("HF_HUB_OFFLINE"))
         return fake_load(spec, trust_checkpoint, device)
 
-    monkeypatch.setattr(ranking, "_load_checkpoint", load)
+    monkeypatch.setattr(ranking, "load_checkpoint", load)
     result = invoke("rank", "--data", feats, "--models", "good,okay", "--measures", "logme")
     assert result.exit_code == 0, result.output
     assert seen == [None, None]

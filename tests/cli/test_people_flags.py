@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ckptrank import ranking
+from ckptrank import ranking, specs
 from ckptrank.bench.store import default_store_path
 from ckptrank.cli.main import app
 from ckptrank.cli.rank import NOTE_LINES, data_with_columns, group_notes, print_notes
@@ -57,11 +57,11 @@ def fakes(monkeypatch):
         return SimpleNamespace(features=features, source_probs=None, labels=y, seconds=0.1, from_cache=False)
 
     monkeypatch.setattr(
-        ranking, "_load_checkpoint", lambda spec, trust_checkpoint, device: FakeCheckpoint(spec)
+        ranking, "load_checkpoint", lambda spec, trust_checkpoint, device: FakeCheckpoint(spec)
     )
-    monkeypatch.setattr(ranking, "_extract", fake_extract)
-    monkeypatch.setattr(ranking, "_make_cache", lambda cache_dir: None)
-    monkeypatch.setattr(ranking, "_check_spec", lambda spec: None)
+    monkeypatch.setattr(ranking, "extract_features", fake_extract)
+    monkeypatch.setattr(ranking, "make_cache", lambda cache_dir: None)
+    monkeypatch.setattr(specs, "check_spec", lambda spec: None)
     return SimpleNamespace(extracted=extracted)
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ckptrank import ranking
+from ckptrank import ranking, specs
 from ckptrank.cli.main import app
 
 runner = CliRunner()
@@ -64,11 +64,11 @@ def fake_extract(checkpoint, dataset, **kwargs):
 @pytest.fixture
 def fakes(monkeypatch, tmp_path):
     monkeypatch.setattr(
-        ranking, "_load_checkpoint", lambda spec, trust_checkpoint, device: FakeCheckpoint(spec)
+        ranking, "load_checkpoint", lambda spec, trust_checkpoint, device: FakeCheckpoint(spec)
     )
-    monkeypatch.setattr(ranking, "_extract", fake_extract)
-    monkeypatch.setattr(ranking, "_make_cache", lambda cache_dir: None)
-    monkeypatch.setattr(ranking, "_check_spec", fake_check_spec)
+    monkeypatch.setattr(ranking, "extract_features", fake_extract)
+    monkeypatch.setattr(ranking, "make_cache", lambda cache_dir: None)
+    monkeypatch.setattr(specs, "check_spec", fake_check_spec)
     path = tmp_path / "target.npz"
     np.savez(path, features=np.zeros((LABELS.size, 2)), labels=LABELS, split=np.full(LABELS.size, "train"))
     return str(path)

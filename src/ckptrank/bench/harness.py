@@ -42,7 +42,7 @@ from .store import ResultsStore, _canonical, open_store
 from .suite import BASELINE_COLUMNS, Suite, check_code_allowed, get_suite, normalize_name
 
 if TYPE_CHECKING:
-    from ckptrank.ranking import _Run
+    from ckptrank.pipeline import CheckpointRun
 
 __all__ = [
     "DEFAULT_ROW",
@@ -134,16 +134,16 @@ def _load_run(
     trust_checkpoint: bool,
     on_error: str,
     needs_model: bool = False,
-) -> _Run:
+) -> CheckpointRun:
     """Features (and source probabilities) of one checkpoint on one task."""
-    from ckptrank import ranking
+    from ckptrank import pipeline, ranking, targets
 
     spec = suite.tasks[task]
     if spec.per_checkpoint:
         start = time.perf_counter()
-        run = ranking._Run(spec=checkpoint)
+        run = pipeline.CheckpointRun(spec=checkpoint)
         try:
-            data = ranking._load_dataset(
+            data = targets.load_dataset(
                 spec.data.format(checkpoint=checkpoint), per_class=spec.per_class, seed=spec.seed
             )
         except (ValueError, OSError) as err:
@@ -158,7 +158,7 @@ def _load_run(
         run.extract_seconds = time.perf_counter() - start
         return run
     return next(
-        ranking._iter_runs(
+        ranking.iter_runs(
             dataset,
             [suite.checkpoints[checkpoint].spec],
             needs_features=needs_features,
@@ -217,7 +217,7 @@ def _pair_unit(
         trust_checkpoint=trust_checkpoint,
         on_error=on_error,
     )
-    scored = pipeline.score_measures(run, list(todo), options, on_error, score=ranking._score_run)
+    scored = pipeline.score_measures(run, list(todo), options, on_error, score=ranking.score_run)
     scores: list[tuple[str, float, float, str | None]] = []
     if run.status == "skipped":
         scores = [(name, math.nan, 0.0, _SKIPPED) for name in todo]
@@ -314,8 +314,9 @@ def score_suite(
     KeyError
         Unknown measure or suite.
     """
-    from ckptrank import ranking
+    from ckptrank import ranking, targets
     from ckptrank.measures import get_measure
+    from ckptrank.specs import resolve_measure_options, resolve_measures
 
     suite = get_suite(suite)
     check_code_allowed(suite, allow_code or trust_checkpoint)
@@ -339,8 +340,8 @@ def score_suite(
                 f"suite {suite.name!r} has no task {unknown[0]!r}; tasks: {', '.join(suite.tasks)}"
             )
         chosen = [t for t in suite.tasks if t in tasks]
-    names = ranking.resolve_measures("all" if measures is None else measures)
-    options = ranking._resolve_options(names, measure_options, seed)
+    names = resolve_measures("all" if measures is None else measures)
+    options = resolve_measure_options(names, measure_options, seed)
     specs = {name: get_measure(name) for name in names}
     needs_features = any("features" in s.requires for s in specs.values())
     needs_model = any("model" in s.requires for s in specs.values())
@@ -403,12 +404,12 @@ def score_suite(
                     planned_baselines.add(checkpoint)
                 if task not in datasets and not per_checkpoint:
                     spec = suite.tasks[task]
-                    datasets[task] = ranking._load_target(spec.data, spec.per_class, spec.seed)
+                    datasets[task] = targets.load_target(spec.data, spec.per_class, spec.seed)
                     dataset_notes[task] = [
                         f"{task}: {_one_line(note)}" for note in getattr(datasets[task], "notes", None) or []
                     ]
                 if cache is None and not per_checkpoint:
-                    cache = ranking._make_cache(cache_dir)
+                    cache = ranking.make_cache(cache_dir)
                 plan.append((position, task, checkpoint, todo))
 
         runner, own_executor = resolve_executor(executor)
@@ -510,12 +511,12 @@ def score_suite(
 
 def _task_classes(suite: Suite, task: str, checkpoint: str) -> int | None:
     """Number of target classes of a task (its training pool as scored), or None if unreadable."""
-    from ckptrank import ranking
+    from ckptrank import targets
 
     spec = suite.tasks[task]
     data = spec.data.format(checkpoint=checkpoint) if spec.per_checkpoint else spec.data
     try:
-        dataset = ranking._load_target(data, spec.per_class, spec.seed)
+        dataset = targets.load_target(data, spec.per_class, spec.seed)
     except (ValueError, OSError):
         return None
     return int(np.unique(np.asarray(dataset.labels)).size)
@@ -858,13 +859,13 @@ def bench(
             if store is not None:
                 used_store, own_store = _open(store)
         elif suite.can_score:
-            from ckptrank import ranking
             from ckptrank.combine import DEFAULT_MEASURES
+            from ckptrank.specs import resolve_measures
 
             used_store, own_store = _open(store)
-            requested = ranking.resolve_measures("all" if measures is None else measures)
+            requested = resolve_measures("all" if measures is None else measures)
             # the default answer is always evaluated: its measures are scored too (not shown alone)
-            hidden = [m for m in ranking.resolve_measures(list(DEFAULT_MEASURES)) if m not in requested]
+            hidden = [m for m in resolve_measures(list(DEFAULT_MEASURES)) if m not in requested]
             scored = score_suite(suite, [*requested, *hidden], store=used_store, **scoring)
             params = scored.baselines["num_parameters"].copy() if len(scored.baselines) else None
             if suite.baselines is not None and "num_parameters" in suite.baselines:

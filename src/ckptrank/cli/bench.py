@@ -660,7 +660,7 @@ def bench_command(
 
     def run() -> None:
         from ckptrank.bench.harness import bench
-        from ckptrank.ranking import on_unreadable_default
+        from ckptrank.targets import on_unreadable_default
 
         fmt = check_format(output_format, FORMATS)
         if list_only:

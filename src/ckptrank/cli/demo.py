@@ -57,7 +57,7 @@ def demo_command(
 
     def run() -> None:
         from ckptrank.demo import DEMO_TASKS, explain, introduction, run_demo
-        from ckptrank.ranking import check_output_dir, save_ranking
+        from ckptrank.ranking_output import check_output_dir, save_ranking
 
         if task not in DEMO_TASKS:
             raise ValueError(f"unknown demo task {task!r}; choose one of {', '.join(DEMO_TASKS)}")

@@ -92,7 +92,7 @@ def ensemble_command(
         from rich.markup import escape
         from rich.table import Table
 
-        from ckptrank.ranking import choose_ensemble
+        from ckptrank.ensemble_choice import choose_ensemble
 
         fmt = check_format(output_format, ("human", "json", "quiet"))
         spec = data_with_columns(

@@ -376,7 +376,7 @@ def progress_for(output_format: str, specs: Sequence[str] | None = None) -> bool
 
 def model_specs(models: str, *, allow_code: bool) -> list[str] | None:
     """The checkpoint specs of ``--models`` in run order, for the progress lines (None if unreadable)."""
-    from ckptrank.ranking import parse_models
+    from ckptrank.specs import parse_models
 
     try:
         return parse_models(models, allow_code=allow_code)
@@ -715,7 +715,7 @@ def _widen_names(table: Table, frame: pd.DataFrame, console: Console) -> None:
 
 def emit(frame: pd.DataFrame, output_format: str, *, verbose: bool = False) -> None:
     """Print a ranking in the chosen format (stdout), with notes on stderr in human/csv mode."""
-    from ckptrank.ranking import csv_frame, ranking_records
+    from ckptrank.ranking_output import csv_frame, ranking_records
 
     if output_format == "json":
         typer.echo(json.dumps(ranking_records(frame), indent=2))
@@ -806,7 +806,8 @@ def rank_command(
     """
 
     def run() -> None:
-        from ckptrank.ranking import check_output_dir, rank, save_ranking
+        from ckptrank.ranking import rank
+        from ckptrank.ranking_output import check_output_dir, save_ranking
 
         fmt = check_format(output_format)
         options = parse_measure_options(option)
