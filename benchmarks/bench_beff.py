@@ -66,6 +66,22 @@ def _share_cost(scores: pd.DataFrame, payer: str, reader: str) -> pd.DataFrame:
     return out
 
 
+def _duplicate_rows(table: pd.DataFrame) -> dict[str, str]:
+    """Rows equal to an earlier-listed row on every task (NaN where it is NaN): row -> the row kept.
+
+    Of two equal rows the one with the shorter name is kept (the plain reading, not its ridge twin).
+    """
+    kept: dict[tuple[Any, ...], str] = {}
+    duplicates: dict[str, str] = {}
+    for measure in sorted(table.index, key=lambda m: (len(m), m)):
+        key = tuple("nan" if pd.isna(v) else round(float(v), 9) for v in table.loc[measure])
+        if key in kept:
+            duplicates[measure] = kept[key]
+        else:
+            kept[key] = measure
+    return duplicates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="full")
@@ -162,15 +178,18 @@ def main() -> None:
         + (f" --finetune --finetune-epochs {args.finetune_epochs}" if args.finetune else "")
         + (f" --finetune-tasks {args.finetune_tasks}" if args.finetune and args.finetune_tasks else "")
         + f" --bootstrap {args.bootstrap}`; {platform.machine()}, {os.cpu_count()} cores, "
-        f"{time.strftime('%Y-%m-%d')}; noise ceiling {evaluation.mean_noise_ceiling():.3f}.",
+        f"{time.strftime('%Y-%m-%d')}; seed agreement {evaluation.mean_seed_agreement():.3f}.",
         "",
         "| measure | "
         + " | ".join(table.columns)
         + " | 95 % CI of mean | s / checkpoint | beats best baseline |",
         "|---|" + "---|" * (len(table.columns) + 3),
     ]
-    order = summary.sort_values("weighted_tau", ascending=False).index
+    order = [m for m in summary.sort_values("weighted_tau", ascending=False).index if m in table.index]
+    duplicates = _duplicate_rows(table.loc[order])
     for measure in order:
+        if measure in duplicates:
+            continue
         row = summary.loc[measure]
         cells = " | ".join("" if pd.isna(v) else f"{v:.3f}" for v in table.loc[measure])
         ci = (
@@ -182,6 +201,15 @@ def main() -> None:
         beats = "" if row["kind"] == "baseline" else ("yes" if row.get("beats_baseline") else "no")
         lines.append(f"| {measure} | {cells} | {ci} | {seconds} | {beats} |")
     lines.append("")
+    if duplicates:
+        lines.append(
+            "Rows left out because they equal another row on every task (the same ranking of every task's "
+            "checkpoints, so the same weighted tau): "
+            + "; ".join(f"`{dup}` = `{kept}`" for dup, kept in duplicates.items())
+            + ". A one-input cross-model ridge is a monotone map of its input, and a one-epoch within-run "
+            "ridge returns the early accuracy itself."
+        )
+        lines.append("")
     lines.append(f"Wall time of this script: {time.perf_counter() - started:.0f} s.")
     text = "\n".join(lines)
     sys.stdout.write(text + "\n")

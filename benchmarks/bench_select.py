@@ -31,7 +31,7 @@ What it measures. For every task of the neucrab-mini image track and every selec
    choice is the true best of all checkpoints, and the top-1 regret (best minus chosen, accuracy
    points). Per task the values are averaged over seeds; the table gives the mean over tasks with a
    95 % percentile bootstrap interval over tasks (few tasks: a wide, rough interval), and the paired
-   differences ``select[val_accuracy] - static``, ``select[val_accuracy] - even`` and
+   differences ``select[SIGNAL] - static`` for every signal, ``select[val_accuracy] - even`` and
    ``select[beta_eff] - select[val_accuracy]``.
 
 The curves are kept in ``--out`` (one JSON file per task, seed and checkpoint), so a killed run
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(frame, args.bootstrap)
     diffs = pd.concat(
         [
-            paired(frame, "select[val_accuracy]", "static", args.bootstrap),
+            *(paired(frame, f"select[{signal}]", "static", args.bootstrap) for signal in signals),
             paired(frame, "select[val_accuracy]", "even", args.bootstrap),
             *(
                 [paired(frame, "select[beta_eff]", "select[val_accuracy]", args.bootstrap)]

@@ -194,3 +194,82 @@ def test_a_unit_that_always_kills_its_worker_is_one_clear_error(cluster):
         assert executor.map(abs, [-1, 2]) == [1, 2]
         with pytest.raises(RuntimeError, match=r"unit 1 of 1 was lost: its Ray worker died 2 time\(s\)"):
             executor.map(os._exit, [1])  # the exit status 1
+
+
+def _finetune_nets(tmp_path, kill_at: int) -> tuple[dict[str, str], object]:
+    log = tmp_path / "victim-ft.log"
+    path = tmp_path / "ft_nets.py"
+    path.write_text(MODULE.format(log=str(log), kill_at=kill_at))
+    return {name: f"py:{path}:{name}" for name in ("small", "victim")}, log
+
+
+def test_finetune_grid_survives_a_killed_worker(cluster, tmp_path):
+    """A small fine-tuning grid on Ray: the job whose worker dies is retried, every run is recorded
+    once, and the accuracies equal those of the local executor."""
+    import torch
+
+    from ckptrank.bench.finetune import FinetuneConfig, finetune, load_task
+
+    nets, log = _finetune_nets(tmp_path, kill_at=3)  # the third forward pass of the victim's first job
+    task = load_task("builtin:digits", per_class=6, test_per_class=3, seed=0)
+    config = FinetuneConfig(
+        protocol="full", lrs=(0.01, 0.1), weight_decays=(0.0,), epochs=1, batch_size=16, seeds=(0, 1),
+        probe_epochs=2,
+    )  # fmt: skip
+    with ResultsStore(tmp_path / "ray.sqlite") as store:
+        with RayExecutor(cluster.address, max_retries=2) as executor:
+            remote = finetune(nets, [task], config, store, executor=executor)
+        runs = store.table("finetune_runs")
+    # the victim's jobs: 2 grid points + 1 more seed, and the first one ran twice
+    assert log.read_text().count("load ") == 3 + 1
+    keys = ["task", "checkpoint", "protocol", "seed", "lr", "weight_decay"]
+    assert len(runs) == 2 * 3 and not runs.duplicated(keys).any()
+    assert runs.groupby("checkpoint")["selected"].sum().eq(2).all()  # grid winner + the other seed
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the one-CPU Ray workers
+    try:
+        with ResultsStore(tmp_path / "local.sqlite") as store:
+            local = finetune(nets, [task], config, store)
+            local_runs = store.table("finetune_runs")
+    finally:
+        torch.set_num_threads(threads)
+    columns = [*keys, "val_accuracy", "test_accuracy", "selected"]
+    order = sorted(keys)
+    pd.testing.assert_frame_equal(
+        runs[columns].sort_values(order).reset_index(drop=True),
+        local_runs[columns].sort_values(order).reset_index(drop=True),
+    )
+    pd.testing.assert_frame_equal(remote, local)
+
+
+def test_select_on_ray_equals_the_local_selection(cluster, tmp_path):
+    """``select`` with its (round, candidate) jobs as Ray tasks: every unit restores its run from the
+    state the previous round saved, and the selection is the local one, step for step."""
+    import sqlite3
+
+    import torch
+
+    from ckptrank.data import load_dataset
+    from ckptrank.select import default_select_config, select_checkpoint
+
+    pool = load_dataset("builtin:digits", split="train", per_class=10, seed=0)
+    models = ["zoo:cnn-fm04", "zoo:cnn-random", "zoo:cnn-fm59"]
+    options = {"budget": "12steps", "config": default_select_config(epochs=2), "min_candidates": 3}
+    with RayExecutor(cluster.address, max_retries=2) as executor:
+        remote = select_checkpoint(pool, models, out=tmp_path / "ray", executor=executor, **options)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the one-CPU Ray workers
+    try:
+        local = select_checkpoint(pool, models, out=tmp_path / "local", **options)
+    finally:
+        torch.set_num_threads(threads)
+    assert remote.chosen == local.chosen
+    columns = ["round", "checkpoint", "steps_from", "steps_to", "val_accuracy", "val_loss", "kept"]
+    pd.testing.assert_frame_equal(remote.stages[columns], local.stages[columns])
+    with sqlite3.connect(tmp_path / "ray" / "select.sqlite") as conn:
+        stages = pd.read_sql_query("SELECT round, checkpoint FROM stages", conn)
+    assert not stages.duplicated().any() and len(stages) == 3 + 2
+    # only the survivors' latest states are left on the shared folder
+    assert sorted(p.name for p in (tmp_path / "ray" / "state").glob("*.safetensors")) == sorted(
+        p.name for p in (tmp_path / "local" / "state").glob("*.safetensors")
+    )

@@ -127,7 +127,7 @@ def test_halving_schedule_refuses_a_budget_below_one_step_per_candidate_and_roun
 def test_run_in_slices_is_the_protocol_run(pool, tmp_path):
     """Slices, and a save / restore in the middle, give exactly the project's own full-protocol run."""
     from ckptrank.adapters import load_checkpoint
-    from ckptrank.bench.finetune import FinetuneTask, _FullTrainer
+    from ckptrank.bench.finetune import FinetuneTask, FullTrainer
 
     run = FinetuneRun("zoo:cnn-fm04", pool, CONFIG, seed=3, split_seed=0)
     assert (run.total_steps, run.n_train, run.n_val) == (6, 80, 20)
@@ -137,7 +137,7 @@ def test_run_in_slices_is_the_protocol_run(pool, tmp_path):
     assert run.advance(100) == 4 and run.step == 6
     assert run.advance(1) == 0  # complete
     task = FinetuneTask("digits", pool, pool.select([0]), 0)
-    expected = _FullTrainer(load_checkpoint("zoo:cnn-fm04"), task, CONFIG).run(0.03, 0.0, 3)
+    expected = FullTrainer(load_checkpoint("zoo:cnn-fm04"), task, CONFIG).run(0.03, 0.0, 3)
     assert run.evaluate() == (expected.val_accuracy, expected.val_loss)
 
     restored = FinetuneRun("zoo:cnn-fm04", pool, CONFIG, seed=3, split_seed=0, restoring=True)

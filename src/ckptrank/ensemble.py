@@ -29,9 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .measures._linalg import pca_project
-from .measures._validation import LabelInfo, check_features, check_labels
-from .measures.sfda import _check_options, _confmix_weights, _sfda_scores, _standardize
+from .measures.sfda import check_sfda_options, confmix_weights, sfda_scores, standardize_features
+from .measures.toolkit import LabelInfo, check_features, check_labels, pca_project
 
 __all__ = ["EnsembleSelection", "select_ensemble"]
 
@@ -91,7 +90,7 @@ def _prepare(
         if pca_dims is not None:
             X = pca_project(X, pca_dims, solver="full")
         if standardize:
-            X = _standardize(X)
+            X = standardize_features(X)
         prepared[str(name)] = X
     return prepared, info
 
@@ -188,7 +187,7 @@ def select_ensemble(
         )
     if method == "confmix_coupled" and sfda_options.get("confmix", True) is False:
         raise ValueError("method='confmix_coupled' needs the ConfMix pass; drop confmix=False")
-    _check_options(
+    check_sfda_options(
         sfda_options.get("a", 5.0),
         sfda_options.get("lambda_floor", 1e-10),
         sfda_options.get("power_iterations", 3),
@@ -202,7 +201,7 @@ def select_ensemble(
     prepared, info = _prepare(features_by_checkpoint, labels, standardize=standardize, pca_dims=pca_dims)
 
     individual = {
-        name: float(_sfda_scores(X.copy(), info, **sfda_options)["score"]) for name, X in prepared.items()
+        name: float(sfda_scores(X.copy(), info, **sfda_options)["score"]) for name, X in prepared.items()
     }
     names = list(prepared)
     first = max(names, key=lambda name: (individual[name], -names.index(name)))
@@ -211,14 +210,14 @@ def select_ensemble(
         candidates = [name for name in names if name not in selected]
         if method == "greedy_concat":
             scores = [
-                float(_sfda_scores(_concat(prepared, [*selected, cand]), info, **sfda_options)["score"])
+                float(sfda_scores(_concat(prepared, [*selected, cand]), info, **sfda_options)["score"])
                 for cand in candidates
             ]
         else:
-            first_pass = _sfda_scores(_concat(prepared, selected), info, **{**sfda_options, "confmix": False})
-            weights = _confmix_weights(np.exp(first_pass["first_log_proba"]), info.y)
+            first_pass = sfda_scores(_concat(prepared, selected), info, **{**sfda_options, "confmix": False})
+            weights = confmix_weights(np.exp(first_pass["first_log_proba"]), info.y)
             scores = [
-                float(_sfda_scores(prepared[cand].copy(), info, mix_weights=weights, **sfda_options)["score"])
+                float(sfda_scores(prepared[cand].copy(), info, mix_weights=weights, **sfda_options)["score"])
                 for cand in candidates
             ]
         best = int(np.argmax(scores))  # first maximum: ties follow the mapping order

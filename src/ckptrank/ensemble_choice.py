@@ -8,6 +8,7 @@ does (:func:`ckptrank.ranking.iter_runs`, through the feature cache), and hands 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptrank import ranking, targets
+from ckptrank import pipeline, ranking, targets
 from ckptrank.ranking import OnError, none_if_nan, package_versions
 from ckptrank.specs import check_specs, parse_models
 from ckptrank.targets import OnUnreadable
@@ -98,13 +99,16 @@ def choose_ensemble(
     on_error: OnError = "record",
     allow_code: bool = False,
     on_unreadable: OnUnreadable = "fail",
+    executor: Any = None,
 ) -> EnsembleChoice:
     """Pick ``k`` complementary checkpoints by SFDA ensemble selection.
 
     Runs each checkpoint over the target training data (through the feature cache) and calls
     :func:`ckptrank.ensemble.select_ensemble` (greedy forward selection on SFDA). ``method``,
     ``pca_dims`` and ``standardize`` are passed to it; the other parameters (``allow_code``
-    and ``on_unreadable`` included) are as in :func:`ckptrank.ranking.rank`.
+    and ``on_unreadable`` included) are as in :func:`ckptrank.ranking.rank`, ``executor`` too: each
+    checkpoint's extraction (:func:`ckptrank.pipeline.run_checkpoint`) is one unit, run here or as
+    a Ray task, and the selection runs here on the features the units return.
 
     Raises
     ------
@@ -125,17 +129,30 @@ def choose_ensemble(
     features: dict[str, Any] = {}
     failed: dict[str, str] = {}
     labels = None
-    for run in ranking.iter_runs(
+    from ckptrank.executors import resolve_executor
+
+    runner, own_executor = resolve_executor(executor)
+    unit = functools.partial(
+        pipeline.run_checkpoint,
         dataset,
-        specs,
         needs_features=True,
         cache=cache,
         device=device,
         batch_size=batch_size,
-        progress=progress,
+        progress=False if runner.remote else progress,
         trust_checkpoint=trust_checkpoint,
         on_error=on_error,
-    ):
+        load=ranking.load_checkpoint,
+        extract=ranking.extract_features,
+    )
+    try:
+        if runner.remote and callable(getattr(dataset, "fingerprint", None)):
+            dataset.fingerprint()  # memoised: computed once here, not in every task
+        runs = runner.map(unit, specs, gpu=str(device or "cpu").startswith("cuda"))
+    finally:
+        if own_executor:
+            runner.close()
+    for run in runs:
         if run.status != "ok":
             failed[run.spec] = run.error or run.status
             notes.append(f"{run.spec}: failed: {run.error}")

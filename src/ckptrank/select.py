@@ -31,8 +31,10 @@ A re-run with the same settings skips recorded units and restores survivors from
 run continued from disk is step-for-step the run that was not interrupted (same batches, same
 random state). A folder recorded under other settings is an error, never silently reused.
 
-The units here are the (round, candidate) rows, keyed and idempotent; ``select`` runs them
-locally (``ckptrank.executors`` runs ``rank`` and ``bench`` on Ray, not yet ``select``).
+The units are the (round, candidate) jobs (:func:`run_stage`), keyed and idempotent, handed to an
+executor (``ckptrank.executors``): locally a survivor continues in memory; on Ray every unit
+restores its run from the state the previous round saved (step-for-step the same run), so the
+output folder must be on storage every worker sees. Only this process writes ``select.sqlite``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import html
 import io
@@ -364,8 +367,8 @@ class FinetuneRun:
         import torch
         from torch import nn
 
-        # Private names of the project's trainer, reused as they are (see the module notes).
-        from ckptrank.bench.finetune import FinetuneTask, _cosine, _FullTrainer, _optimizer
+        # the project's own trainer and schedule, reused as they are (see the module notes)
+        from ckptrank.bench.finetune import FinetuneTask, FullTrainer, cosine_schedule, sgd_optimizer
 
         t0 = time.perf_counter()
         _check_config(config)
@@ -394,7 +397,7 @@ class FinetuneRun:
         # The trainer's test slot holds one *training* sample and is never evaluated: select does
         # not load or read the user's test data.
         task = FinetuneTask(str(pool.name), pool, pool.select([0]), int(split_seed))
-        self._trainer = trainer = _FullTrainer(ckpt, task, config)
+        self._trainer = trainer = FullTrainer(ckpt, task, config)
         self._device = trainer.device
         self.n_train = int(trainer.train_idx.size)
         self.n_val = int(trainer.val_idx.size)
@@ -414,8 +417,8 @@ class FinetuneRun:
             {"params": list(head.parameters()), "lr": head_lr},
         ]
         self._params = [p for g in groups for p in g["params"]]
-        self._opt = _optimizer(groups, lr, wd, config)
-        self._sched = torch.optim.lr_scheduler.LambdaLR(self._opt, _cosine(self.total_steps))
+        self._opt = sgd_optimizer(groups, lr, wd, config)
+        self._sched = torch.optim.lr_scheduler.LambdaLR(self._opt, cosine_schedule(self.total_steps))
         self._batches = trainer._batches(self.seed)
         self.step = 0
         self.diverged = False
@@ -1036,6 +1039,7 @@ def select_checkpoint(
     progress: Any = False,
     callback: Callable[[str, dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> SelectionResult:
     """Screen every checkpoint with the default ranker, then fine-tune the shortlist by successive halving.
 
@@ -1079,6 +1083,9 @@ def select_checkpoint(
         resumes.
     log : callable, optional
         Receives one line per event (default: this module's logger).
+    executor : {"local", "ray"}, Executor or None
+        Runs stage 1's units and every (round, candidate) job (:func:`run_stage`); default local.
+        On Ray, ``out`` and ``cache_dir`` must be on storage every worker sees.
 
     Returns
     -------
@@ -1157,6 +1164,9 @@ def select_checkpoint(
         raise ValueError(f"--out {str(folder)!r} exists and is not a folder; choose a folder path")
     if overwrite:
         _discard(folder)
+    from ckptrank.executors import resolve_executor
+
+    runner, own_executor = resolve_executor(executor)
     store = _Store(folder / _STORE_NAME)
     try:
         return _run_selection(
@@ -1182,13 +1192,17 @@ def select_checkpoint(
                 progress=progress,
                 trust_checkpoint=trust_checkpoint,
                 allow_code=allow_code,
+                executor=runner,
             ),
             trust_checkpoint=trust_checkpoint,
             callback=callback,
             say=say,
+            executor=runner,
         )
     finally:
         store.close()
+        if own_executor:
+            runner.close()
 
 
 def _check_settings(store: _Store, config_id: str, settings: dict[str, Any]) -> None:
@@ -1293,6 +1307,144 @@ def _finite_or_none(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+@dataclass(frozen=True)
+class StageJob:
+    """One (round, candidate) unit of successive halving: continue one run by one slice.
+
+    Attributes
+    ----------
+    round : int
+    spec : str
+        The candidate checkpoint.
+    at_step : int
+        The fine-tuning step the run continues from (0: a fresh run, else its saved state).
+    share : float
+        The slice: optimizer steps (a step budget) or seconds (a time budget).
+    """
+
+    round: int
+    spec: str
+    at_step: int
+    share: float
+
+
+class RunMemory:
+    """The survivors' runs, kept in memory between rounds by the process that ran them.
+
+    Locally a survivor then continues in memory, as it always did; a pickled copy (what a Ray task
+    receives) starts empty, so a remote unit restores the run from its saved state, which is
+    step-for-step the same run.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[str, FinetuneRun] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.runs = {}
+
+
+def run_stage(
+    job: StageJob,
+    *,
+    pool: Any,
+    cfg: FinetuneConfig,
+    seed: int,
+    folder: Path,
+    budget_kind: str,
+    need_beta: bool,
+    trust_checkpoint: bool,
+    memory: RunMemory | None = None,
+) -> dict[str, Any]:
+    """Run one :class:`StageJob`: restore (or start) the run, train its slice, read the signal, save.
+
+    The unit ``select`` hands to its executor. Its only side effect is the run's state file at its
+    new step (written atomically, named by checkpoint and step), so a retried unit rewrites the
+    same file and returns the same numbers; the caller records the outcome and removes older states.
+
+    Parameters
+    ----------
+    job : StageJob
+    pool : TargetDataset
+        The user's training data (the validation split is carved from it).
+    cfg : FinetuneConfig
+    seed : int
+        Seed of the run and of the validation split.
+    folder : Path
+        The selection's output folder (its ``state/``; shared storage on a cluster).
+    budget_kind : {"steps", "seconds"}
+    need_beta : bool
+        Also read beta_eff.
+    trust_checkpoint : bool
+    memory : RunMemory, optional
+        Runs kept in memory by this process.
+
+    Returns
+    -------
+    dict
+        ``step``, ``val_accuracy``, ``val_loss``, ``beta_eff``, ``diverged``, ``seconds``,
+        ``train_seconds``, ``fingerprint``, ``total_steps``, ``state`` (path), ``point0`` (the
+        fresh run's step-0 reading, or None), ``restored`` (state file name, or None), and
+        ``error`` (why a fresh run could not start, or None).
+    """
+    t0 = time.perf_counter()
+    spec, at = job.spec, job.at_step
+    runs = memory.runs if memory is not None else {}
+    run = runs.get(spec)
+    point0 = None
+    restored = None
+    if run is None or run.step != at:
+        if at == 0:
+            try:
+                run = FinetuneRun(
+                    spec, pool, cfg, seed=seed, split_seed=seed, trust_checkpoint=trust_checkpoint
+                )
+                acc0, loss0 = run.evaluate()
+                beta0 = run.beta_eff(random_state=seed) if need_beta else None
+            except (ValueError, RuntimeError, OSError, KeyError) as err:
+                return {"error": " ".join(str(err).split()), "seconds": time.perf_counter() - t0}
+            point0 = (acc0, loss0, beta0)
+        else:
+            path = _state_path(folder, spec, at)
+            if not path.is_file():
+                raise ValueError(
+                    f"the state of {spec} at step {at} ({path}) is missing from {folder}; the folder "
+                    "was changed by hand: re-run with --overwrite"
+                )
+            run = FinetuneRun(
+                spec, pool, cfg, seed=seed, split_seed=seed, trust_checkpoint=trust_checkpoint, restoring=True
+            )
+            run.load_state(path)
+            restored = path.name
+        runs[spec] = run
+    t_train = time.perf_counter()
+    if budget_kind == "steps":
+        run.advance(int(job.share))
+    else:
+        run.advance(None, deadline=t0 + job.share)
+    train_seconds = time.perf_counter() - t_train
+    acc, loss = run.evaluate()
+    beta = run.beta_eff(random_state=seed) if need_beta else None
+    state = run.save_state(_state_path(folder, spec, run.step))
+    return {
+        "error": None,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "val_accuracy": acc,
+        "val_loss": loss,
+        "beta_eff": beta,
+        "diverged": bool(run.diverged),
+        "seconds": time.perf_counter() - t0,
+        "train_seconds": train_seconds,
+        "fingerprint": run.fingerprint,
+        "state": str(state),
+        "point0": point0,
+        "restored": restored,
+    }
+
+
 def _run_selection(
     *,
     store: _Store,
@@ -1311,6 +1463,7 @@ def _run_selection(
     trust_checkpoint: bool,
     callback: Callable[[str, dict[str, Any]], None] | None,
     say: Callable[[str], None],
+    executor: Any = None,
 ) -> SelectionResult:
     notify = callback or (lambda event, info: None)
     _check_settings(store, config_id, settings)
@@ -1335,7 +1488,8 @@ def _run_selection(
     if budget.kind == "steps":
         check_step_budget(n, int(budget.value))
     need_beta = signal in ("beta_eff", "combined")
-    runs: dict[str, FinetuneRun] = {}
+    memory = RunMemory()
+    runs = memory.runs
     notes: list[str] = []
 
     def recorded(round_: int | None = None) -> pd.DataFrame:
@@ -1346,162 +1500,89 @@ def _run_selection(
         )
         return store.frame(sql, [] if round_ is None else [round_])
 
-    def get_run(spec: str, at_step: int) -> FinetuneRun:
-        run = runs.get(spec)
-        if run is not None and run.step == at_step:
-            return run
-        if at_step == 0:
-            run = FinetuneRun(spec, pool, cfg, seed=seed, split_seed=seed, trust_checkpoint=trust_checkpoint)
-            acc, loss = run.evaluate()
-            beta = run.beta_eff(random_state=seed) if need_beta else None
-            with store.transaction() as conn:
-                conn.execute(
-                    "INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?)",
-                    (spec, 0, acc, _finite_or_none(loss), _finite_or_none(beta), time.time()),
-                )
-        else:
-            path = _state_path(folder, spec, at_step)
-            if not path.is_file():
-                raise ValueError(
-                    f"the state of {spec} at step {at_step} ({path}) is missing from {folder}; the folder "
-                    "was changed by hand: re-run with --overwrite"
-                )
-            run = FinetuneRun(
-                spec, pool, cfg, seed=seed, split_seed=seed, trust_checkpoint=trust_checkpoint, restoring=True
-            )
-            run.load_state(path)
-            say(f"{spec}: restored at step {at_step} from {path.name}")
-        runs[spec] = run
-        return run
+    from ckptrank.executors import resolve_executor
 
-    survivors = list(candidates)
-    over_budget = 0.0
-    for r in range(rounds):
-        decision = store.one("SELECT kept FROM decisions WHERE round = ?", [r])
-        if decision is not None:
-            kept = json.loads(decision[0])
-            for spec in survivors:
-                if spec not in kept:
-                    runs.pop(spec, None)
-            survivors = kept
-            continue
-        before = recorded()
-        before = before[before["round"] < r]
-        done_now = recorded(r)
-        done_specs = set(done_now["checkpoint"])
-        rounds_left = rounds - r
-        trained = [s for s in survivors if not _failed(before, s)]
-        if budget.kind == "steps":
-            left = budget.value - float((before["steps_to"] - before["steps_from"]).sum())
-            share: float = max(1, math.floor(_allot(left, rounds_left, max(len(trained), 1))))
-        else:
-            left = budget.value - stage1_seconds - float(before["seconds"].sum())
-            share = max(0.0, _allot(left, rounds_left, max(len(trained), 1)))
-        for spec in trained:
-            if spec in done_specs:
+    runner, own_executor = resolve_executor(executor)
+    unit = functools.partial(
+        run_stage,
+        pool=pool,
+        cfg=cfg,
+        seed=seed,
+        folder=folder,
+        budget_kind=budget.kind,
+        need_beta=need_beta,
+        trust_checkpoint=trust_checkpoint,
+        memory=memory,
+    )
+    gpu = str(cfg.device).startswith("cuda")
+
+    try:
+        survivors = list(candidates)
+        over_budget = 0.0
+        for r in range(rounds):
+            decision = store.one("SELECT kept FROM decisions WHERE round = ?", [r])
+            if decision is not None:
+                kept = json.loads(decision[0])
+                for spec in survivors:
+                    if spec not in kept:
+                        runs.pop(spec, None)
+                survivors = kept
                 continue
-            previous = before[before["checkpoint"] == spec]
-            at = int(previous["steps_to"].max()) if len(previous) else 0
-            t0 = time.perf_counter()
-            error = None
-            try:
-                run = get_run(spec, at)
-            except (ValueError, RuntimeError, OSError, KeyError) as err:
-                if at != 0 or "missing from" in str(err):
-                    raise
-                error = " ".join(str(err).split())
-                run = None
-            if run is None:
-                with store.transaction() as conn:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            r,
-                            spec,
-                            0,
-                            0,
-                            None,
-                            None,
-                            None,
-                            0,
-                            time.perf_counter() - t0,
-                            0.0,
-                            None,
-                            error,
-                            time.time(),
-                        ),
-                    )
-                say(f"round {r}: {spec} cannot be fine-tuned: {error}")
-                notify("unit", {"round": r, "checkpoint": spec, "error": error})
-                continue
-            t_train = time.perf_counter()
+            before = recorded()
+            before = before[before["round"] < r]
+            done_now = recorded(r)
+            done_specs = set(done_now["checkpoint"])
+            rounds_left = rounds - r
+            trained = [s for s in survivors if not _failed(before, s)]
             if budget.kind == "steps":
-                run.advance(int(share))
+                left = budget.value - float((before["steps_to"] - before["steps_from"]).sum())
+                share: float = max(1, math.floor(_allot(left, rounds_left, max(len(trained), 1))))
             else:
-                run.advance(None, deadline=t0 + share)
-            train_seconds = time.perf_counter() - t_train
-            acc, loss = run.evaluate()
-            beta = run.beta_eff(random_state=seed) if need_beta else None
-            state = run.save_state(_state_path(folder, spec, run.step))
-            seconds = time.perf_counter() - t0
+                left = budget.value - stage1_seconds - float(before["seconds"].sum())
+                share = max(0.0, _allot(left, rounds_left, max(len(trained), 1)))
+            jobs = []
+            for spec in trained:
+                if spec in done_specs:
+                    continue
+                previous = before[before["checkpoint"] == spec]
+                at = int(previous["steps_to"].max()) if len(previous) else 0
+                jobs.append(StageJob(r, spec, at, float(share)))
+            outcomes = runner.imap(unit, jobs, gpu=gpu)
+            for job, out in zip(jobs, outcomes, strict=True):
+                _record_stage(store, folder, job, out, say=say, notify=notify)
+            rows = recorded(r)
+            ok_rows = rows[rows["error"].isna()]
+            if len(ok_rows) == 0:
+                errors = "; ".join(
+                    f"{a}: {b}" for a, b in zip(rows["checkpoint"], rows["error"], strict=True)
+                )
+                raise ValueError(f"no candidate could be fine-tuned ({errors})")
+            order, values = order_by_signal(signal, ok_rows, stage1_rank)
+            kept = order[: _kept(len(order))] if r < rounds - 1 else order[:1]
             with store.transaction() as conn:
                 conn.execute(
-                    "INSERT OR IGNORE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?,?)",
                     (
                         r,
-                        spec,
-                        at,
-                        run.step,
-                        acc,
-                        _finite_or_none(loss),
-                        _finite_or_none(beta),
-                        int(run.diverged),
-                        seconds,
-                        train_seconds,
-                        run.fingerprint,
-                        None,
+                        signal,
+                        json.dumps(order),
+                        json.dumps(kept),
+                        json.dumps(values, default=_json_default),
                         time.time(),
                     ),
                 )
-                conn.execute(
-                    "INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?)",
-                    (spec, run.step, acc, _finite_or_none(loss), _finite_or_none(beta), time.time()),
-                )
-            _remove_states(folder, spec, keep=state)
-            beta_text = f" beta_eff {beta:.4g}" if beta is not None else ""
-            say(
-                f"round {r}: {spec} steps {at}->{run.step} of {run.total_steps}: val {acc:.4f}{beta_text} "
-                f"({seconds:.1f} s){' DIVERGED' if run.diverged else ''}"
-            )
-            notify("unit", {"round": r, "checkpoint": spec, "steps": run.step, "val_accuracy": acc})
-        rows = recorded(r)
-        ok_rows = rows[rows["error"].isna()]
-        if len(ok_rows) == 0:
-            errors = "; ".join(f"{a}: {b}" for a, b in zip(rows["checkpoint"], rows["error"], strict=True))
-            raise ValueError(f"no candidate could be fine-tuned ({errors})")
-        order, values = order_by_signal(signal, ok_rows, stage1_rank)
-        kept = order[: _kept(len(order))] if r < rounds - 1 else order[:1]
-        with store.transaction() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?,?)",
-                (
-                    r,
-                    signal,
-                    json.dumps(order),
-                    json.dumps(kept),
-                    json.dumps(values, default=_json_default),
-                    time.time(),
-                ),
-            )
-        for spec in survivors:
-            if spec not in kept:
-                runs.pop(spec, None)
-                _remove_states(folder, spec)
-        say(f"round {r}: kept {', '.join(kept)} of {len(order)} by {signal}")
-        notify("decision", {"round": r, "kept": kept, "order": order})
-        survivors = kept
-        if len(survivors) == 1 and r < rounds - 1:
-            break  # failures left one candidate: it is the choice
+            for spec in survivors:
+                if spec not in kept:
+                    runs.pop(spec, None)
+                    _remove_states(folder, spec)
+            say(f"round {r}: kept {', '.join(kept)} of {len(order)} by {signal}")
+            notify("decision", {"round": r, "kept": kept, "order": order})
+            survivors = kept
+            if len(survivors) == 1 and r < rounds - 1:
+                break  # failures left one candidate: it is the choice
+    finally:
+        if own_executor:
+            runner.close()
     chosen = survivors[0]
     all_rows = recorded()
     if budget.kind == "seconds":
@@ -1527,6 +1608,67 @@ def _run_selection(
         notes=notes,
         say=say,
     )
+
+
+def _record_stage(
+    store: _Store,
+    folder: Path,
+    job: StageJob,
+    out: Mapping[str, Any],
+    *,
+    say: Callable[[str], None],
+    notify: Callable[[str, dict[str, Any]], None],
+) -> None:
+    """Write one finished :class:`StageJob` to the selection's store (only the driver writes)."""
+    r, spec, at = job.round, job.spec, job.at_step
+    if out["error"] is not None:
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (r, spec, 0, 0, None, None, None, 0, out["seconds"], 0.0, None, out["error"], time.time()),
+            )
+        say(f"round {r}: {spec} cannot be fine-tuned: {out['error']}")
+        notify("unit", {"round": r, "checkpoint": spec, "error": out["error"]})
+        return
+    if out["restored"] is not None:
+        say(f"{spec}: restored at step {at} from {out['restored']}")
+    acc, loss, beta = out["val_accuracy"], out["val_loss"], out["beta_eff"]
+    with store.transaction() as conn:
+        if out["point0"] is not None:
+            acc0, loss0, beta0 = out["point0"]
+            conn.execute(
+                "INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?)",
+                (spec, 0, acc0, _finite_or_none(loss0), _finite_or_none(beta0), time.time()),
+            )
+        conn.execute(
+            "INSERT OR IGNORE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                r,
+                spec,
+                at,
+                out["step"],
+                acc,
+                _finite_or_none(loss),
+                _finite_or_none(beta),
+                int(out["diverged"]),
+                out["seconds"],
+                out["train_seconds"],
+                out["fingerprint"],
+                None,
+                time.time(),
+            ),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?)",
+            (spec, out["step"], acc, _finite_or_none(loss), _finite_or_none(beta), time.time()),
+        )
+    _remove_states(folder, spec, keep=Path(out["state"]))
+    beta_text = f" beta_eff {beta:.4g}" if beta is not None else ""
+    say(
+        f"round {r}: {spec} steps {at}->{out['step']} of {out['total_steps']}: val {acc:.4f}{beta_text} "
+        f"({out['seconds']:.1f} s){' DIVERGED' if out['diverged'] else ''}"
+    )
+    notify("unit", {"round": r, "checkpoint": spec, "steps": out["step"], "val_accuracy": acc})
 
 
 def _failed(rows: pd.DataFrame, spec: str) -> bool:

@@ -222,7 +222,7 @@ def check_spec(spec: str) -> None:
         message names the spec and what is wrong with it).
     """
     from ckptrank.adapters import list_builtin_checkpoints
-    from ckptrank.adapters._source import get_source, parse_spec
+    from ckptrank.adapters.toolkit import get_source, parse_spec
 
     parsed = parse_spec(spec, list_builtin_checkpoints())
     get_source(parsed.prefix, spec)
@@ -315,7 +315,7 @@ def resolve_measure_options(
         message lists its options and the closest match).
     """
     from ckptrank.measures import get_measure
-    from ckptrank.measures._registry import unknown_name_message
+    from ckptrank.measures.toolkit import unknown_name_message
 
     measure_options = dict(measure_options or {})
     for name in measure_options:

@@ -121,20 +121,20 @@ def test_recipe_excludes_seeds_and_device() -> None:
 
 
 class _Counter:
-    """Wraps ``_Trainer.run`` to count calls and optionally fail on the k-th."""
+    """Wraps ``Trainer.run`` to count calls and optionally fail on the k-th."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_on: int | None = None) -> None:
         self.calls: list[tuple[float, float, int]] = []
         self.fail_on = fail_on
-        original = ft._Trainer.run
+        original = ft.Trainer.run
 
-        def run(trainer: ft._Trainer, lr: float, wd: float, seed: int) -> ft.RunResult:
+        def run(trainer: ft.Trainer, lr: float, wd: float, seed: int) -> ft.RunResult:
             self.calls.append((lr, wd, seed))
             if self.fail_on is not None and len(self.calls) == self.fail_on:
                 raise KeyboardInterrupt("killed")
             return original(trainer, lr, wd, seed)
 
-        monkeypatch.setattr(ft._Trainer, "run", run)
+        monkeypatch.setattr(ft.Trainer, "run", run)
 
 
 def test_linear_protocol_grid_selection_and_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,7 +252,7 @@ def test_full_protocol_restores_pretrained_weights_between_runs() -> None:
         protocol="full", lrs=(0.05,), weight_decays=(0.0, 1e-3), epochs=2, batch_size=4, seeds=(0, 1)
     )
     ckpt = load_checkpoint("zoo:cnn-random")
-    trainer = ft._FullTrainer(ckpt, task, cfg)
+    trainer = ft.FullTrainer(ckpt, task, cfg)
     before = {k: v.clone() for k, v in trainer.initial.items()}
     r1 = trainer.run(0.05, 0.0, 0)
     trained = {k: v.clone() for k, v in ckpt.module.state_dict().items()}
@@ -283,8 +283,8 @@ def test_head_lr_multiplier_changes_full_fine_tuning() -> None:
 
     task = _image_task()
     base = dict(protocol="full", lrs=(0.01,), weight_decays=(0.0,), epochs=1, batch_size=4, seeds=(0,))
-    r1 = ft._FullTrainer(load_checkpoint("zoo:cnn-random"), task, FinetuneConfig(**base)).run(0.01, 0.0, 0)
-    r10 = ft._FullTrainer(
+    r1 = ft.FullTrainer(load_checkpoint("zoo:cnn-random"), task, FinetuneConfig(**base)).run(0.01, 0.0, 0)
+    r10 = ft.FullTrainer(
         load_checkpoint("zoo:cnn-random"), task, FinetuneConfig(**base, head_lr_multiplier=10)
     ).run(0.01, 0.0, 0)
     assert r1.val_loss != r10.val_loss
@@ -298,7 +298,7 @@ def test_full_head_input_is_normalised_and_batchnorm_statistics_stay_frozen() ->
     cfg = FinetuneConfig(
         protocol="full", lrs=(0.05,), weight_decays=(0.0,), epochs=1, batch_size=4, seeds=(0,)
     )
-    trainer = ft._FullTrainer(ckpt, task, cfg)
+    trainer = ft.FullTrainer(ckpt, task, cfg)
     feats = trainer._features(trainer.x_pool, trainer.train_idx)
     z = (feats - trainer.mean) / trainer.std
     assert torch.allclose(z.mean(0), torch.zeros(z.shape[1]), atol=1e-4)
@@ -307,7 +307,7 @@ def test_full_head_input_is_normalised_and_batchnorm_statistics_stay_frozen() ->
     trainer.run(0.05, 0.0, 0)
     after = ckpt.module.state_dict()
     assert stats and all(torch.equal(after[k], v) for k, v in stats.items())
-    thawed = ft._FullTrainer(ckpt, task, FinetuneConfig(**{**cfg.__dict__, "freeze_batchnorm": False}))
+    thawed = ft.FullTrainer(ckpt, task, FinetuneConfig(**{**cfg.__dict__, "freeze_batchnorm": False}))
     thawed.run(0.05, 0.0, 0)
     assert any(not torch.equal(ckpt.module.state_dict()[k], v) for k, v in stats.items())
 
@@ -319,7 +319,7 @@ def test_probe_stage_fits_the_head_on_frozen_features_first() -> None:
     cfg = FinetuneConfig(
         protocol="full", lrs=(0.01,), weight_decays=(0.0,), epochs=1, batch_size=4, seeds=(0,)
     )
-    trainer = ft._FullTrainer(load_checkpoint("zoo:cnn-fm04"), task, cfg)
+    trainer = ft.FullTrainer(load_checkpoint("zoo:cnn-fm04"), task, cfg)
     head = torch.nn.Linear(trainer.num_features, 2)
     before = {k: v.clone() for k, v in trainer.module.state_dict().items()}
     trainer._probe(head, 0.3, 0.0, seed=0)
@@ -328,7 +328,7 @@ def test_probe_stage_fits_the_head_on_frozen_features_first() -> None:
     assert all(
         torch.equal(v, trainer.module.state_dict()[k]) for k, v in before.items()
     )  # backbone untouched
-    plain = ft._FullTrainer(
+    plain = ft.FullTrainer(
         load_checkpoint("zoo:cnn-fm04"), task, FinetuneConfig(**{**cfg.__dict__, "probe_epochs": 0})
     )
     assert plain.run(0.01, 0.0, 0).val_loss != trainer.run(0.01, 0.0, 0).val_loss

@@ -106,9 +106,9 @@ def test_regenerated_slice_lies_within_the_recorded_seed_spread(protocol: str, c
     cfg = nm.PROTOCOL_CONFIGS[protocol]
     ckpt = load_checkpoint(nm.CHECKPOINTS[checkpoint].spec)
     trainer = (
-        ft._LinearTrainer(ckpt, task, cfg, None, 64)
+        ft.LinearTrainer(ckpt, task, cfg, None, 64)
         if protocol == "linear"
-        else ft._FullTrainer(ckpt, task, cfg)
+        else ft.FullTrainer(ckpt, task, cfg)
     )
     result = trainer.run(lr, wd, seed=1)
     lo, hi = rows.test_accuracy.min(), rows.test_accuracy.max()
@@ -128,16 +128,16 @@ def test_build_resumes_from_the_csv_and_rewrites_it_atomically(
     )
     monkeypatch.setattr(nm, "PROTOCOL_CONFIGS", {"linear": tiny})
     calls: list[int] = []
-    original = ft._Trainer.run
+    original = ft.Trainer.run
 
-    def counting(self: ft._Trainer, lr: float, wd: float, seed: int) -> ft.RunResult:
+    def counting(self: ft.Trainer, lr: float, wd: float, seed: int) -> ft.RunResult:
         calls.append(seed)
         if len(calls) == 3 and not hasattr(counting, "killed"):
             counting.killed = True  # type: ignore[attr-defined]
             raise KeyboardInterrupt
         return original(self, lr, wd, seed)
 
-    monkeypatch.setattr(ft._Trainer, "run", counting)
+    monkeypatch.setattr(ft.Trainer, "run", counting)
     kwargs = dict(tracks=("image",), protocols=("linear",), directory=tmp_path)
     with pytest.raises(KeyboardInterrupt):
         nm.build_ground_truth(store_path=tmp_path / "a.sqlite", **kwargs)

@@ -42,6 +42,30 @@ def test_unknown_executor_is_one_line_before_any_work():
     assert "unknown executor 'nope'; choose one of: local, ray" in result.output
 
 
+def test_every_command_takes_the_executor_flags():
+    from typer.testing import CliRunner
+
+    from ckptrank.cli.main import app
+
+    data = ["--data", "builtin:digits"]
+    for command in (
+        ["ensemble", *data, "--models", "zoo:cnn-random,zoo:cnn-fm04", "--k", "1"],
+        ["select", *data, "--models", "zoo:cnn-random,zoo:cnn-fm04", "--budget", "10steps"],
+        ["finetune", "zoo:cnn-random", *data],
+    ):
+        result = CliRunner().invoke(app, [*command, "--executor", "nope"])
+        assert result.exit_code == 1, (command, result.output)
+        # finetune's errors are mapped to one line by the entry point around the app (ckptrank.cli.main)
+        message = result.output or f"error: {result.exception}"
+        lines = [line for line in message.splitlines() if line.strip()]
+        assert len(lines) == 1, (command, lines)
+        assert lines[0].startswith("error: unknown executor 'nope'; choose one of: local, ray"), command
+        result = CliRunner().invoke(app, [*command, "--executor", "local", "--ray-address", "auto"])
+        assert result.exit_code == 1, (command, result.output)
+        message = result.output or str(result.exception)
+        assert "a Ray address ('auto') was given with the local executor; pass --executor ray" in message
+
+
 def test_one_class_error_names_the_class_not_its_code(tmp_path):
     from typer.testing import CliRunner
 

@@ -11,7 +11,7 @@ import scipy.special
 
 import ckptrank
 from ckptrank.measures import DegenerateInputWarning, get_measure
-from ckptrank.measures.sfda import _confmix_weights, _largest_eigenvalue, sfda
+from ckptrank.measures.sfda import _largest_eigenvalue, confmix_weights, sfda
 from ckptrank.testing.synthetic import blobs
 
 E = np.e
@@ -158,12 +158,12 @@ def test_confmix_weight_range(C):
     n = 500
     proba = rng.dirichlet(np.full(C, 0.3), size=n)
     y = rng.integers(0, C, size=n)
-    q = _confmix_weights(proba, y)
+    q = confmix_weights(proba, y)
     lo, hi = 1.0 / (C - 1 + E), E / (C - 1 + E)
     assert np.all(q >= lo - 1e-15) and np.all(q <= hi + 1e-15)
     # The endpoints are reached by one-hot rows on the wrong and on the true class.
     onehot = np.eye(C)[[1, 0]]
-    assert _confmix_weights(onehot, np.array([0, 0])) == pytest.approx([lo, hi])
+    assert confmix_weights(onehot, np.array([0, 0])) == pytest.approx([lo, hi])
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -41,6 +41,7 @@ the current one is an error, never silently reused.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -305,11 +306,12 @@ class RunResult:
     steps: int
 
 
-def _cosine(total_steps: int) -> Callable[[int], float]:
+def cosine_schedule(total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor at each step: cosine from 1 to 0 over ``total_steps`` (then 0)."""
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
 
 
-def _optimizer(params: Any, lr: float, wd: float, cfg: FinetuneConfig) -> torch.optim.SGD:
+def sgd_optimizer(params: Any, lr: float, wd: float, cfg: FinetuneConfig) -> torch.optim.SGD:
     """SGD over ``params`` (a parameter list or a list of param-group dicts)."""
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd)
 
@@ -322,7 +324,7 @@ def _move(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-class _Trainer:
+class Trainer:
     """Loads what one (checkpoint, task) pair needs once; :meth:`run` trains one configuration."""
 
     def __init__(self, task: FinetuneTask, cfg: FinetuneConfig) -> None:
@@ -375,7 +377,7 @@ class _Trainer:
         raise NotImplementedError
 
 
-class _LinearTrainer(_Trainer):
+class LinearTrainer(Trainer):
     """Linear head on standardised, cached features."""
 
     def __init__(
@@ -400,9 +402,9 @@ class _LinearTrainer(_Trainer):
 
     def _train(self, lr: float, wd: float, seed: int) -> int:
         head = nn.Linear(self.x_pool.shape[1], self.task.n_classes).to(self.device)
-        opt = _optimizer(head.parameters(), lr, wd, self.cfg)
+        opt = sgd_optimizer(head.parameters(), lr, wd, self.cfg)
         total = self._n_steps()
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(total))
         y = self.y_pool.to(self.device)
         for idx in self._batches(seed):
             loss = functional.cross_entropy(head(self.x_pool[idx]), y[idx])
@@ -434,12 +436,12 @@ def _scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     return float(correct.float().mean()), loss
 
 
-class _FullTrainer(_Trainer):
+class FullTrainer(Trainer):
     """The whole checkpoint plus a new linear head, restored to the pre-trained weights before every run."""
 
     def __init__(self, ckpt: Any, task: FinetuneTask, cfg: FinetuneConfig) -> None:
         super().__init__(task, cfg)
-        from ckptrank.adapters._torch import TorchCheckpoint
+        from ckptrank.adapters.toolkit import TorchCheckpoint
 
         if not isinstance(ckpt, TorchCheckpoint):
             raise ValueError(
@@ -496,8 +498,8 @@ class _FullTrainer(_Trainer):
         epochs = self.cfg.probe_epochs
         n = self.probe_x.shape[0]
         steps_per_epoch = math.ceil(n / self.cfg.batch_size)
-        opt = _optimizer(head.parameters(), lr, wd, self.cfg)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(epochs * steps_per_epoch))
+        opt = sgd_optimizer(head.parameters(), lr, wd, self.cfg)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(epochs * steps_per_epoch))
         gen = torch.Generator().manual_seed(int(seed) + 1_000_003)
         y = self.y_pool[torch.as_tensor(self.train_idx)].to(self.device)
         for _ in range(epochs):
@@ -523,9 +525,9 @@ class _FullTrainer(_Trainer):
             {"params": list(head.parameters()), "lr": lr * self.cfg.head_lr_multiplier},
         ]
         params = [p for g in groups for p in g["params"]]
-        opt = _optimizer(groups, lr, wd, self.cfg)
+        opt = sgd_optimizer(groups, lr, wd, self.cfg)
         total = self._n_steps()
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(total))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(total))
         self.module.train()
         if self.cfg.freeze_batchnorm:
             for sub in self.module.modules():
@@ -617,6 +619,311 @@ def _check_recorded(rows: pd.DataFrame, config_id: str, what: str, store: Result
         )
 
 
+@dataclass(frozen=True)
+class FinetuneJob:
+    """One fine-tuning configuration of one checkpoint: the unit of work of :func:`finetune`.
+
+    Attributes
+    ----------
+    spec : str
+        Checkpoint spec (:func:`ckptrank.adapters.load_checkpoint`).
+    lr, weight_decay : float
+        The configuration.
+    seed : int
+        Seed of the head's initialisation and of the batch order.
+    """
+
+    spec: str
+    lr: float
+    weight_decay: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What one :class:`FinetuneJob` returns to the process that records it.
+
+    Attributes
+    ----------
+    result : RunResult
+    fingerprint : str or None
+        Weights fingerprint of the checkpoint (None for a task of precomputed features).
+    threads : int
+        Torch CPU threads of the process that ran it.
+    """
+
+    result: RunResult
+    fingerprint: str | None
+    threads: int
+
+
+class TrainerReuse:
+    """Keeps the trainer of the last checkpoint a unit used, for the next unit in the same process.
+
+    Consecutive jobs of one checkpoint then load it (and, for the linear protocol, extract its
+    features) once, as a sequential loop would. The kept trainer never travels: a pickled copy
+    (what a Ray task receives) starts empty, so each remote unit builds its own.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._value: tuple[Trainer, str | None] | None = None
+
+    def get(
+        self, key: tuple[Any, ...], make: Callable[[], tuple[Trainer, str | None]]
+    ) -> tuple[Trainer, str | None]:
+        if self._key != key or self._value is None:
+            self._key, self._value = None, None  # free the previous model before loading the next
+            self._value = make()
+            self._key = key
+        return self._value
+
+    def clear(self) -> None:
+        self._key, self._value = None, None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._key, self._value = None, None
+
+
+def _make_trainer(
+    spec: str, task: FinetuneTask, config: FinetuneConfig, cache: Any, batch_size: int
+) -> tuple[Trainer, str | None]:
+    """Load the checkpoint and build the protocol's trainer; also the weights fingerprint."""
+    if task.pool.modality == "features":
+        if config.protocol != "linear":
+            raise ValueError(
+                f"task {task.name!r} holds precomputed features: only protocol 'linear' applies to it"
+            )
+        return LinearTrainer(None, task, config, None, batch_size), None
+    from ckptrank.adapters import load_checkpoint
+
+    ckpt = load_checkpoint(spec)
+    if ckpt.modality != task.pool.modality:
+        raise ValueError(
+            f"checkpoint {spec!r} takes {ckpt.modality} inputs but task {task.name!r} holds "
+            f"{task.pool.modality} samples"
+        )
+    fingerprint = ckpt.weights_fingerprint()
+    if config.protocol == "linear":
+        return LinearTrainer(ckpt, task, config, cache, batch_size), fingerprint
+    return FullTrainer(ckpt, task, config), fingerprint
+
+
+def run_job(
+    job: FinetuneJob,
+    *,
+    task: FinetuneTask,
+    config: FinetuneConfig,
+    cache: Any = None,
+    batch_size: int = 64,
+    reuse: TrainerReuse | None = None,
+) -> JobOutcome:
+    """Run one fine-tuning configuration: the unit of work an executor runs.
+
+    A pure function of its inputs (the same job gives the same accuracies), so a retried unit
+    gives what the first attempt would have; it writes nothing (the caller records the outcome).
+
+    Parameters
+    ----------
+    job : FinetuneJob
+    task : FinetuneTask
+    config : FinetuneConfig
+    cache : FeatureCache, optional
+        Feature cache of the linear protocol's extraction (shared storage on a cluster).
+    batch_size : int, default 64
+        Extraction batch size (linear protocol).
+    reuse : TrainerReuse, optional
+        Keeps the loaded checkpoint for the next job of the same checkpoint in this process.
+
+    Returns
+    -------
+    JobOutcome
+    """
+    key = (job.spec, _config_id(config.recipe(), task, job.spec))
+    make = functools.partial(_make_trainer, job.spec, task, config, cache, batch_size)
+    trainer, fingerprint = reuse.get(key, make) if reuse is not None else make()
+    result = trainer.run(job.lr, job.weight_decay, job.seed)
+    return JobOutcome(result=result, fingerprint=fingerprint, threads=torch.get_num_threads())
+
+
+@dataclass
+class _PairPlan:
+    """The driver's view of one (task, checkpoint) pair: what is recorded, what to run next."""
+
+    name: str
+    spec: str
+    task: FinetuneTask
+    config_id: str
+    base: dict[str, Any]
+    rows: pd.DataFrame
+    done: set[tuple[int, float, float]]
+    selected: tuple[float, float] | None = None
+
+
+def _plan_pair(
+    name: str, spec: str, task: FinetuneTask, config: FinetuneConfig, store: ResultsStore, suite: str
+) -> _PairPlan:
+    base = dict(suite=suite, task=task.name, checkpoint=name, protocol=config.protocol)
+    rows = _runs(store, **base)
+    config_id = _config_id(config.recipe(), task, spec)
+    if len(rows):
+        _check_recorded(rows, config_id, f"{name} on {task.name} ({config.protocol})", store)
+    done = {(int(r.seed), float(r.lr), float(r.weight_decay)) for r in rows.itertuples()}
+    return _PairPlan(name, spec, task, config_id, base, rows, done)
+
+
+def _record(
+    plan: _PairPlan,
+    job: FinetuneJob,
+    outcome: JobOutcome,
+    *,
+    config: FinetuneConfig,
+    store: ResultsStore,
+    selected: bool,
+    say: Callable[[str], None],
+) -> None:
+    """Write one finished job to the store (the driver alone writes), after checking its weights."""
+    what = f"{plan.name} on {plan.task.name} ({config.protocol})"
+    recorded = (
+        {c.get("weights_fingerprint") for c in plan.rows["config"].map(json.loads)}
+        if len(plan.rows)
+        else set()
+    )
+    recorded.discard(None)
+    if recorded and outcome.fingerprint is not None and recorded != {outcome.fingerprint}:
+        raise ValueError(
+            f"the results store {store.path} holds runs of {what} made with other weights "
+            f"(fingerprint {sorted(recorded)[0][:12]} vs {outcome.fingerprint[:12]} now); use another "
+            "results file, suite or checkpoint name, or delete those rows"
+        )
+    result = outcome.result
+    run_config = {
+        **config.recipe(),
+        "config_id": plan.config_id,
+        "checkpoint_spec": plan.spec,
+        "weights_fingerprint": outcome.fingerprint,
+        "task": plan.task.spec,
+        "grid_seed": config.seeds[0],
+        "val_loss": result.val_loss,
+        "n_train": result.n_train,
+        "n_val": result.n_val,
+        "n_test": result.n_test,
+        "steps": result.steps,
+        "cpu_seconds": round(result.cpu_seconds, 3),
+        "device": config.device,
+        "torch": torch.__version__,
+        "threads": outcome.threads,
+    }
+    store.add_run(
+        **plan.base,
+        seed=job.seed,
+        lr=job.lr,
+        weight_decay=job.weight_decay,
+        val_accuracy=result.val_accuracy,
+        test_accuracy=result.test_accuracy,
+        selected=selected,
+        epochs=config.resolved_epochs,
+        seconds=round(result.seconds, 3),
+        config=run_config,
+    )
+    plan.done.add((job.seed, job.lr, job.weight_decay))
+    plan.rows = _runs(store, **plan.base)
+    say(
+        f"{plan.task.name} | {plan.name} | {config.protocol} seed {job.seed} lr {job.lr:g} "
+        f"wd {job.weight_decay:g}: val {result.val_accuracy:.4f} test {result.test_accuracy:.4f} "
+        f"({result.seconds:.1f} s)"
+    )
+
+
+def _run_plan(
+    plans: Sequence[_PairPlan],
+    task: FinetuneTask,
+    config: FinetuneConfig,
+    store: ResultsStore,
+    *,
+    cache: Any,
+    batch_size: int,
+    executor: Any,
+    on_change: Callable[[], None] | None,
+    say: Callable[[str], None],
+) -> None:
+    """The protocol for every pair of one task, as jobs handed to ``executor``.
+
+    Two waves: the grid with the first seed for every checkpoint (then each pair's selection is
+    marked), and the selected configuration with every other seed. Jobs are listed checkpoint by
+    checkpoint in grid order, the order a sequential run takes; each is recorded as it returns.
+    """
+    from ckptrank.executors import resolve_executor
+
+    runner, own = resolve_executor(executor)
+    reuse = TrainerReuse()
+    unit = functools.partial(
+        run_job, task=task, config=config, cache=cache, batch_size=batch_size, reuse=reuse
+    )
+    gpu = str(config.device).startswith("cuda")
+    grid_seed = config.seeds[0]
+
+    def wave(jobs: list[tuple[_PairPlan, FinetuneJob]], selected: bool) -> None:
+        outcomes = runner.imap(unit, [job for _, job in jobs], gpu=gpu)
+        for (plan, job), outcome in zip(jobs, outcomes, strict=True):
+            _record(plan, job, outcome, config=config, store=store, selected=selected, say=say)
+            if on_change is not None:
+                on_change()
+
+    try:
+        wave(
+            [
+                (plan, FinetuneJob(plan.spec, lr, wd, grid_seed))
+                for plan in plans
+                for lr, wd in config.grid
+                if (grid_seed, lr, wd) not in plan.done
+            ],
+            selected=False,
+        )
+        for plan in plans:
+            rows = plan.rows
+            grid_rows = rows[
+                (rows.seed == grid_seed) & rows.apply(lambda r: (r.lr, r.weight_decay) in config.grid, axis=1)
+            ]
+            plan.selected = select_config(grid_rows, config.grid)
+            lr_s, wd_s = plan.selected
+            chosen = grid_rows[(grid_rows.lr == lr_s) & (grid_rows.weight_decay == wd_s)]
+            if not bool(chosen.selected.iloc[0]):
+                store.mark_selected(**plan.base, seed=grid_seed, lr=lr_s, weight_decay=wd_s)
+                plan.rows = _runs(store, **plan.base)
+                if on_change is not None:
+                    on_change()
+        wave(
+            [
+                (plan, FinetuneJob(plan.spec, plan.selected[0], plan.selected[1], seed))
+                for plan in plans
+                if plan.selected is not None
+                for seed in config.seeds[1:]
+                if (seed, plan.selected[0], plan.selected[1]) not in plan.done
+            ],
+            selected=True,
+        )
+    finally:
+        reuse.clear()
+        if own:
+            runner.close()
+
+
+def _picked(plan: _PairPlan, config: FinetuneConfig) -> pd.DataFrame:
+    rows = plan.rows
+    assert plan.selected is not None
+    lr_s, wd_s = plan.selected
+    picked = rows[(rows.lr == lr_s) & (rows.weight_decay == wd_s) & rows.seed.isin(config.seeds)]
+    return (
+        picked[["seed", "lr", "weight_decay", "val_accuracy", "test_accuracy"]]
+        .sort_values("seed")
+        .reset_index(drop=True)
+    )
+
+
 def finetune_checkpoint(
     spec: str,
     task: FinetuneTask,
@@ -629,6 +936,7 @@ def finetune_checkpoint(
     batch_size: int = 64,
     on_change: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Run (or resume) the protocol for one checkpoint on one task; every run goes to ``store``.
 
@@ -652,6 +960,8 @@ def finetune_checkpoint(
         Called after every recorded run and after the selection is marked (e.g. to rewrite a CSV).
     log : callable, optional
         Receives one line per finished run.
+    executor : {"local", "ray"}, Executor or None
+        Runs the jobs (:func:`run_job`); default local, in this process.
 
     Returns
     -------
@@ -662,120 +972,14 @@ def finetune_checkpoint(
     Raises
     ------
     ValueError
-        A recorded run of this key has a different configuration; bad task or checkpoint.
+        A recorded run of this key has a different configuration or weights; bad task or checkpoint.
     """
-    name = checkpoint or spec
-    protocol = config.protocol
-    say = log or logger.info
-    recipe = config.recipe()
-    config_id = _config_id(recipe, task, spec)
-    what = f"{name} on {task.name} ({protocol})"
-    base = dict(suite=suite, task=task.name, checkpoint=name, protocol=protocol)
-    rows = _runs(store, **base)
-    if len(rows):
-        _check_recorded(rows, config_id, what, store)
-    done = {(int(r.seed), float(r.lr), float(r.weight_decay)) for r in rows.itertuples()}
-    grid_seed = config.seeds[0]
-    trainer: _Trainer | None = None
-    fingerprint: str | None = None
-
-    def get_trainer() -> _Trainer:
-        nonlocal trainer, fingerprint
-        if trainer is None:
-            from ckptrank.adapters import load_checkpoint
-
-            if task.pool.modality == "features":
-                if protocol != "linear":
-                    raise ValueError(
-                        f"task {task.name!r} holds precomputed features: only protocol 'linear' applies to it"
-                    )
-                trainer = _LinearTrainer(None, task, config, None, batch_size)
-                return trainer
-            ckpt = load_checkpoint(spec)
-            fingerprint = ckpt.weights_fingerprint()
-            recorded = (
-                {c.get("weights_fingerprint") for c in rows["config"].map(json.loads)} if len(rows) else set()
-            )
-            recorded.discard(None)
-            if recorded and recorded != {fingerprint}:
-                raise ValueError(
-                    f"the results store {store.path} holds runs of {what} made with other weights "
-                    f"(fingerprint {sorted(recorded)[0][:12]} vs {fingerprint[:12]} now); use another "
-                    "results file, suite or checkpoint name, or delete those rows"
-                )
-            if ckpt.modality != task.pool.modality:
-                raise ValueError(
-                    f"checkpoint {spec!r} takes {ckpt.modality} inputs but task {task.name!r} holds "
-                    f"{task.pool.modality} samples"
-                )
-            if protocol == "linear":
-                trainer = _LinearTrainer(ckpt, task, config, cache, batch_size)
-            else:
-                trainer = _FullTrainer(ckpt, task, config)
-        return trainer
-
-    def run_one(seed: int, lr: float, wd: float, selected: bool) -> None:
-        result = get_trainer().run(lr, wd, seed)
-        run_config = {
-            **recipe,
-            "config_id": config_id,
-            "checkpoint_spec": spec,
-            "weights_fingerprint": fingerprint,
-            "task": task.spec,
-            "grid_seed": grid_seed,
-            "val_loss": result.val_loss,
-            "n_train": result.n_train,
-            "n_val": result.n_val,
-            "n_test": result.n_test,
-            "steps": result.steps,
-            "cpu_seconds": round(result.cpu_seconds, 3),
-            "device": config.device,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        }
-        store.add_run(
-            **base,
-            seed=seed,
-            lr=lr,
-            weight_decay=wd,
-            val_accuracy=result.val_accuracy,
-            test_accuracy=result.test_accuracy,
-            selected=selected,
-            epochs=config.resolved_epochs,
-            seconds=round(result.seconds, 3),
-            config=run_config,
-        )
-        done.add((seed, lr, wd))
-        say(
-            f"{task.name} | {name} | {protocol} seed {seed} lr {lr:g} wd {wd:g}: "
-            f"val {result.val_accuracy:.4f} test {result.test_accuracy:.4f} ({result.seconds:.1f} s)"
-        )
-        if on_change is not None:
-            on_change()
-
-    for lr, wd in config.grid:
-        if (grid_seed, lr, wd) not in done:
-            run_one(grid_seed, lr, wd, selected=False)
-    rows = _runs(store, **base)
-    grid_rows = rows[
-        (rows.seed == grid_seed) & rows.apply(lambda r: (r.lr, r.weight_decay) in config.grid, axis=1)
-    ]
-    lr_s, wd_s = select_config(grid_rows, config.grid)
-    chosen = grid_rows[(grid_rows.lr == lr_s) & (grid_rows.weight_decay == wd_s)]
-    if not bool(chosen.selected.iloc[0]):
-        store.mark_selected(**base, seed=grid_seed, lr=lr_s, weight_decay=wd_s)
-        if on_change is not None:
-            on_change()
-    for seed in config.seeds[1:]:
-        if (seed, lr_s, wd_s) not in done:
-            run_one(seed, lr_s, wd_s, selected=True)
-    rows = _runs(store, **base)
-    picked = rows[(rows.lr == lr_s) & (rows.weight_decay == wd_s) & rows.seed.isin(config.seeds)]
-    return (
-        picked[["seed", "lr", "weight_decay", "val_accuracy", "test_accuracy"]]
-        .sort_values("seed")
-        .reset_index(drop=True)
-    )
+    plan = _plan_pair(checkpoint or spec, spec, task, config, store, suite)
+    _run_plan(
+        [plan], task, config, store, cache=cache, batch_size=batch_size, executor=executor,
+        on_change=on_change, say=log or logger.info,
+    )  # fmt: skip
+    return _picked(plan, config)
 
 
 def finetune(
@@ -788,25 +992,29 @@ def finetune(
     cache: Any = None,
     on_change: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Run the protocol for every (task, checkpoint) pair; returns :func:`summarize_runs` of the store.
 
-    ``checkpoints`` maps names to specs (or is a list of specs used as names).
+    ``checkpoints`` maps names to specs (or is a list of specs used as names). Every configuration
+    is one job (:func:`run_job`) handed to ``executor`` (``"local"``, ``"ray"`` or an executor;
+    default local): all checkpoints' grids of a task in one wave, then their other seeds. Only this
+    process writes the store, so an interrupted run resumes from it on any executor.
     """
+    from ckptrank.executors import resolve_executor
+
     named = dict(checkpoints) if isinstance(checkpoints, Mapping) else {s: s for s in checkpoints}
-    for task in tasks:
-        for name, spec in named.items():
-            finetune_checkpoint(
-                spec,
-                task,
-                config,
-                store,
-                suite=suite,
-                checkpoint=name,
-                cache=cache,
-                on_change=on_change,
-                log=log,
-            )
+    runner, own = resolve_executor(executor)
+    try:
+        for task in tasks:
+            plans = [_plan_pair(name, spec, task, config, store, suite) for name, spec in named.items()]
+            _run_plan(
+                plans, task, config, store, cache=cache, batch_size=64, executor=runner,
+                on_change=on_change, say=log or logger.info,
+            )  # fmt: skip
+    finally:
+        if own:
+            runner.close()
     runs = store.table("finetune_runs", suite=suite, protocol=config.protocol)
     runs = runs[runs.task.isin([t.name for t in tasks]) & runs.checkpoint.isin(list(named))]
     return summarize_runs(runs)

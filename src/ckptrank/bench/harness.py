@@ -38,7 +38,7 @@ import pandas as pd
 from ckptrank.executors import resolve_executor
 
 from .evaluate import Evaluation, evaluate_suite, read_scores
-from .store import ResultsStore, _canonical, open_store
+from .store import ResultsStore, canonical_json, open_store
 from .suite import BASELINE_COLUMNS, Suite, check_code_allowed, get_suite, normalize_name
 
 if TYPE_CHECKING:
@@ -370,7 +370,7 @@ def score_suite(
             )
 
         def baselines_done(checkpoint: str) -> bool:
-            bkey = _canonical(_baseline_key(suite, checkpoint))
+            bkey = canonical_json(_baseline_key(suite, checkpoint))
             return all(
                 (_ALL_TASKS, checkpoint, f"{_BASELINE_PREFIX}{column}", bkey) in done
                 for column in BASELINE_COLUMNS
@@ -390,7 +390,7 @@ def score_suite(
                 todo = tuple(
                     name
                     for name in names
-                    if (task, checkpoint, name, _canonical({**key, "measure_options": options[name]}))
+                    if (task, checkpoint, name, canonical_json({**key, "measure_options": options[name]}))
                     not in done
                 )
                 want_baselines = (
@@ -463,7 +463,9 @@ def score_suite(
                             seconds=0.0,
                             options=bkey,
                         )
-                        done.add((_ALL_TASKS, checkpoint, f"{_BASELINE_PREFIX}{column}", _canonical(bkey)))
+                        done.add(
+                            (_ALL_TASKS, checkpoint, f"{_BASELINE_PREFIX}{column}", canonical_json(bkey))
+                        )
                 key = _score_key(suite, task, checkpoint, {})
                 for name, value, seconds, error in outcome["scores"]:
                     full_key = {**key, "measure_options": options[name]}
@@ -477,7 +479,7 @@ def score_suite(
                         options=full_key,
                         error=error,
                     )
-                    done.add((task, checkpoint, name, _canonical(full_key)))
+                    done.add((task, checkpoint, name, canonical_json(full_key)))
         finally:
             if own_executor:
                 runner.close()
@@ -579,7 +581,7 @@ def _collect(
             key = _score_key(suite, task, checkpoint, {})
             for name in names:
                 row = index.get(
-                    (task, checkpoint, name, _canonical({**key, "measure_options": options[name]}))
+                    (task, checkpoint, name, canonical_json({**key, "measure_options": options[name]}))
                 )
                 if row is None:
                     continue
@@ -601,7 +603,7 @@ def _collect(
                 )
     base_rows = {}
     for checkpoint in suite.checkpoints:
-        bkey = _canonical(_baseline_key(suite, checkpoint))
+        bkey = canonical_json(_baseline_key(suite, checkpoint))
         values = {}
         for column in BASELINE_COLUMNS:
             row = index.get((_ALL_TASKS, checkpoint, f"{_BASELINE_PREFIX}{column}", bkey))

@@ -425,8 +425,12 @@ def build_ground_truth(
     cache: Any = None,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Build (or resume) the suite's ground truth; returns the summary of the selected runs.
+
+    ``executor`` (``"local"``, ``"ray"`` or an executor) runs each pair's fine-tuning jobs
+    (:func:`ckptrank.bench.finetune.run_job`); this process alone writes the store and the CSVs.
 
     Order: the linear protocol first (cheap), then full fine-tuning; within a protocol and track, the
     cheapest checkpoints (small zoo models) on every task first, then GloVe, then EfficientNet-Lite
@@ -437,6 +441,7 @@ def build_ground_truth(
     import dataclasses
 
     import ckptrank.zoo  # noqa: F401  # registers the zoo: checkpoint source
+    from ckptrank.executors import resolve_executor
 
     from .finetune import summarize_runs
     from .store import ResultsStore
@@ -444,6 +449,7 @@ def build_ground_truth(
     say = log or logger.info
     register_datasets()
     store = ResultsStore(store_path or _default_store_path())
+    runner, own_executor = resolve_executor(executor)
     try:
         for track in tracks:
             added = import_csv(store, track, directory)
@@ -481,11 +487,14 @@ def build_ground_truth(
                         cache=cache,
                         on_change=lambda track=track: write_csv(store, track, directory),
                         log=say,
+                        executor=runner,
                     )
                     say(f"done {task_name} | {name} | {protocol} ({time.perf_counter() - t0:.0f} s)")
         runs = store.table("finetune_runs", suite=SUITE_NAME)
         return summarize_runs(runs)
     finally:
+        if own_executor:
+            runner.close()
         store.close()
 
 

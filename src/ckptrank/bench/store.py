@@ -77,7 +77,7 @@ _TABLES = ("finetune_runs", "scores", "evaluations")
 _RUN_KEY = "suite=? AND task=? AND checkpoint=? AND protocol=? AND seed=? AND lr=? AND weight_decay=?"
 
 
-def _canonical(options: Mapping[str, Any] | None) -> str:
+def canonical_json(options: Mapping[str, Any] | None) -> str:
     """Stable JSON text of an options mapping (part of a key)."""
     return json.dumps(dict(options or {}), sort_keys=True, default=str)
 
@@ -354,7 +354,7 @@ class ResultsStore:
                     int(bool(selected)),
                     epochs,
                     seconds,
-                    _canonical(config),
+                    canonical_json(config),
                     time.time(),
                 ),
             )
@@ -421,7 +421,17 @@ class ResultsStore:
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO scores VALUES (?,?,?,?,?,?,?,?,?)",
-                (suite, task, checkpoint, measure, _canonical(options), value, seconds, error, time.time()),
+                (
+                    suite,
+                    task,
+                    checkpoint,
+                    measure,
+                    canonical_json(options),
+                    value,
+                    seconds,
+                    error,
+                    time.time(),
+                ),
             )
             return cur.rowcount == 1
 
@@ -438,7 +448,7 @@ class ResultsStore:
         with self._guard("read"):
             row = self._conn.execute(
                 "SELECT 1 FROM scores WHERE suite=? AND task=? AND checkpoint=? AND measure=? AND options=?",
-                (suite, task, checkpoint, measure, _canonical(options)),
+                (suite, task, checkpoint, measure, canonical_json(options)),
             ).fetchone()
         return row is not None
 
@@ -459,7 +469,17 @@ class ResultsStore:
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?)",
-                (suite, task, measure, statistic, value, ci_low, ci_high, _canonical(config), time.time()),
+                (
+                    suite,
+                    task,
+                    measure,
+                    statistic,
+                    value,
+                    ci_low,
+                    ci_high,
+                    canonical_json(config),
+                    time.time(),
+                ),
             )
             return cur.rowcount == 1
 

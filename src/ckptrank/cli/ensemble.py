@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from .rank import (
     CacheDirOpt,
     DataOpt,
     DeviceOpt,
+    ExecutorOpt,
     LabelColumnOpt,
     ModelsOpt,
     OfflineOpt,
@@ -21,6 +23,7 @@ from .rank import (
     OnUnreadableOpt,
     PathColumnOpt,
     PerClassOpt,
+    RayAddressOpt,
     SeedOpt,
     TextColumnOpt,
     TrustOpt,
@@ -81,6 +84,8 @@ def ensemble_command(
     on_unreadable: OnUnreadableOpt = OnUnreadable.error,
     offline: OfflineOpt = False,
     verbose: VerboseOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Select K complementary checkpoints for an ensemble (greedy SFDA selection).
 
@@ -99,7 +104,10 @@ def ensemble_command(
             data, label_column=label_column, text_column=text_column, path_column=path_column
         )
         specs = model_specs(models, allow_code=allow_code or trust_checkpoint) if fmt == "human" else None
-        with cli_flag_names():
+        from ckptrank.executors import get_executor
+
+        runner = get_executor(executor, address=ray_address)
+        with cli_flag_names(), contextlib.closing(runner):
             choice = choose_ensemble(
                 spec,
                 models,
@@ -116,6 +124,7 @@ def ensemble_command(
                 on_error="raise" if debug_enabled() else "record",
                 allow_code=allow_code,
                 on_unreadable=on_unreadable_policy(on_unreadable),
+                executor=runner,
             )
         result = choice.to_dict()
         if fmt == "json":

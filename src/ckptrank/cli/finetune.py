@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .rank import OfflineOpt, table_console
+from .rank import ExecutorOpt, OfflineOpt, RayAddressOpt, table_console
 
 __all__ = ["register"]
 
@@ -124,6 +124,8 @@ def finetune_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")] = False,
     output_format: Annotated[str, typer.Option("--format", help="human, json or quiet.")] = "human",
     offline: OfflineOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Fine-tune checkpoints on a target task to get ground-truth accuracies (grid search + seeds).
 
@@ -135,6 +137,9 @@ def finetune_command(
     from ckptrank.bench.finetune import FinetuneConfig, finetune, load_task
 
     _check_format(output_format)
+    from ckptrank.executors import get_executor
+
+    runner = get_executor(executor, address=ray_address)  # an unknown name fails before any work
     if threads is not None:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -171,16 +176,20 @@ def finetune_command(
         if protocol is not None and protocol not in ("full", "linear"):
             raise ValueError(f"--protocol must be full or linear, not {protocol!r}")
         protocols = [protocol] if protocol is not None else ["linear", "full"]
-        summary = build_ground_truth(
-            tracks=tuple(track or TRACKS),
-            protocols=protocols,
-            tasks=task,
-            checkpoints=checkpoint,
-            store_path=results,
-            cache=cache,
-            device=device,
-            log=log,
-        )
+        try:
+            summary = build_ground_truth(
+                tracks=tuple(track or TRACKS),
+                protocols=protocols,
+                tasks=task,
+                checkpoints=checkpoint,
+                store_path=results,
+                cache=cache,
+                device=device,
+                log=log,
+                executor=runner,
+            )
+        finally:
+            runner.close()
     else:
         if not checkpoints or not data:
             raise ValueError("give CHECKPOINT specs and --data SPEC (or --suite neucrab-mini)")
@@ -205,9 +214,12 @@ def finetune_command(
         specs = {spec: _with_size(spec, image_size) for spec in checkpoints}
         store = open_store(results if results is not None else default_store_path(cache_dir))
         try:
-            summary = finetune(specs, [target], config, store, suite="custom", cache=cache, log=log)
+            summary = finetune(
+                specs, [target], config, store, suite="custom", cache=cache, log=log, executor=runner
+            )
         finally:
             store.close()
+            runner.close()
     _print(summary, output_format)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -16,11 +17,13 @@ from .rank import (
     BatchSizeOpt,
     CacheDirOpt,
     DataOpt,
+    ExecutorOpt,
     LabelColumnOpt,
     ModelsOpt,
     OfflineOpt,
     PathColumnOpt,
     PerClassOpt,
+    RayAddressOpt,
     TextColumnOpt,
     TrustOpt,
     VerboseOpt,
@@ -160,6 +163,8 @@ def select_command(
     allow_code: AllowCodeOpt = False,
     offline: OfflineOpt = False,
     verbose: VerboseOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Select a checkpoint: rank every one, then fine-tune the shortlist briefly within a budget."""
 
@@ -196,7 +201,10 @@ def select_command(
         spec = data_with_columns(
             data, label_column=label_column, text_column=text_column, path_column=path_column
         )
-        with cli_flag_names():
+        from ckptrank.executors import get_executor
+
+        runner = get_executor(executor, address=ray_address)
+        with cli_flag_names(), contextlib.closing(runner):
             result = select_checkpoint(
                 spec,
                 models,
@@ -217,6 +225,7 @@ def select_command(
                 allow_code=allow_code,
                 progress=progress_for(fmt),
                 log=log,
+                executor=runner,
             )
         if fmt == "json":
             typer.echo(json.dumps(selection_records(result), indent=2, default=str))

@@ -27,7 +27,7 @@ __all__ = ["sfda"]
 _SATURATION_LAMBDA = 0.1
 
 
-def _check_options(a: float, lambda_floor: float, power_iterations: int, shrinkage: float | None) -> None:
+def check_sfda_options(a: float, lambda_floor: float, power_iterations: int, shrinkage: float | None) -> None:
     """Raise a one-line ValueError for out-of-range SFDA options."""
     if not np.isfinite(a) or a < 0:
         raise ValueError(f"a must be a finite number >= 0 (lambda = exp(-a * sigma_max)), got {a}")
@@ -41,7 +41,7 @@ def _check_options(a: float, lambda_floor: float, power_iterations: int, shrinka
         raise ValueError(f"shrinkage must be None or a number in [0, 1], got {shrinkage}")
 
 
-def _standardize(X: np.ndarray) -> np.ndarray:
+def standardize_features(X: np.ndarray) -> np.ndarray:
     """Z-score every column (population std); constant columns become zero."""
     Xc = X - X.mean(axis=0)
     std = Xc.std(axis=0)
@@ -179,7 +179,7 @@ def _lda_log_posteriors(
     return log_softmax(logits, axis=1), lam, ridged
 
 
-def _confmix_weights(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
+def confmix_weights(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
     """ConfMix self-weights ``q_i = softmax(p_i)[y_i]`` (softmax of the probability vector).
 
     For probability rows over ``C`` classes, ``q_i`` lies in ``[1/(C-1+e), e/(C-1+e)]``.
@@ -232,7 +232,7 @@ def _warn_if_saturated(X: np.ndarray, info: LabelInfo, lam: float, ridged: bool)
         )
 
 
-def _sfda_scores(
+def sfda_scores(
     X: np.ndarray,
     info: LabelInfo,
     *,
@@ -260,7 +260,7 @@ def _sfda_scores(
     out: dict[str, Any] = {"score": first, "first_score": first, "first_log_proba": log_p, "lam": lam}
     if not confmix:
         return out
-    weights = _confmix_weights(np.exp(log_p), info.y) if mix_weights is None else mix_weights
+    weights = confmix_weights(np.exp(log_p), info.y) if mix_weights is None else mix_weights
     R, means = _confmix(R, means, info, weights)
     log_p2, _, ridged = _lda_log_posteriors(
         R, means, info, lam=lam, a=a, lambda_floor=lambda_floor, power_iterations=power_iterations
@@ -398,10 +398,10 @@ def sfda(
     """
     X, info = check_features_and_labels(features, labels)
     check_magnitude(X, "sfda")
-    _check_options(a, lambda_floor, power_iterations, shrinkage)
+    check_sfda_options(a, lambda_floor, power_iterations, shrinkage)
     if standardize:
-        X = _standardize(X)
-    result = _sfda_scores(
+        X = standardize_features(X)
+    result = sfda_scores(
         X,
         info,
         a=a,

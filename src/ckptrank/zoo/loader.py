@@ -11,7 +11,7 @@ with a seeded random initialisation (``?seed=``, default 0), built on the fly: E
 with the EfficientNet reference initialisation (convolutions N(0, 2/fan_out)), MiniLM with its
 transformers ``from_config`` initialisation (normal, std 0.02).
 
-Importing this module registers the ``zoo`` prefix with :func:`ckptrank.adapters._source.register_source`.
+Importing this module registers the ``zoo`` prefix with :func:`ckptrank.adapters.toolkit.register_source`.
 """
 
 from __future__ import annotations
@@ -24,24 +24,26 @@ from typing import Any
 
 import torch
 
-from ckptrank.adapters._base import Checkpoint, CheckpointError, ModelOutput, Preprocessing
-from ckptrank.adapters._prepare import ImagePreparer, check_texts
-from ckptrank.adapters._source import (
+from ckptrank.adapters.toolkit import (
+    Checkpoint,
+    CheckpointError,
+    ImagePreparer,
+    ModelOutput,
     ParsedSpec,
+    Preprocessing,
+    TorchCheckpoint,
     check_options,
+    check_texts,
     closest_hint,
+    file_fingerprint,
     get_source,
+    load_into,
+    load_weights_file,
     opt_choice,
     opt_int,
     register_source,
-    resolve_path,
-)
-from ckptrank.adapters._torch import (
-    TorchCheckpoint,
-    file_fingerprint,
-    load_into,
-    load_weights_file,
     require,
+    resolve_path,
     seeded,
 )
 
@@ -265,9 +267,9 @@ def load_zoo_checkpoint(parsed: ParsedSpec, trust: bool = False) -> Checkpoint:
 
 
 def _register() -> None:
-    from ckptrank.adapters import _source
+    from ckptrank.adapters.toolkit import list_source_infos
 
-    if "zoo" in {info.prefix for info in _source.list_source_infos()}:
+    if "zoo" in {info.prefix for info in list_source_infos()}:
         return
     register_source(
         "zoo",
