@@ -223,3 +223,28 @@ def test_bench_list_fits_100_columns_and_keeps_the_descriptions():
         assert " ".join(get_suite(name).description.split()) in flat
     log = runner.invoke(app, ["bench", "--list"], env={"COLUMNS": None})
     assert widest(log.stdout) <= LOG_WIDTH
+
+
+# --- the decision line and the notes ----------------------------------------------------------------------
+
+
+def test_decision_line_and_notes_wrap_in_a_terminal_and_stay_one_line_in_a_log(fakes, monkeypatch, capsys):
+    from ckptrank.cli.rank import emit, print_notes
+
+    frame = ranking.rank(fakes, NAMES)  # the default ranker: p(best), a shortlist and the decision line
+    long_note = "x" * 30 + " " + "a long note about one checkpoint " * 6
+    frame.attrs["notes"] = [*frame.attrs.get("notes", []), long_note]
+    monkeypatch.setenv("COLUMNS", "100")
+    emit(frame, "human")
+    out, err = capsys.readouterr()
+    assert widest(out) <= 100 and widest(err) <= 100
+    assert "Fine-tune th" in out
+    decision = out[out.index("Fine-tune th") :]
+    assert "\n" in decision.strip()  # it needed wrapping, and it was wrapped
+    wrapped = err[err.index("note: " + "x" * 30) :].splitlines()
+    assert len(wrapped) > 1 and all(line.startswith("  ") for line in wrapped[1:])  # indented continuation
+    assert " ".join(" ".join(wrapped).split()) == " ".join(f"note: {long_note}".split())  # nothing lost
+    monkeypatch.delenv("COLUMNS")
+    print_notes([long_note])
+    log = capsys.readouterr().err
+    assert log == f"note: {long_note}\n"  # a log keeps one note per line

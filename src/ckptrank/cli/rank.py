@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -417,8 +418,30 @@ def print_notes(notes: Sequence[str], *, verbose: bool = False) -> None:
     if not verbose and len(lines) > NOTE_LINES:
         hidden = len(lines) - (NOTE_LINES - 1)
         lines = [*lines[: NOTE_LINES - 1], f"{hidden} more notes not shown; --verbose prints every note"]
+    width = terminal_width(sys.stderr)
     for line in lines:
-        typer.echo(f"note: {line}", err=True)
+        text = f"note: {line}"
+        if width is not None:  # a terminal: wrap at its width, continuation lines indented
+            text = textwrap.fill(
+                text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+            )
+        typer.echo(text, err=True)
+
+
+def terminal_width(stream: Any) -> int | None:
+    """Columns of the terminal ``stream`` writes to (``$COLUMNS`` first); None for a log or a pipe.
+
+    Notes are wrapped at this width in a terminal and kept one per line in a log (easy to grep).
+    """
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    isatty = getattr(stream, "isatty", None)
+    if callable(isatty) and isatty():
+        import shutil
+
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def check_out_writable(out: Path, flag: str = "--out") -> None:
@@ -732,7 +755,8 @@ def emit(frame: pd.DataFrame, output_format: str, *, verbose: bool = False) -> N
     render_table(frame)
     decision = decision_line(frame)
     if decision:
-        typer.echo(decision)
+        sys.stdout.flush()
+        table_console().print(decision, markup=False, highlight=False)  # wrapped at the table's width
     notes = [n for n in frame.attrs.get("notes", []) if not n.startswith("rank: default ranker")]
     print_notes(notes, verbose=verbose)
 
