@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from scipy import linalg
 
 from ._linalg import class_sums
 from ._registry import register_measure
@@ -30,6 +29,16 @@ def _class_sums(X: np.ndarray, info: LabelInfo) -> np.ndarray:
     return class_sums(X, info.y, info.n_classes)
 
 
+def _eigh(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric Gram matrix.
+
+    LAPACK's divide-and-conquer ``syevd`` through numpy, the routine ``scipy.linalg.eigh(driver="evd")``
+    calls too: numpy's build was 1.6x faster here at d = 768 (67 vs 106 ms), the cost that decides
+    LogME's time against its peers.
+    """
+    return np.linalg.eigh(gram)
+
+
 def _spectral_moments(X: np.ndarray, info: LabelInfo, compat: bool) -> dict[str, Any]:
     """One eigendecomposition of the smaller Gram matrix, shared by every class.
 
@@ -43,14 +52,14 @@ def _spectral_moments(X: np.ndarray, info: LabelInfo, compat: bool) -> dict[str,
     if n <= D:
         # Kernel side: X X^T = U diag(sigma) U^T with U a complete basis of R^n, so every
         # target is expanded exactly and nothing lies outside the basis.
-        sigma, U = linalg.eigh(X @ X.T, driver="evd")
+        sigma, U = _eigh(X @ X.T)
         sigma = np.clip(sigma, 0.0, None)
         if not compat:  # round-off eigenvalues (see below) count as zero
             sigma[sigma <= n * np.finfo(np.float64).eps * sigma.max()] = 0.0
         x2 = _class_sums(U, info).T ** 2  # (U^T t_c)^2, shape (n, C)
         return {"sigma": sigma, "x2": x2, "r0": np.zeros(info.n_classes), "w": None, "tt": tt, "n": n}
     # Feature side (n > D): X^T X = V diag(sigma) V^T. z = V^T X^T t needs only the class sums.
-    sigma, V = linalg.eigh(X.T @ X, driver="evd")
+    sigma, V = _eigh(X.T @ X)
     sigma = np.clip(sigma, 0.0, None)
     z = V.T @ _class_sums(X, info).T  # (D, C)
     if not compat:
@@ -287,14 +296,14 @@ def logme(
         raise ValueError(f"tol must be >= 0, got {tol!r}; the official tolerance is 1e-3")
     if compat not in (None, "thuml_fixed_point"):
         raise ValueError(f"unknown compat {compat!r}; use None (exact evidence) or 'thuml_fixed_point'")
-    top = float(np.abs(X).max())
+    top = max(float(X.max()), -float(X.min())) if X.size else 0.0  # the largest |x|, without a copy
     if top > 0 and not _MIN_MAGNITUDE <= top <= _MAX_MAGNITUDE:
         raise ValueError(
             f"logme: the largest feature magnitude is {top:.3g}, outside [{_MIN_MAGNITUDE:g}, "
             f"{_MAX_MAGNITUDE:g}] where the evidence fixed point is representable in float64 (LogME is "
             "not scale invariant); rescale the features"
         )
-    if not X.any():
+    if top == 0.0:
         # X w = 0 for every w: alpha drops out and the evidence of t = noise is maximised at
         # beta = n / ||t||^2 = n / n_c.
         warn_degenerate("logme: every feature is zero; returning the evidence of a noise-only model")
