@@ -206,3 +206,21 @@ def test_ray_units_run_in_other_processes(ray_executor):
 
 def _pid_of(_: str, __: int) -> int:
     return os.getpid()
+
+
+def test_other_ray_failures_are_one_line():
+    """Ray errors that are neither a unit's exception nor a lost worker (out of memory, cancelled, object
+    store full) end as one line naming the unit, not a traceback."""
+    from ray import exceptions
+
+    class FailingRay:
+        def get(self, ref):
+            raise exceptions.OutOfMemoryError("Task was killed: the node ran low on memory.\nDetails.")
+
+        def cancel(self, ref):
+            pass
+
+    executor = RayExecutor.__new__(RayExecutor)  # no cluster: only the result handling is exercised
+    executor.max_retries = 0
+    with pytest.raises(RuntimeError, match=r"^unit 1 of 2 failed on Ray \(OutOfMemoryError: Details\.\)$"):
+        list(executor._results(FailingRay(), [object(), object()], 2))

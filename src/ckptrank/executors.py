@@ -244,6 +244,10 @@ class RayExecutor:
                         f"unit {i + 1} of {total} was lost: its Ray worker died {self.max_retries + 1} "
                         f"time(s) ({type(err).__name__}); raise max_retries or check the workers' memory"
                     ) from None
+                except exceptions.RayError as err:  # out of memory, cancelled, object store full, ...
+                    raise RuntimeError(
+                        f"unit {i + 1} of {total} failed on Ray ({type(err).__name__}: {_first_line(err)})"
+                    ) from None
                 fetched = i + 1
                 yield result
         finally:

@@ -1160,6 +1160,7 @@ def select_checkpoint(
         folder = base / "select" / config_id
     else:
         folder = Path(out).expanduser()
+    folder = folder.resolve()  # absolute: Ray workers may run in another working folder
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {str(folder)!r} exists and is not a folder; choose a folder path")
     if overwrite:
@@ -1547,9 +1548,11 @@ def _run_selection(
                 previous = before[before["checkpoint"] == spec]
                 at = int(previous["steps_to"].max()) if len(previous) else 0
                 jobs.append(StageJob(r, spec, at, float(share)))
-            outcomes = runner.imap(unit, jobs, gpu=gpu)
-            for job, out in zip(jobs, outcomes, strict=True):
-                _record_stage(store, folder, job, out, say=say, notify=notify)
+            if jobs:  # (a resumed round may have nothing left to run)
+                # closing: an error while recording cancels the units still queued
+                with contextlib.closing(runner.imap(unit, jobs, gpu=gpu)) as outcomes:
+                    for job, out in zip(jobs, outcomes, strict=True):
+                        _record_stage(store, folder, job, out, say=say, notify=notify)
             rows = recorded(r)
             ok_rows = rows[rows["error"].isna()]
             if len(ok_rows) == 0:

@@ -210,11 +210,19 @@ def _long_texts() -> list[str]:
 def test_token_limit_counts_the_texts_it_cuts(tiny_bert, tiny_st) -> None:
     texts = _long_texts()
     hf = load_checkpoint(f"hf:{tiny_bert}").count_tokens(texts)  # limit 64 (max_position_embeddings)
-    assert (hf.n_texts, hf.n_over, hf.longest, hf.limit) == (4, 2, 102, 64)
-    assert hf.note().startswith("2 of 4 texts are longer than the 64-token limit and were cut")
+    assert (hf.n_texts, hf.n_over, hf.longest, hf.limit, hf.model_limit) == (4, 2, 102, 64, 64)
+    assert hf.note() == (
+        "2 of 4 texts are longer than the 64-token limit and were cut (the longest has 102 tokens); "
+        "64 tokens is the most this model takes"
+    )
+    lower = load_checkpoint(f"hf:{tiny_bert}?max_length=16").count_tokens(texts)
+    assert lower.note().endswith("; the spec option ?max_length=N raises the limit up to the model's 64")
     st = load_checkpoint(f"st:{tiny_st}").count_tokens(texts)  # limit 32 (max_seq_length)
     assert (st.n_over, st.longest, st.limit) == (3, 102, 32)
-    assert load_checkpoint(f"hf:{tiny_bert}?max_length=64").count_tokens(texts[:1]).note() is None
+    short = load_checkpoint(f"hf:{tiny_bert}?max_length=64").count_tokens(texts[:1])
+    assert short.note() is None and short.longest is None  # 18 bytes cannot make 64 tokens: not tokenised
+    with pytest.raises(CheckpointError, match=r"max_length=65 is outside 1\.\.64, the token limit of this"):
+        load_checkpoint(f"hf:{tiny_bert}?max_length=65")
 
 
 def test_truncation_is_said_in_the_run_notes(tiny_bert) -> None:
@@ -229,6 +237,6 @@ def test_truncation_is_said_in_the_run_notes(tiny_bert) -> None:
     cut = [note for note in run(_long_texts()).notes if "token limit" in note]
     assert cut == [
         "2 of 4 texts are longer than the 64-token limit and were cut (the longest has 102 tokens); "
-        "the spec option ?max_length=N raises the limit up to the model's own"
+        "64 tokens is the most this model takes"
     ]
     assert not [note for note in run([*TEXTS, "a dog"]).notes if "token limit" in note]

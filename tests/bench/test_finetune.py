@@ -222,7 +222,9 @@ def test_recorded_runs_of_another_configuration_are_an_error() -> None:
         finetune_checkpoint("unused", task, other, store, checkpoint="feat-9")
 
 
-def test_runs_recorded_with_other_weights_are_an_error(tmp_path: Path) -> None:
+def test_runs_recorded_with_other_weights_are_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dataclasses
 
     from ckptrank.zoo import ZOO, pretrain
@@ -235,8 +237,11 @@ def test_runs_recorded_with_other_weights_are_an_error(tmp_path: Path) -> None:
         assert json.loads(store.table("finetune_runs").config.iloc[0])["weights_fingerprint"]
         pretrain(dataclasses.replace(ZOO["cnn-random"], seed=7), tmp_path)  # same file name, new weights
         more = FinetuneConfig(**{**cfg.__dict__, "seeds": (0, 1)})
+        counter = _Counter(monkeypatch)
         with pytest.raises(ValueError, match="made with other weights"):
             finetune_checkpoint(spec, _image_task(), more, store, checkpoint="c")
+        assert counter.calls == []  # refused as soon as the checkpoint loaded, before any training
+        assert len(store.table("finetune_runs")) == 1
 
 
 def test_features_tasks_accept_only_the_linear_protocol() -> None:
@@ -378,3 +383,24 @@ def test_cli_finetune_linear_on_digits(tmp_path: Path) -> None:
     assert json.loads(again.output) == rows
     bad = CliRunner().invoke(app, ["finetune", "zoo:cnn-random"])
     assert bad.exit_code != 0
+
+
+def test_local_finetune_loads_each_checkpoint_once_per_task_and_runs_the_protocol_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loads: list[str] = []
+    make = ft._make_trainer
+
+    def counting(spec, *args, **kwargs):
+        loads.append(spec)
+        return make(spec, *args, **kwargs)
+
+    monkeypatch.setattr(ft, "_make_trainer", counting)
+    cfg = FinetuneConfig(protocol="linear", lrs=(0.03, 0.3), weight_decays=(0.0,), epochs=2, seeds=(0, 1))
+    with ResultsStore(":memory:") as store:
+        ft.finetune({"a": "unused-a", "b": "unused-b"}, [_features_task()], cfg, store)
+        runs = store.table("finetune_runs")
+    assert loads == ["unused-a", "unused-b"]
+    # each pair whole before the next: grid (seed 0), then the selected configuration's other seed
+    assert list(runs.checkpoint) == ["a", "a", "a", "b", "b", "b"]
+    assert list(runs.seed) == [0, 0, 1, 0, 0, 1]

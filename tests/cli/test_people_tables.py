@@ -248,3 +248,6 @@ def test_decision_line_and_notes_wrap_in_a_terminal_and_stay_one_line_in_a_log(f
     print_notes([long_note])
     log = capsys.readouterr().err
     assert log == f"note: {long_note}\n"  # a log keeps one note per line
+    emit(frame, "human")
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Fine-tune th"))
+    assert line == " ".join(decision.split())  # and the decision on one line, for scripts

@@ -249,3 +249,16 @@ def test_inputs_are_not_mutated() -> None:
 def test_bad_inputs_raise(source: np.ndarray, labels: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         nce(source, labels)
+
+
+def test_fast_path_accepts_and_rejects_exactly_what_the_full_check_does() -> None:
+    """Row sums near the 1e-3 tolerance: C- and Fortran-ordered float32 input give the same answer."""
+    rng = np.random.default_rng(0)
+    theta = rng.dirichlet(np.ones(50), size=40).astype(np.float32)
+    y = np.arange(40) % 4
+    for order in ("C", "F"):
+        inside = np.array(theta * np.float32(1.0009), order=order)
+        assert nce(inside, y) == nce(theta, y)
+        outside = np.array(theta * np.float32(1.0011), order=order)
+        with pytest.raises(ValueError, match="sum"):
+            nce(outside, y)

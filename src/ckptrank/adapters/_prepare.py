@@ -88,29 +88,45 @@ class TokenCount:
         Texts counted.
     n_over : int
         Texts with more tokens (special tokens included) than ``limit``: their end is cut.
-    longest : int
-        Tokens in the longest text.
+    longest : int or None
+        Tokens in the longest text (None: not tokenised, because no text has enough bytes to
+        reach the limit).
     limit : int
         The token limit the preparation applies.
+    model_limit : int or None
+        The most tokens the model itself takes (None: unknown).
     """
 
     n_texts: int
     n_over: int
-    longest: int
+    longest: int | None
     limit: int
+    model_limit: int | None = None
 
     def note(self) -> str | None:
         """One line saying how many texts the limit cuts, or None when it cuts none."""
         if self.n_over == 0:
             return None
-        return (
+        said = (
             f"{self.n_over:,} of {self.n_texts:,} texts are longer than the {self.limit}-token limit and "
-            f"were cut (the longest has {self.longest:,} tokens); the spec option ?max_length=N raises "
-            f"the limit up to the model's own"
+            f"were cut (the longest has {self.longest:,} tokens)"
         )
+        if self.model_limit is not None and self.limit < self.model_limit:
+            return (
+                f"{said}; the spec option ?max_length=N raises the limit up to the model's {self.model_limit}"
+            )
+        if self.model_limit is not None:
+            return f"{said}; {self.limit} tokens is the most this model takes"
+        return said
 
 
-def count_tokens(tokenizer: Any, items: Sequence[Any], limit: int, batch_size: int = 1024) -> TokenCount:
+#: More than any tokenizer adds to a text ([CLS]/[SEP], <s>/</s>, prefixes, prompts).
+_MAX_SPECIAL_TOKENS = 16
+
+
+def count_tokens(
+    tokenizer: Any, items: Sequence[Any], limit: int, model_limit: int | None = None, batch_size: int = 1024
+) -> TokenCount:
     """Count the texts that a Hugging Face ``tokenizer`` would cut at ``limit`` tokens.
 
     Parameters
@@ -121,6 +137,8 @@ def count_tokens(tokenizer: Any, items: Sequence[Any], limit: int, batch_size: i
     items : sequence of str, length n_texts
     limit : int
         The token limit of the preparation.
+    model_limit : int, optional
+        The most tokens the model takes (said in the note).
     batch_size : int
         Texts tokenised per call (bounds memory).
 
@@ -129,6 +147,13 @@ def count_tokens(tokenizer: Any, items: Sequence[Any], limit: int, batch_size: i
     TokenCount
     """
     texts = check_texts(items)
+    # A token covers at least one byte of UTF-8 (WordPiece, BPE and SentencePiece alike), so a text
+    # of b bytes has at most b + (special tokens) tokens: when even the longest cannot reach the
+    # limit, nothing is tokenised (short-text tasks, and every cached re-rank of them, pay nothing).
+    if max((len(text.encode("utf-8")) for text in texts), default=0) + _MAX_SPECIAL_TOKENS <= limit:
+        return TokenCount(
+            n_texts=len(texts), n_over=0, longest=None, limit=int(limit), model_limit=model_limit
+        )
     n_over = 0
     longest = 0
     for start in range(0, len(texts), batch_size):
@@ -136,7 +161,13 @@ def count_tokens(tokenizer: Any, items: Sequence[Any], limit: int, batch_size: i
         lengths = [len(row) for row in ids]
         n_over += sum(length > limit for length in lengths)
         longest = max([longest, *lengths])
-    return TokenCount(n_texts=len(texts), n_over=int(n_over), longest=int(longest), limit=int(limit))
+    return TokenCount(
+        n_texts=len(texts),
+        n_over=int(n_over),
+        longest=int(longest),
+        limit=int(limit),
+        model_limit=model_limit,
+    )
 
 
 @dataclass(frozen=True)
@@ -196,6 +227,7 @@ class TextPreparer:
 
     tokenizer: Any
     max_length: int
+    model_limit: int | None = None
 
     def __call__(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
         texts = check_texts(items)
@@ -208,4 +240,4 @@ class TextPreparer:
 
     def count_tokens(self, items: Sequence[Any]) -> TokenCount:
         """How many of ``items`` this preparer cuts at :attr:`max_length` (see :func:`count_tokens`)."""
-        return count_tokens(self.tokenizer, items, self.max_length)
+        return count_tokens(self.tokenizer, items, self.max_length, self.model_limit)

@@ -228,12 +228,17 @@ def build_hf(parsed: ParsedSpec, trust: bool) -> Checkpoint:
                 int(tokenizer.model_max_length or 512), int(getattr(config, "max_position_embeddings", 512))
             )
             max_length = opt_int(parsed, "max_length", min(limit, 512))
+            if not 1 <= max_length <= limit:
+                raise CheckpointError(
+                    f"{parsed.spec!r}: max_length={max_length} is outside 1..{limit}, the token limit of "
+                    "this model; choose a value in that range"
+                )
             preprocessing = Preprocessing(
                 modality="text",
                 max_length=max_length,
                 extra={"tokenizer": type(tokenizer).__name__, "name_or_path": str(parsed.name)},
             )
-            preparer = TextPreparer(tokenizer, int(max_length))  # type: ignore[arg-type]
+            preparer = TextPreparer(tokenizer, int(max_length), model_limit=limit)  # type: ignore[arg-type]
     head_name = None
     num_features = getattr(config, "hidden_size", None)
     if with_head:

@@ -51,7 +51,10 @@ class SentenceTransformerCheckpoint(TorchCheckpoint):
         return self.prepare
 
     def count_tokens(self, items: Sequence[Any]) -> TokenCount:
-        return count_tokens(self._module.tokenizer, items, int(self._module.max_seq_length))
+        tokenizer = self._module.tokenizer
+        model_limit = getattr(tokenizer, "model_max_length", None)
+        sane = isinstance(model_limit, int) and 0 < model_limit < 1_000_000  # unset: a huge sentinel
+        return count_tokens(tokenizer, items, int(self._module.max_seq_length), model_limit if sane else None)
 
     def _run(self, batch: Any) -> Any:
         return self._module({**batch, **self._extras})

@@ -40,6 +40,7 @@ the current one is an error, never silently reused.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -631,12 +632,19 @@ class FinetuneJob:
         The configuration.
     seed : int
         Seed of the head's initialisation and of the batch order.
+    recorded_fingerprint : str, optional
+        Weights fingerprint of the runs already recorded for this checkpoint: a checkpoint whose
+        weights changed since is refused as soon as it is loaded, before any training.
+    recorded_in : str
+        Where those runs are recorded (for the message).
     """
 
     spec: str
     lr: float
     weight_decay: float
     seed: int
+    recorded_fingerprint: str | None = None
+    recorded_in: str = ""
 
 
 @dataclass(frozen=True)
@@ -745,6 +753,13 @@ def run_job(
     key = (job.spec, _config_id(config.recipe(), task, job.spec))
     make = functools.partial(_make_trainer, job.spec, task, config, cache, batch_size)
     trainer, fingerprint = reuse.get(key, make) if reuse is not None else make()
+    recorded = job.recorded_fingerprint
+    if recorded is not None and fingerprint is not None and fingerprint != recorded:
+        raise ValueError(
+            f"the results store {job.recorded_in} holds runs of {job.spec} on {task.name} made with other "
+            f"weights (fingerprint {recorded[:12]} vs {fingerprint[:12]} now); use another results file, "
+            "suite or checkpoint name, or delete those rows"
+        )
     result = trainer.run(job.lr, job.weight_decay, job.seed)
     return JobOutcome(result=result, fingerprint=fingerprint, threads=torch.get_num_threads())
 
@@ -761,6 +776,18 @@ class _PairPlan:
     rows: pd.DataFrame
     done: set[tuple[int, float, float]]
     selected: tuple[float, float] | None = None
+
+    def job(self, lr: float, weight_decay: float, seed: int, store: ResultsStore) -> FinetuneJob:
+        """The unit that runs one configuration of this pair, carrying the recorded fingerprint."""
+        recorded = (
+            {c.get("weights_fingerprint") for c in self.rows["config"].map(json.loads)}
+            if len(self.rows)
+            else set()
+        )
+        recorded.discard(None)
+        return FinetuneJob(
+            self.spec, lr, weight_decay, seed, min(recorded) if recorded else None, str(store.path)
+        )
 
 
 def _plan_pair(
@@ -850,11 +877,13 @@ def _run_plan(
     on_change: Callable[[], None] | None,
     say: Callable[[str], None],
 ) -> None:
-    """The protocol for every pair of one task, as jobs handed to ``executor``.
+    """The protocol for the pairs ``plans`` of one task, as jobs handed to ``executor``.
 
-    Two waves: the grid with the first seed for every checkpoint (then each pair's selection is
-    marked), and the selected configuration with every other seed. Jobs are listed checkpoint by
-    checkpoint in grid order, the order a sequential run takes; each is recorded as it returns.
+    Two waves: the grid with the first seed for every checkpoint of ``plans`` (then each pair's
+    selection is marked), and the selected configuration with every other seed. Jobs are listed
+    checkpoint by checkpoint in grid order; each is recorded as it returns. Given one pair, this is
+    the order of the protocol itself (grid, selection, seeds), and consecutive jobs reuse the loaded
+    checkpoint in this process.
     """
     from ckptrank.executors import resolve_executor
 
@@ -867,16 +896,19 @@ def _run_plan(
     grid_seed = config.seeds[0]
 
     def wave(jobs: list[tuple[_PairPlan, FinetuneJob]], selected: bool) -> None:
-        outcomes = runner.imap(unit, [job for _, job in jobs], gpu=gpu)
-        for (plan, job), outcome in zip(jobs, outcomes, strict=True):
-            _record(plan, job, outcome, config=config, store=store, selected=selected, say=say)
-            if on_change is not None:
-                on_change()
+        if not jobs:
+            return  # nothing left to run: do not start (or join) a cluster for nothing
+        # closing: an error while recording cancels the jobs still queued
+        with contextlib.closing(runner.imap(unit, [job for _, job in jobs], gpu=gpu)) as outcomes:
+            for (plan, job), outcome in zip(jobs, outcomes, strict=True):
+                _record(plan, job, outcome, config=config, store=store, selected=selected, say=say)
+                if on_change is not None:
+                    on_change()
 
     try:
         wave(
             [
-                (plan, FinetuneJob(plan.spec, lr, wd, grid_seed))
+                (plan, plan.job(lr, wd, grid_seed, store))
                 for plan in plans
                 for lr, wd in config.grid
                 if (grid_seed, lr, wd) not in plan.done
@@ -898,7 +930,7 @@ def _run_plan(
                     on_change()
         wave(
             [
-                (plan, FinetuneJob(plan.spec, plan.selected[0], plan.selected[1], seed))
+                (plan, plan.job(plan.selected[0], plan.selected[1], seed, store))
                 for plan in plans
                 if plan.selected is not None
                 for seed in config.seeds[1:]
@@ -998,8 +1030,10 @@ def finetune(
 
     ``checkpoints`` maps names to specs (or is a list of specs used as names). Every configuration
     is one job (:func:`run_job`) handed to ``executor`` (``"local"``, ``"ray"`` or an executor;
-    default local): all checkpoints' grids of a task in one wave, then their other seeds. Only this
-    process writes the store, so an interrupted run resumes from it on any executor.
+    default local). Locally the pairs run one after the other (each checkpoint loaded once per
+    task, as a plain loop would); on a remote executor all checkpoints' grids of a task go out in
+    one wave, then their other seeds. Only this process writes the store, so an interrupted run
+    resumes from it on any executor.
     """
     from ckptrank.executors import resolve_executor
 
@@ -1008,10 +1042,11 @@ def finetune(
     try:
         for task in tasks:
             plans = [_plan_pair(name, spec, task, config, store, suite) for name, spec in named.items()]
-            _run_plan(
-                plans, task, config, store, cache=cache, batch_size=64, executor=runner,
-                on_change=on_change, say=log or logger.info,
-            )  # fmt: skip
+            for group in [plans] if runner.remote else [[plan] for plan in plans]:
+                _run_plan(
+                    group, task, config, store, cache=cache, batch_size=64, executor=runner,
+                    on_change=on_change, say=log or logger.info,
+                )  # fmt: skip
     finally:
         if own:
             runner.close()

@@ -429,9 +429,11 @@ def print_notes(notes: Sequence[str], *, verbose: bool = False) -> None:
 
 
 def terminal_width(stream: Any) -> int | None:
-    """Columns of the terminal ``stream`` writes to (``$COLUMNS`` first); None for a log or a pipe.
+    """Columns of the terminal ``stream`` writes to; None for a log or a pipe.
 
-    Notes are wrapped at this width in a terminal and kept one per line in a log (easy to grep).
+    ``$COLUMNS``, when set, is taken as that width whatever the stream, as for the tables (a user
+    who sets it asks for that width). Notes are wrapped at this width and kept one per line in a
+    log (easy to grep).
     """
     columns = os.environ.get("COLUMNS", "").strip()
     if columns.isdigit() and int(columns) > 0:
@@ -755,8 +757,10 @@ def emit(frame: pd.DataFrame, output_format: str, *, verbose: bool = False) -> N
     render_table(frame)
     decision = decision_line(frame)
     if decision:
-        sys.stdout.flush()
-        table_console().print(decision, markup=False, highlight=False)  # wrapped at the table's width
+        width = terminal_width(sys.stdout)
+        if width is not None:  # wrapped at the terminal's width, never inside a checkpoint's name
+            decision = textwrap.fill(decision, width, break_long_words=False, break_on_hyphens=False)
+        typer.echo(decision)  # in a log: one line with whole names (scripts read it)
     notes = [n for n in frame.attrs.get("notes", []) if not n.startswith("rank: default ranker")]
     print_notes(notes, verbose=verbose)
 

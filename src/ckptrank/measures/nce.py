@@ -73,6 +73,8 @@ def _plain_argmax(source: Any, n_samples: int) -> tuple[np.ndarray, int] | None:
         return None
     if source.ndim != 2 or source.shape[0] != n_samples or source.shape[1] < 2:
         return None
+    if not source.flags.c_contiguous:
+        return None  # rows summed along a stride accumulate sequentially: leave them to the exact check
     n, columns = source.shape
     z = np.empty(n, dtype=np.intp)
     step = max(1, _BLOCK_BYTES // (8 * columns))
