@@ -176,3 +176,54 @@ def test_cli_suite_mode_rejects_bad_arguments(args: list[str], message: str) -> 
     result = CliRunner().invoke(app, ["finetune", *args])
     assert result.exit_code != 0 and isinstance(result.exception, ValueError)
     assert message in str(result.exception)
+
+
+def test_build_on_a_remote_executor_sends_a_task_in_one_wave_and_records_the_same_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ckptrank.executors import LocalExecutor
+
+    class RemoteLike(LocalExecutor):
+        """Runs here, but says it is remote (as the Ray executor does); records each wave's jobs."""
+
+        remote = True
+
+        def __init__(self) -> None:
+            self.waves: list[list[tuple[str, int]]] = []
+
+        def imap(self, fn, items, *, gpu=False):
+            items = list(items)
+            self.waves.append([(job.spec, job.seed) for job in items])
+            return super().imap(fn, items, gpu=gpu)
+
+    two = {name: nm.CHECKPOINTS[name] for name in ("cnn-random", "cnn-fm04-e1")}
+    monkeypatch.setattr(nm, "CHECKPOINTS", two)
+    monkeypatch.setattr(
+        nm, "TASKS", {"digits": nm.MiniTask("image", "builtin:digits", 4, 3, 0, "tiny digits")}
+    )
+    tiny = ft.FinetuneConfig(protocol="linear", lrs=(0.1, 0.3), weight_decays=(0.0,), epochs=2, seeds=(0, 1))
+    monkeypatch.setattr(nm, "PROTOCOL_CONFIGS", {"linear": tiny})
+    kwargs = dict(tracks=("image",), protocols=("linear",))
+    executor = RemoteLike()
+    nm.build_ground_truth(
+        store_path=tmp_path / "r.sqlite", directory=tmp_path / "r", executor=executor, **kwargs
+    )
+    specs = [c.spec for c in two.values()]
+    assert executor.waves == [[(s, 0) for s in specs for _ in range(2)], [(s, 1) for s in specs]]
+    nm.build_ground_truth(store_path=tmp_path / "l.sqlite", directory=tmp_path / "l", **kwargs)
+    columns = [
+        "task",
+        "checkpoint",
+        "protocol",
+        "seed",
+        "lr",
+        "weight_decay",
+        "val_accuracy",
+        "test_accuracy",
+    ]
+    remote = pd.read_csv(nm.ground_truth_csv("image", tmp_path / "r"))[[*columns, "selected"]]
+    local = pd.read_csv(nm.ground_truth_csv("image", tmp_path / "l"))[[*columns, "selected"]]
+    order = ["checkpoint", "seed", "lr"]
+    pd.testing.assert_frame_equal(
+        remote.sort_values(order).reset_index(drop=True), local.sort_values(order).reset_index(drop=True)
+    )

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .finetune import FinetuneConfig, FinetuneTask, finetune_checkpoint, load_task
+from .finetune import FinetuneConfig, FinetuneTask, finetune, finetune_checkpoint, load_task
 
 __all__ = [
     "CHECKPOINTS",
@@ -429,8 +429,10 @@ def build_ground_truth(
 ) -> pd.DataFrame:
     """Build (or resume) the suite's ground truth; returns the summary of the selected runs.
 
-    ``executor`` (``"local"``, ``"ray"`` or an executor) runs each pair's fine-tuning jobs
-    (:func:`ckptrank.bench.finetune.run_job`); this process alone writes the store and the CSVs.
+    ``executor`` (``"local"``, ``"ray"`` or an executor) runs the fine-tuning jobs
+    (:func:`ckptrank.bench.finetune.run_job`): locally pair by pair in the order above, on a remote
+    executor every checkpoint's grid of a task in one wave. This process alone writes the store and
+    the CSVs.
 
     Order: the linear protocol first (cheap), then full fine-tuning; within a protocol and track, the
     cheapest checkpoints (small zoo models) on every task first, then GloVe, then EfficientNet-Lite
@@ -471,6 +473,23 @@ def build_ground_truth(
                     ((t, n) for t in task_names for n in names),
                     key=lambda p: (_cost_tier(p[1]), task_names.index(p[0]), names.index(p[1])),
                 )
+                if runner.remote:
+                    # a cluster: every checkpoint's grid of a task in one wave (finetune's own plan)
+                    for task_name in task_names:
+                        t0 = time.perf_counter()
+                        finetune(
+                            {name: CHECKPOINTS[name].spec for name in names},
+                            [load_suite_task(task_name)],
+                            cfg,
+                            store,
+                            suite=SUITE_NAME,
+                            cache=cache,
+                            on_change=lambda track=track: write_csv(store, track, directory),
+                            log=say,
+                            executor=runner,
+                        )
+                        say(f"done {task_name} | {protocol} ({time.perf_counter() - t0:.0f} s)")
+                    continue
                 loaded: dict[str, FinetuneTask] = {}
                 for task_name, name in pairs:
                     if task_name not in loaded:
