@@ -69,10 +69,9 @@ DEMO_TASKS: dict[str, DemoTask] = {
         task_description="Fashion-MNIST (10 kinds of clothing, 28x28 grey images, upscaled to 112 px)",
         example="ckptrank rank --data ./images_by_class --models efficientnet-lite0,timm:NAME?weights=FILE",
         control=_RANDOM_LITE0,
-        measures=("logme", "reg_hscore", "nleep", "leep"),
-        measure_note="SFDA, also in the default set of ckptrank rank, is left out here: with 1280-d features "
-        "and 400 samples its in-sample posteriors saturate, so every 1280-d checkpoint would score 1.0 "
-        "whatever its quality (pass more samples than feature dimensions to use it).",
+        measure_note="These are the default ranker's measures, as ckptrank rank uses them. A measure that "
+        "saturates on a checkpoint (H-score with more feature dimensions than samples) or cannot score it "
+        "(LEEP and NCE without a head) is read as missing for it, and the notes say so.",
     ),
     "text": DemoTask(
         name="text",
@@ -93,9 +92,9 @@ DEMO_TASKS: dict[str, DemoTask] = {
             "glove-6b-50d": "GloVe 6B 50-d word vectors, averaged over the words",
         },
         task_description="WordNet noun glosses labelled with their supersense (26 classes)",
-        measures=("logme", "sfda", "reg_hscore", "nleep"),
-        measure_note="LEEP, also in the default set of ckptrank rank, is left out here: none of these "
-        "encoders has a classification head.",
+        measure_note="These are the default ranker's measures, as ckptrank rank uses them. None of these "
+        "encoders has a classification head, so LEEP and NCE are missing for all of them and the ranker "
+        "leans on the other measures and on each checkpoint's size.",
         example="ckptrank rank --data texts.csv --models all-minilm-l6-v2,glove-6b-50d,st:/path/to/model",
     ),
 }

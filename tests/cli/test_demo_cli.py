@@ -37,7 +37,8 @@ def test_demo_runs_offline_and_explains(tmp_path):
         assert model in text  # introduced and ranked
     assert "3 training samples per class" in text
     assert "HIGHER = predicted to transfer better" in text
-    assert "consensus" in text and "target-blind baselines" in text
+    assert "rank = the default ranker" in text and "p(best)" in text  # the answer ckptrank rank gives
+    assert "target-blind baselines" in text
     assert "not a fine-tuning result" in text
     assert "random-initialised control ranked" in text
     assert "Demo finished in" in text
