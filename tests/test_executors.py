@@ -217,9 +217,6 @@ def test_other_ray_failures_are_one_line():
         def get(self, ref):
             raise exceptions.OutOfMemoryError("Task was killed: the node ran low on memory.\nDetails.")
 
-        def cancel(self, ref):
-            pass
-
     executor = RayExecutor.__new__(RayExecutor)  # no cluster: only the result handling is exercised
     executor.max_retries = 0
     with pytest.raises(RuntimeError, match=r"^unit 1 of 2 failed on Ray \(OutOfMemoryError: Details\.\)$"):

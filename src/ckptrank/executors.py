@@ -21,7 +21,6 @@ This module imports nothing of ckptrank (a leaf of the import structure).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -251,10 +250,12 @@ class RayExecutor:
                 fetched = i + 1
                 yield result
         finally:
-            # an error, an interrupt or a caller that stopped reading: the other tasks are not wanted
-            for ref in refs[fetched:]:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref)
+            # After an error, an interrupt or a caller that stopped reading, the tasks not read are left to
+            # finish and their results dropped, not cancelled: in Ray 2.60 a cancel that races with a task's
+            # completion aborts the driver process (RAY_CHECK "Tried to complete task that was not pending",
+            # seen in this project's CI; ray-project/ray#54527). Units are idempotent, so a leftover task at
+            # most rewrites its own cache entry; a job's tasks end with its driver, or with close().
+            del refs[fetched:]
 
     def close(self) -> None:
         """Shut down the Ray instance this executor started (a joined cluster keeps running)."""

@@ -1549,7 +1549,7 @@ def _run_selection(
                 at = int(previous["steps_to"].max()) if len(previous) else 0
                 jobs.append(StageJob(r, spec, at, float(share)))
             if jobs:  # (a resumed round may have nothing left to run)
-                # closing: an error while recording cancels the units still queued
+                # closing: an error while recording stops reading (and running, locally) the other units
                 with contextlib.closing(runner.imap(unit, jobs, gpu=gpu)) as outcomes:
                     for job, out in zip(jobs, outcomes, strict=True):
                         _record_stage(store, folder, job, out, say=say, notify=notify)

@@ -898,7 +898,7 @@ def _run_plan(
     def wave(jobs: list[tuple[_PairPlan, FinetuneJob]], selected: bool) -> None:
         if not jobs:
             return  # nothing left to run: do not start (or join) a cluster for nothing
-        # closing: an error while recording cancels the jobs still queued
+        # closing: an error while recording stops reading (and running, locally) the other jobs
         with contextlib.closing(runner.imap(unit, [job for _, job in jobs], gpu=gpu)) as outcomes:
             for (plan, job), outcome in zip(jobs, outcomes, strict=True):
                 _record(plan, job, outcome, config=config, store=store, selected=selected, say=say)
