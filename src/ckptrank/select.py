@@ -33,8 +33,9 @@ random state). A folder recorded under other settings is an error, never silentl
 
 The units are the (round, candidate) jobs (:func:`run_stage`), keyed and idempotent, handed to an
 executor (``ckptrank.executors``): locally a survivor continues in memory; on Ray every unit
-restores its run from the state the previous round saved (step-for-step the same run), so the
-output folder must be on storage every worker sees. Only this process writes ``select.sqlite``.
+restores its run from the state the previous round saved (step-for-step the same run under a step
+budget; under a time budget the restore is part of the slice's time), so the output folder must be
+on storage every worker sees. Only this process writes ``select.sqlite``.
 """
 
 from __future__ import annotations
