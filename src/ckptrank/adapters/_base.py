@@ -174,7 +174,7 @@ class Checkpoint(abc.ABC):
     def count_tokens(self, items: Sequence[Any]) -> Any:
         """How many text ``items`` the preparation cuts at its token limit.
 
-        Returns a :class:`ckptrank.adapters._prepare.TokenCount`, or None where the checkpoint
+        Returns a :class:`ckptrank.adapters.toolkit.TokenCount`, or None where the checkpoint
         does not tokenise (images) or its preparation cannot say.
         """
         counter = getattr(self.preparer(), "count_tokens", None)

@@ -10,7 +10,7 @@ fingerprints, seeding).
 from __future__ import annotations
 
 from ._base import Checkpoint, CheckpointError, ModelOutput, Preprocessing
-from ._prepare import ImagePreparer, TextPreparer, check_texts
+from ._prepare import ImagePreparer, TextPreparer, TokenCount, check_texts, count_tokens
 from ._source import (
     ParsedSpec,
     check_options,
@@ -40,10 +40,12 @@ __all__ = [
     "ParsedSpec",
     "Preprocessing",
     "TextPreparer",
+    "TokenCount",
     "TorchCheckpoint",
     "check_options",
     "check_texts",
     "closest_hint",
+    "count_tokens",
     "file_fingerprint",
     "get_source",
     "list_source_infos",
