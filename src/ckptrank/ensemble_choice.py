@@ -2,13 +2,12 @@
 
 :func:`choose_ensemble` reads the checkpoint specs (:mod:`ckptrank.specs`) and the target data
 (:mod:`ckptrank.targets`), runs every checkpoint over the data as :func:`ckptrank.ranking.rank`
-does (:func:`ckptrank.ranking.iter_runs`, through the feature cache), and hands the features to
+does (:func:`ckptrank.ranking.map_checkpoints`, through the feature cache), and hands the features to
 :func:`ckptrank.ensemble.select_ensemble` (greedy forward selection on SFDA).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 import warnings
@@ -129,29 +128,21 @@ def choose_ensemble(
     features: dict[str, Any] = {}
     failed: dict[str, str] = {}
     labels = None
-    from ckptrank.executors import resolve_executor
-
-    runner, own_executor = resolve_executor(executor)
-    unit = functools.partial(
+    runs = ranking.map_checkpoints(
         pipeline.run_checkpoint,
         dataset,
+        specs,
+        executor=executor,
+        device=device,
+        progress=progress,
         needs_features=True,
         cache=cache,
-        device=device,
         batch_size=batch_size,
-        progress=False if runner.remote else progress,
         trust_checkpoint=trust_checkpoint,
         on_error=on_error,
         load=ranking.load_checkpoint,
         extract=ranking.extract_features,
     )
-    try:
-        if runner.remote and callable(getattr(dataset, "fingerprint", None)):
-            dataset.fingerprint()  # memoised: computed once here, not in every task
-        runs = runner.map(unit, specs, gpu=str(device or "cpu").startswith("cuda"))
-    finally:
-        if own_executor:
-            runner.close()
     for run in runs:
         if run.status != "ok":
             failed[run.spec] = run.error or run.status

@@ -31,7 +31,7 @@ import datetime
 import functools
 import math
 import platform
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,6 +53,7 @@ __all__ = [
     "iter_runs",
     "load_checkpoint",
     "make_cache",
+    "map_checkpoints",
     "none_if_nan",
     "package_versions",
     "rank",
@@ -234,6 +235,58 @@ def iter_runs(
         )
         yield run
         run.model = None
+
+
+def map_checkpoints(
+    unit: Callable[..., Any],
+    dataset: Any,
+    specs: Sequence[str],
+    *,
+    executor: Any,
+    device: str | None,
+    progress: Any,
+    **options: Any,
+) -> list[Any]:
+    """``unit(dataset, spec, device=..., progress=..., **options)`` for every spec, on ``executor``.
+
+    The plan ``rank`` and ``ensemble`` hand to an executor: one unit per checkpoint (e.g.
+    :func:`ckptrank.pipeline.checkpoint_unit` or :func:`ckptrank.pipeline.run_checkpoint`), the
+    results in the order of ``specs``. On a remote executor the units draw no progress bars and
+    the target data's fingerprint is computed once here, not in every task; each unit reserves
+    a GPU when ``device`` is CUDA. An executor made here from a name is closed afterwards.
+
+    Parameters
+    ----------
+    unit : callable
+        ``unit(dataset, spec, *, device, progress, **options)``; picklable for a remote executor.
+    dataset : TargetDataset
+    specs : sequence of str
+    executor : {"local", "ray"}, Executor or None
+    device : str, optional
+    progress : optional
+        Progress for local units (ignored by remote ones).
+    **options
+        More keyword arguments of ``unit``.
+
+    Returns
+    -------
+    list
+        One result per spec, in order.
+    """
+    from ckptrank.executors import resolve_executor
+
+    runner, own_executor = resolve_executor(executor)
+    # bars drawn in worker processes would only clutter their logs
+    bound = functools.partial(
+        unit, dataset, device=device, progress=False if runner.remote else progress, **options
+    )
+    try:
+        if runner.remote and callable(getattr(dataset, "fingerprint", None)):
+            dataset.fingerprint()  # memoised: computed once here, not in every task
+        return runner.map(bound, specs, gpu=str(device or "cpu").startswith("cuda"))
+    finally:
+        if own_executor:
+            runner.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,19 +501,17 @@ def rank(
             "the target data are precomputed features: every checkpoint is scored on the same features"
         )
 
-    from ckptrank.executors import resolve_executor
-
-    runner, own_executor = resolve_executor(executor)
-    unit = functools.partial(
+    results = map_checkpoints(
         pipeline.checkpoint_unit,
         dataset,
+        specs,
+        executor=executor,
+        device=device,
+        progress=progress,
         names=names,
         options=options,
         cache=cache,
-        device=device,
         batch_size=batch_size,
-        # bars drawn in worker processes would only clutter their logs
-        progress=False if runner.remote else progress,
         trust_checkpoint=trust_checkpoint,
         on_error=on_error,
         needs_features=needs_features,
@@ -469,13 +520,6 @@ def rank(
         extract=extract_features,
         score=score_run,
     )
-    try:
-        if runner.remote and callable(getattr(dataset, "fingerprint", None)):
-            dataset.fingerprint()  # memoised: computed once here, not in every task
-        results = runner.map(unit, specs, gpu=str(device or "cpu").startswith("cuda"))
-    finally:
-        if own_executor:
-            runner.close()
     rows: list[dict[str, Any]] = []
     checkpoint_notes: dict[str, list[str]] = {}
     resolved: dict[str, dict[str, str | None]] = {}

@@ -777,14 +777,16 @@ class _PairPlan:
     done: set[tuple[int, float, float]]
     selected: tuple[float, float] | None = None
 
+    def recorded_fingerprints(self) -> set[str]:
+        """Weights fingerprints of the runs recorded for this pair (none for precomputed features)."""
+        if not len(self.rows):
+            return set()
+        found = {c.get("weights_fingerprint") for c in self.rows["config"].map(json.loads)}
+        return {f for f in found if f is not None}
+
     def job(self, lr: float, weight_decay: float, seed: int, store: ResultsStore) -> FinetuneJob:
         """The unit that runs one configuration of this pair, carrying the recorded fingerprint."""
-        recorded = (
-            {c.get("weights_fingerprint") for c in self.rows["config"].map(json.loads)}
-            if len(self.rows)
-            else set()
-        )
-        recorded.discard(None)
+        recorded = self.recorded_fingerprints()
         return FinetuneJob(
             self.spec, lr, weight_decay, seed, min(recorded) if recorded else None, str(store.path)
         )
@@ -814,12 +816,7 @@ def _record(
 ) -> None:
     """Write one finished job to the store (the driver alone writes), after checking its weights."""
     what = f"{plan.name} on {plan.task.name} ({config.protocol})"
-    recorded = (
-        {c.get("weights_fingerprint") for c in plan.rows["config"].map(json.loads)}
-        if len(plan.rows)
-        else set()
-    )
-    recorded.discard(None)
+    recorded = plan.recorded_fingerprints()
     if recorded and outcome.fingerprint is not None and recorded != {outcome.fingerprint}:
         raise ValueError(
             f"the results store {store.path} holds runs of {what} made with other weights "
