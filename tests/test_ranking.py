@@ -545,3 +545,102 @@ def test_save_ranking_replaces_symlinks_instead_of_writing_through(zoo, tmp_path
         assert (out / name).is_file() and not (out / name).is_symlink()
     assert sorted(p.name for p in out.iterdir()) == sorted(names)
     assert list(pd.read_csv(out / "ranking.csv")["checkpoint"]) == ["strong", "weak"]
+
+
+# --------------------------------------------------------------------------------------------
+# p_best from resampling the target set
+
+
+def test_resample_indices_keep_80_percent_of_each_class_without_duplicates():
+    from ckptrank.pipeline import resample_indices
+
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 1)
+    draws = resample_indices(labels, 4, seed=3)
+    assert len(draws) == 4
+    for idx in draws:
+        assert len(np.unique(idx)) == len(idx)  # no sample twice
+        assert np.bincount(labels[idx], minlength=3).tolist() == [8, 4, 1]
+    # the same labels and seed give the same draws (every checkpoint is scored on the same ones)
+    again = resample_indices(labels.tolist(), 4, seed=3)
+    assert all((a == b).all() for a, b in zip(draws, again, strict=True))
+    assert not all((a == b).all() for a, b in zip(draws, resample_indices(labels, 4, seed=4), strict=True))
+    with pytest.raises(ValueError, match="0 or more"):
+        resample_indices(labels, -1, seed=0)
+
+
+def test_jackknife_values_recentre_and_rescale_by_hand():
+    from ckptrank.pipeline import jackknife_values
+
+    # n = 10, 8 kept: spread x sqrt(8 / 2) = 2 around the full-set score; the drift (mean 0.8) is removed
+    assert jackknife_values(1.0, [0.9, 0.7, np.nan], n_samples=10, n_kept=8) == pytest.approx(
+        [1.2, 0.8, math.nan], nan_ok=True
+    )
+    assert all(math.isnan(v) for v in jackknife_values(math.nan, [0.9, 0.7], n_samples=10, n_kept=8))
+    assert all(math.isnan(v) for v in jackknife_values(1.0, [0.9], n_samples=8, n_kept=8))
+
+
+def test_p_best_averages_the_probability_over_the_resamples_by_hand():
+    from ckptrank.rankers import PairwiseRanker, probability_best
+
+    ranker = PairwiseRanker(
+        features=["logme"],
+        weights=np.array([1.0]),
+        info={"p_best": {"temperature": 0.5, "shortlist_level": 0.9}},
+    )
+    scores = {"logme": np.array([1.0, 2.0, 3.0])}
+    # resample 1 keeps the order, resample 2 swaps the top two
+    resampled = {"logme": np.array([[1.0, 2.0, 3.0], [1.0, 3.0, 2.0]])}
+    column = combine.answer_column(
+        scores, {"logme": True}, num_parameters=np.full(3, np.nan), ranker=ranker, resampled=resampled
+    )
+    first = probability_best(np.array([-1.0, 0.0, 1.0]), 0.5)
+    second = probability_best(np.array([-1.0, 1.0, 0.0]), 0.5)
+    np.testing.assert_allclose(column.p_best, (first + second) / 2)
+    assert column.rank.tolist() == [3, 2, 1]  # the order itself is the full set's
+    # lower-is-better measures are turned around in the resamples as in the full set
+    flipped = combine.answer_column(
+        {"logme": -scores["logme"]},
+        {"logme": False},
+        num_parameters=np.full(3, np.nan),
+        ranker=ranker,
+        resampled={"logme": -resampled["logme"]},
+    )
+    np.testing.assert_allclose(flipped.p_best, column.p_best)
+
+
+def test_rank_resamples_the_target_set_for_p_best(zoo):
+    df = ranking.rank(zoo, "strong,medium,weak", resamples=3)
+    assert df.attrs["config"]["resamples"] == 3
+    assert df["p_best"].sum() == pytest.approx(1.0)
+    assert any("over 3 jackknife resamples" in n for n in df.attrs["notes"])
+    bare = ranking.rank(zoo, "strong,medium,weak", resamples=0)
+    assert bare.attrs["config"]["resamples"] == 0
+    assert not any("jackknife" in n for n in bare.attrs["notes"])
+    assert list(bare["checkpoint"]) == list(df["checkpoint"])  # resampling never changes the order
+    assert ranking.rank(zoo, "strong,medium,weak").attrs["config"]["resamples"] == ranking.DEFAULT_RESAMPLES
+    # a consensus has no p_best: resamples are not drawn for it
+    assert ranking.rank(zoo, "strong,medium,weak", measures="logme").attrs["config"]["resamples"] == 0
+    with pytest.raises(ValueError, match="resamples=2 needs the default ranker"):
+        ranking.rank(zoo, "strong,medium,weak", measures="logme", resamples=2)
+    with pytest.raises(ValueError, match="resamples must be a whole number"):
+        ranking.rank(zoo, "strong,medium,weak", resamples=-1)
+
+
+def test_resampled_scores_are_paired_across_checkpoints():
+    """Every checkpoint is re-scored on the same resamples: equal features give equal draws."""
+    from ckptrank import pipeline
+
+    X = fake_extract(FakeCheckpoint("medium"), SimpleNamespace(labels=LABELS)).features
+
+    def run(spec):
+        return pipeline.CheckpointRun(spec=spec, features=X.copy(), labels=LABELS.copy())
+
+    kwargs = dict(resamples=5, resample_measures=["logme", "hscore"], seed=7)
+    a = pipeline.score_measures(run("a"), ["logme", "hscore"], {}, "raise", **kwargs)
+    b = pipeline.score_measures(run("b"), ["logme", "hscore"], {}, "raise", **kwargs)
+    assert a.resampled == b.resampled
+    assert len(a.resampled["logme"]) == 5
+    assert np.mean(a.resampled["logme"]) == pytest.approx(a.scores["logme"])  # centred on the full score
+    assert a.resample_seconds > 0 and a.score_seconds > 0
+    c = pipeline.score_measures(run("c"), ["logme"], {}, "raise", **{**kwargs, "seed": 8})
+    assert c.resampled["logme"] != a.resampled["logme"]

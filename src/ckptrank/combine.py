@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MEASURES",
+    "DEFAULT_RESAMPLES",
     "RankColumn",
     "answer_column",
     "consensus_column",
@@ -53,6 +54,10 @@ __all__ = [
 #: Measures scored when none are requested: the measures the default ranker combines (it was
 #: fitted on measures that both ckptrank's suites and the published score tables provide).
 DEFAULT_MEASURES: tuple[str, ...] = ("logme", "hscore", "leep", "nce", "nleep", "gbc")
+
+#: Bootstrap resamples of the target set behind ``p_best`` when ``rank`` is called with defaults
+#: (:func:`ckptrank.pipeline.resample_indices`); see ``benchmarks/bench_default_ranker.py`` for their cost.
+DEFAULT_RESAMPLES = 10
 
 #: The shipped default ranker (package data of ``ckptrank``).
 DEFAULT_RANKER_FILE = "default_ranker.json"
@@ -276,6 +281,7 @@ def answer_column(
     has_head: np.ndarray | None = None,
     ok: np.ndarray | None = None,
     ranker: PairwiseRanker | None = None,
+    resampled: Mapping[str, np.ndarray] | None = None,
 ) -> RankColumn:
     """The default answer: the default ranker over the default measures and the descriptors.
 
@@ -294,6 +300,12 @@ def answer_column(
         Checkpoints that ran (default all); the others get NaN.
     ranker : PairwiseRanker, optional
         Default :func:`default_ranker`.
+    resampled : mapping, optional
+        Measure -> raw scores of shape (n_resamples, n_checkpoints) on resamples of
+        the target set, the same resamples for every checkpoint (NaN: not scored there). With
+        them, ``p_best`` averages the ranker's probability over the resamples, so that it
+        carries the sampling noise of the target set besides the ranker's held-out error; a
+        measure not given keeps its full-data score in every resample.
 
     Returns
     -------
@@ -351,7 +363,8 @@ def answer_column(
     score = np.full(n, np.nan)
     if ran.any():
         score[ran] = ranker.score_table({k: v[ran] for k, v in table.items()})
-    p_best, shortlist = _decisions(score, ranker)
+    resampled_scores = _resampled_scores(table, ran, ranker, resampled or {}, higher_is_better)
+    p_best, shortlist = _decisions(score, ranker, resampled_scores)
     method = "default ranker (learned, pairwise logistic over " + ", ".join(ranker.features) + ")"
     summary = held_out_summary(ranker)
     if summary:
@@ -369,11 +382,40 @@ def answer_column(
     )
 
 
-def _decisions(score: np.ndarray, ranker: PairwiseRanker) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _resampled_scores(
+    table: Mapping[str, np.ndarray],
+    ran: np.ndarray,
+    ranker: PairwiseRanker,
+    resampled: Mapping[str, np.ndarray],
+    higher_is_better: Mapping[str, bool],
+) -> np.ndarray | None:
+    """The ranker's scores on each resample, shape (n_resamples, n_checkpoints) (NaN: did not run)."""
+    used = [name for name in ranker.features if name in resampled and name in table]
+    if not used or not ran.any():
+        return None
+    counts = {np.asarray(resampled[name]).shape[0] for name in used}
+    if len(counts) != 1:
+        raise ValueError(f"resampled scores disagree on the number of resamples: {sorted(counts)}")
+    n_resamples = counts.pop()
+    out = np.full((n_resamples, ran.size), np.nan)
+    for b in range(n_resamples):
+        current = dict(table)
+        for name in used:
+            raw = np.asarray(resampled[name], dtype=float)[b]
+            current[name] = np.where(ran, raw if higher_is_better.get(name, True) else -raw, np.nan)
+        out[b, ran] = ranker.score_table({k: v[ran] for k, v in current.items()})
+    return out
+
+
+def _decisions(
+    score: np.ndarray, ranker: PairwiseRanker, resampled: np.ndarray | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``p_best`` over the checkpoints that ran (:func:`ckptrank.rankers.probability_best`) and the shortlist.
 
     ``T`` and the shortlist level come from the ranker file (fitted on held-out benchmark
-    predictions; see :func:`ckptrank.bench.meta.calibrate_shortlist`). None without them.
+    predictions; see :func:`ckptrank.bench.meta.calibrate_shortlist`). None without them. With
+    ``resampled`` (the ranker's scores on resamples of the target set, shape (n_resamples,
+    n_checkpoints)), ``p_best`` is the mean over the resamples of the probability on each.
     """
     info = ranker.info.get("p_best", {})
     try:
@@ -388,7 +430,10 @@ def _decisions(score: np.ndarray, ranker: PairwiseRanker) -> tuple[np.ndarray | 
         return None, None
     from ckptrank.rankers import probability_best, shortlist_size
 
-    p[ran] = probability_best(score[ran], temperature)
+    if resampled is None or resampled.shape[0] == 0:
+        p[ran] = probability_best(score[ran], temperature)
+    else:
+        p[ran] = np.mean([probability_best(row[ran], temperature) for row in resampled], axis=0)
     order = np.argsort(-np.where(ran, p, -1.0), kind="stable")
     shortlist[order[: shortlist_size(p[ran], level)]] = True
     return p, shortlist

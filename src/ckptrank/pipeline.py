@@ -49,10 +49,13 @@ __all__ = [
     "checkpoint_unit",
     "extract_features",
     "failure_text",
+    "jackknife_values",
     "load_checkpoint",
     "open_cache",
+    "resample_indices",
     "run_checkpoint",
     "score_measures",
+    "score_resamples",
     "unit_key",
 ]
 
@@ -409,6 +412,134 @@ def score_run(
     return scores, time.perf_counter() - start
 
 
+#: Fraction of each class kept in a resample of the target set (delete-d jackknife, d = 20%).
+RESAMPLE_FRACTION = 0.8
+
+
+def resample_indices(labels: Any, n_resamples: int, seed: int) -> list[np.ndarray]:
+    """Stratified subsamples of the target samples, without replacement, the same for every checkpoint.
+
+    Each resample keeps :data:`RESAMPLE_FRACTION` of every class (at least one sample), drawn
+    without replacement: a bootstrap's duplicated samples would shrink the number of distinct
+    samples that measures such as H-score and NLEEP see, and shift checkpoints of different
+    feature widths by different amounts. The draws depend only on the labels and ``seed``, so
+    every checkpoint of a ranking is re-scored on the same resamples (paired), on any machine.
+    :func:`jackknife_values` turns the scores into draws with the spread of the full-set score.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples,)
+    n_resamples : int
+        Non-negative.
+    seed : int
+
+    Returns
+    -------
+    list of ndarray of shape (n_kept,)
+        Sorted sample indices of each resample.
+
+    Examples
+    --------
+    >>> first = resample_indices([0, 0, 0, 0, 0, 1, 1, 1, 1, 1], 2, seed=0)
+    >>> [len(r) for r in first]
+    [8, 8]
+    >>> all((a == b).all() for a, b in zip(first, resample_indices([0] * 5 + [1] * 5, 2, seed=0)))
+    True
+    """
+    if n_resamples < 0:
+        raise ValueError(f"the number of resamples must be 0 or more, got {n_resamples}")
+    labels = np.asarray(labels)
+    members = [np.flatnonzero(labels == value) for value in np.unique(labels)]
+    rng = np.random.default_rng([int(seed), 1207])
+    return [
+        np.sort(
+            np.concatenate(
+                [
+                    rng.choice(m, size=max(1, round(RESAMPLE_FRACTION * m.size)), replace=False)
+                    for m in members
+                ]
+            )
+        )
+        for _ in range(n_resamples)
+    ]
+
+
+def jackknife_values(full: float, values: Sequence[float], n_samples: int, n_kept: int) -> list[float]:
+    """Resample scores recentred on the full-set score, their spread scaled to the full set's.
+
+    The delete-d jackknife (Shao and Wu, Ann. Statist. 1989): scores on subsamples of ``n_kept``
+    of ``n_samples`` vary less than the full-set score would across target sets, by the factor
+    ``sqrt(d / n_kept)`` with ``d = n_samples - n_kept``; and a measure's value can drift with the
+    number of samples. ``full + sqrt(n_kept / d) * (value - mean(values))`` removes the drift and
+    restores the spread. Non-finite values stay NaN.
+
+    Examples
+    --------
+    >>> jackknife_values(1.0, [0.9, 0.7], n_samples=10, n_kept=8)
+    [1.2, 0.8]
+    """
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    dropped = n_samples - n_kept
+    if not finite.any() or dropped <= 0 or not math.isfinite(full):
+        return [math.nan] * len(values)
+    scale = math.sqrt(n_kept / dropped)
+    out = np.where(finite, full + scale * (values - values[finite].mean()), np.nan)
+    return [float(v) for v in np.round(out, 12)]
+
+
+def score_resamples(
+    run: CheckpointRun,
+    name: str,
+    options: Mapping[str, Any],
+    indices: Sequence[np.ndarray],
+) -> list[float]:
+    """One measure's scores of a run on each resample of its target samples (NaN where it fails).
+
+    Warnings are not repeated: the full-data score already reported them.
+
+    Parameters
+    ----------
+    run : CheckpointRun
+        An ``"ok"`` run with its features (and source probabilities) in memory.
+    name : str
+        A measure that reads features or source probabilities (not the model).
+    options : mapping
+        The measure's keyword options.
+    indices : sequence of ndarray
+        Sample indices of each resample (:func:`resample_indices`).
+
+    Returns
+    -------
+    list of float
+        One score per resample.
+    """
+    from ckptrank.measures import get_measure, score
+
+    spec = get_measure(name)
+    features = None if run.features is None else np.asarray(run.features)
+    probs = None if run.source_probs is None else np.asarray(run.source_probs)
+    labels = np.asarray(run.labels)
+    values = []
+    for idx in indices:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                value = score(
+                    name,
+                    features[idx] if "features" in spec.requires and features is not None else None,
+                    labels[idx],
+                    source_probs=probs[idx]
+                    if "source_probs" in spec.requires and probs is not None
+                    else None,
+                    **options,
+                )
+            except (ValueError, ArithmeticError, RuntimeError):
+                value = math.nan
+        values.append(float(value) if math.isfinite(value) else math.nan)
+    return values
+
+
 @dataclass
 class CheckpointScores:
     """What a checkpoint unit returns: the run's summary and its scores, without the features.
@@ -438,6 +569,12 @@ class CheckpointScores:
         Every note of the run, in order.
     key : str or None
         The unit's content key (:func:`unit_key`), when the caller gave one.
+    resampled : dict
+        Measure -> its jackknife draws on the resamples of the target set (:func:`resample_indices`,
+        :func:`jackknife_values`), for the measures asked to be resampled that scored the full
+        set; else empty.
+    resample_seconds : float
+        Seconds spent on the resamples (not part of :attr:`score_seconds`).
     """
 
     spec: str
@@ -458,6 +595,8 @@ class CheckpointScores:
     measure_notes: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     key: str | None = None
+    resampled: dict[str, list[float]] = field(default_factory=dict)
+    resample_seconds: float = 0.0
 
     @property
     def score_seconds(self) -> float:
@@ -472,12 +611,22 @@ def score_measures(
     on_error: OnError,
     *,
     score: Callable[..., tuple[dict[str, float], float]] | None = None,
+    resamples: int = 0,
+    resample_measures: Sequence[str] = (),
+    seed: int = 0,
 ) -> CheckpointScores:
     """Score a run with each measure in turn and release its features.
 
     Each measure is scored by ``score(run, [name], options, on_error)`` (default
     :func:`score_run`), so its time and notes are its own. A run that is not ``"ok"`` is scored
     with nothing. The run's features, probabilities and model are dropped afterwards.
+
+    Parameters
+    ----------
+    resamples : int
+        Number of stratified subsamples of the target set (:func:`resample_indices`, drawn with
+        ``seed``) on which each measure of ``resample_measures`` that scored the full set is
+        scored again (:func:`score_resamples`), kept as :func:`jackknife_values`; 0 = none.
 
     Returns
     -------
@@ -487,6 +636,8 @@ def score_measures(
     scores: dict[str, float] = {}
     seconds: dict[str, float] = {}
     measure_notes: dict[str, list[str]] = {}
+    resampled: dict[str, list[float]] = {}
+    resample_seconds = 0.0
     if run.status == "ok":
         for name in names:
             before = len(run.notes)
@@ -494,6 +645,15 @@ def score_measures(
             scores[name] = scored[name]
             seconds[name] = float(spent)
             measure_notes[name] = list(run.notes[before:])
+        wanted = [n for n in resample_measures if n in scores and math.isfinite(scores[n])]
+        if resamples > 0 and wanted and run.labels is not None:
+            start = time.perf_counter()
+            indices = resample_indices(run.labels, resamples, seed)
+            n_samples = int(np.shape(run.labels)[0])
+            for name in wanted:
+                values = score_resamples(run, name, options.get(name, {}), indices)
+                resampled[name] = jackknife_values(scores[name], values, n_samples, int(indices[0].size))
+            resample_seconds = time.perf_counter() - start
     run.features = run.source_probs = run.model = None
     return CheckpointScores(
         spec=run.spec,
@@ -513,6 +673,8 @@ def score_measures(
         seconds=seconds,
         measure_notes=measure_notes,
         notes=list(run.notes),
+        resampled=resampled,
+        resample_seconds=resample_seconds,
     )
 
 
@@ -533,6 +695,9 @@ def checkpoint_unit(
     load: Callable[..., Any] | None = None,
     extract: Callable[..., Any] | None = None,
     score: Callable[..., tuple[dict[str, float], float]] | None = None,
+    resamples: int = 0,
+    resample_measures: Sequence[str] = (),
+    seed: int = 0,
 ) -> CheckpointScores:
     """Load one checkpoint, extract its features on ``dataset`` into the cache, score each measure.
 
@@ -557,6 +722,9 @@ def checkpoint_unit(
         As in :func:`run_checkpoint`.
     load, extract, score : callable, optional
         Replacements for :func:`load_checkpoint`, :func:`extract_features` and :func:`score_run`.
+    resamples, resample_measures, seed
+        Re-score these measures on ``resamples`` subsamples of the target set drawn
+        with ``seed`` (see :func:`score_measures`); the same resamples for every checkpoint.
 
     Returns
     -------
@@ -577,7 +745,16 @@ def checkpoint_unit(
         load=load,
         extract=extract,
     )
-    result = score_measures(run, names, options, on_error, score=score)
+    result = score_measures(
+        run,
+        names,
+        options,
+        on_error,
+        score=score,
+        resamples=resamples,
+        resample_measures=resample_measures,
+        seed=seed,
+    )
     fingerprint = getattr(dataset, "fingerprint", None)
     result.key = unit_key(
         "checkpoint",
@@ -588,5 +765,10 @@ def checkpoint_unit(
         options={name: dict(options.get(name, {})) for name in names},
         device=device or "cpu",
         batch_size=batch_size,
+        **(
+            {"resamples": resamples, "resample_measures": list(resample_measures), "seed": seed}
+            if resamples
+            else {}
+        ),
     )
     return result

@@ -27,6 +27,7 @@ Modules
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import math
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ckptrank import pipeline, targets
-from ckptrank.combine import DEFAULT_MEASURES
+from ckptrank.combine import DEFAULT_MEASURES, DEFAULT_RESAMPLES
 from ckptrank.specs import check_specs, parse_models, resolve_measure_options, resolve_measures
 from ckptrank.targets import OnUnreadable
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MEASURES",
+    "DEFAULT_RESAMPLES",
     "LEADING_COLUMNS",
     "TRAILING_COLUMNS",
     "extract_features",
@@ -398,6 +400,7 @@ def rank(
     allow_code: bool = False,
     on_unreadable: OnUnreadable = "fail",
     executor: Any = None,
+    resamples: int | None = None,
 ) -> pd.DataFrame:
     """Rank checkpoints for a target task by transferability measures.
 
@@ -445,6 +448,14 @@ def rank(
         ``"local"`` runs them in turn in this process; ``"ray"`` or a
         :class:`~ckptrank.executors.RayExecutor` runs them as Ray tasks (then ``cache_dir`` must be
         on storage every worker sees). The result is the same whatever runs them.
+    resamples : int, optional
+        Stratified subsamples (80%) of the target set on which the default ranker's measures
+        are scored again, so that ``p_best`` and the shortlist carry the target set's sampling
+        noise besides the ranker's held-out error (:func:`ckptrank.pipeline.resample_indices`,
+        :func:`ckptrank.pipeline.jackknife_values`; the same resamples for every checkpoint).
+        Default :data:`DEFAULT_RESAMPLES` with the default ranker; 0 = the ranker's held-out
+        error alone. Only the default ranker has
+        ``p_best``, so with ``measures`` given it must be 0 or None.
 
     Returns
     -------
@@ -478,6 +489,16 @@ def rank(
         raise ValueError(f"on_error must be 'record' or 'raise', got {on_error!r}")
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if resamples is not None and (
+        isinstance(resamples, bool) or not isinstance(resamples, int | np.integer) or resamples < 0
+    ):
+        raise ValueError(f"resamples must be a whole number, 0 or more, got {resamples!r}")
+    if resamples and measures is not None:
+        raise ValueError(
+            f"resamples={resamples} needs the default ranker (its p_best), but measures were given; "
+            "drop the measures, or the resamples (resamples=0)"
+        )
+    n_resamples = int(DEFAULT_RESAMPLES if resamples is None and measures is None else resamples or 0)
     specs = parse_models(models, allow_code=allow_code or trust_checkpoint)
     check_specs(specs)
     names = resolve_measures(measures)
@@ -519,6 +540,9 @@ def rank(
         load=load_checkpoint,
         extract=extract_features,
         score=score_run,
+        resamples=n_resamples,
+        resample_measures=_resample_measures(names) if n_resamples else (),
+        seed=seed,
     )
     rows: list[dict[str, Any]] = []
     checkpoint_notes: dict[str, list[str]] = {}
@@ -537,7 +561,14 @@ def rank(
         use_default_ranker=measures is None,
         n_classes=int(np.unique(np.asarray(dataset.labels)).size),
         options=options,
+        resampled=_resampled_table(results, n_resamples),
     )
+    if n_resamples and combined.p_best is not None:
+        spent = sum(r.resample_seconds for r in results)
+        run_notes.append(
+            f"p(best) averages the default ranker's probability over {n_resamples} jackknife resamples "
+            f"(80% subsamples) of the target set ({spent:.1f} s of scoring; --resamples 0 skips them)"
+        )
 
     flat_notes = run_notes + _grouped_notes(checkpoint_notes)
 
@@ -552,6 +583,7 @@ def rank(
         "ranker": combined.method,
         "per_class": per_class,
         "seed": seed,
+        "resamples": n_resamples,
         "batch_size": batch_size,
         "device": device or "cpu",
         "cache_dir": _cache_root(cache, cache_dir),
@@ -572,6 +604,29 @@ def rank(
     frame.attrs["dataset"] = targets.dataset_summary(data, dataset)
     frame.attrs["config"] = config
     return frame
+
+
+def _resample_measures(names: Sequence[str]) -> list[str]:
+    """The measures the default ranker reads, among ``names`` (the ones worth resampling)."""
+    from ckptrank.combine import default_ranker
+
+    return [name for name in names if name in default_ranker().features]
+
+
+def _resampled_table(results: Sequence[pipeline.CheckpointScores], n_resamples: int) -> dict[str, np.ndarray]:
+    """Measure -> scores of shape (n_resamples, n_checkpoints) (NaN where a checkpoint has none)."""
+    if not n_resamples:
+        return {}
+    names = list(dict.fromkeys(name for r in results for name in r.resampled))
+    table = {}
+    for name in names:
+        values = np.full((n_resamples, len(results)), np.nan)
+        for j, result in enumerate(results):
+            scores = result.resampled.get(name)
+            if scores is not None and len(scores) == n_resamples:
+                values[:, j] = scores
+        table[name] = values
+    return table
 
 
 def _row_for(result: pipeline.CheckpointScores, names: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
@@ -616,9 +671,11 @@ def _combine(
     use_default_ranker: bool = False,
     n_classes: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    resampled: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, list[str], dict[str, dict[str, Any]], Any]:
     """Per-measure ranks, the rank column (default ranker or consensus), baselines and final
-    order; appends run-level notes."""
+    order; appends run-level notes. ``resampled`` (measure -> (n_resamples, n_checkpoints) in the
+    order of ``rows``) feeds the default ranker's ``p_best``."""
     import pandas as pd
 
     if all(row["status"] == "failed" for row in rows):
@@ -649,6 +706,17 @@ def _combine(
         frame[name] = snapped
         if note:
             run_notes.append(note)
+    resampled = {name: np.array(values, dtype=float) for name, values in (resampled or {}).items()}
+    for name, values in resampled.items():
+        for b in range(values.shape[0]):
+            with contextlib.suppress(ValueError):
+                values[b] = snap_saturated(
+                    name,
+                    values[b],
+                    n_classes=n_classes,
+                    n_features=dims,
+                    options=(options or {}).get(name, {}),
+                )[0]
     measure_scores = {name: frame[name].to_numpy(dtype=float) for name in names}
     directions = {name: measure_specs[name].higher_is_better for name in names}
     if use_default_ranker:
@@ -658,6 +726,7 @@ def _combine(
             num_parameters=frame["num_parameters"].to_numpy(dtype=float, na_value=np.nan),
             has_head=np.array([np.nan if h is None else float(h) for h in frame["has_head"]]),
             ok=ok,
+            resampled=resampled,
         )
     else:
         combined = consensus_column(measure_scores, directions, ok)

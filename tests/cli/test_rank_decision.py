@@ -23,6 +23,26 @@ def test_decision_line_names_the_shortlist_and_its_probability():
     )
     one = _frame([0.97, 0.02, 0.01], [True, False, False])
     assert decision_line(one).startswith("Fine-tune this: a (probability 97% that the best is this one")
+    frame.attrs["config"] = {"resamples": 10}
+    assert decision_line(frame).endswith(
+        "from the default ranker's held-out error and 10 resamples of the target set)."
+    )
+
+
+def test_resamples_flag_with_measures_is_one_line_naming_the_flag():
+    from typer.testing import CliRunner
+
+    from ckptrank.cli.main import app
+
+    args = ["rank", "--data", "builtin:digits", "--models", "zoo:cnn-random", "--measures", "logme"]
+    result = CliRunner().invoke(app, [*args, "--resamples", "3"])
+    assert result.exit_code == 1
+    assert "--resamples 3 needs the default ranker" in result.output
+    assert "Traceback" not in result.output
+    negative = CliRunner().invoke(
+        app, ["rank", "--data", "builtin:digits", "--models", "x", "--resamples", "-1"]
+    )
+    assert negative.exit_code == 2 and "--resamples" in negative.output
 
 
 def test_no_decision_without_the_default_ranker():

@@ -240,6 +240,7 @@ _CLI_FLAGS = {
     "the spec option label=": "--label-column ",
     "the spec option text=": "--text-column ",
     "the spec option path=": "--path-column ",
+    "resamples=": "--resamples ",
 }
 
 
@@ -618,10 +619,14 @@ def decision_line(frame: pd.DataFrame) -> str | None:
         return None
     total = float(chosen["p_best"].sum())
     names = ", ".join(str(c) for c in chosen["checkpoint"])
+    resamples = int((frame.attrs.get("config") or {}).get("resamples") or 0)
+    source = "the default ranker's held-out error"
+    if resamples:
+        source += f" and {resamples} resamples of the target set"
     return (
         f"Fine-tune {'this' if len(chosen) == 1 else f'these {len(chosen)}'}: {names} "
         f"(probability {total:.0%} that the best is {'this one' if len(chosen) == 1 else 'among them'}, "
-        "from the default ranker's held-out error)."
+        f"from {source})."
     )
 
 
@@ -775,9 +780,19 @@ def rank_command(
         str | None,
         typer.Option(
             "--measures",
-            help="Comma-separated measures (see `ckptrank measures`), or 'all' for every static measure "
-            "(default: logme,sfda,reg_hscore,nleep,leep). Measures needing a classification head are "
-            "skipped, with a note, for checkpoints without one.",
+            help="Comma-separated measures (see `ckptrank measures`), or 'all' for every static measure; "
+            "their consensus (mean rank) orders the checkpoints. Default: the default ranker over "
+            "logme,hscore,leep,nce,nleep,gbc and the parameter count, with p(best) and a shortlist. "
+            "Measures needing a classification head are skipped, with a note, for checkpoints without one.",
+        ),
+    ] = None,
+    resamples: Annotated[
+        int | None,
+        typer.Option(
+            "--resamples",
+            min=0,
+            help="Resamples (80% subsamples) of the target set behind p(best) and the shortlist "
+            "(default 10 with the default ranker; 0 = the ranker's held-out error alone, faster).",
         ),
     ] = None,
     per_class: PerClassOpt = None,
@@ -867,6 +882,7 @@ def rank_command(
                 allow_code=allow_code,
                 on_unreadable=on_unreadable_policy(on_unreadable),
                 executor=runner,
+                resamples=resamples,
             )
         emit(frame, fmt, verbose=verbose)
         if out is not None:

@@ -1,0 +1,179 @@
+"""Held-out calibration of ``p_best`` with and without resampling the target set.
+
+Usage::
+
+    python benchmarks/bench_p_best.py              # 10 resamples, as ``ckptrank rank`` by default
+    python benchmarks/bench_p_best.py --resamples 20
+
+On every task of the meta-dataset the ranker is the one fitted without that task (leave one task
+out, :func:`ckptrank.bench.meta.held_out_evaluation`) and the temperature of ``p_best`` is fitted
+without it too (:func:`ckptrank.bench.meta.calibrate_shortlist`). The 90% shortlist of each task
+is then checked: does it hold the checkpoint that fine-tuned best?
+
+* ``ranker error only``: ``p_best = softmax(score / T)`` from the full target set (all 24 tasks);
+* ``+ resampling``: the mean of that probability over stratified bootstrap resamples of the
+  target set, each re-scored by the default measures (:func:`ckptrank.pipeline.resample_indices`,
+  exactly what ``ckptrank rank`` does). Only neucrab-mini's tasks have target data here (the
+  published suites have scores, not features), so this row covers its 5 tasks; the ranker-only
+  row is shown on the same 5 tasks beside it.
+
+Prints per task: the shortlist size, whether it covers the best, and the probability given to
+the best; then the coverage and mean size per scheme, and the seconds the resamples took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+
+def _resampled_probabilities(
+    task: str, names: list[str], weights: dict[str, float], temperature: float, resamples: int
+):
+    """(p_best with resampling, seconds) of the checkpoints ``names`` on one neucrab-mini task."""
+    from ckptrank import pipeline, targets
+    from ckptrank.bench.suite import get_suite
+    from ckptrank.combine import answer_column
+    from ckptrank.measures import get_measure, snap_saturated
+    from ckptrank.rankers import PairwiseRanker
+    from ckptrank.ranking import iter_runs, make_cache
+    from ckptrank.specs import resolve_measure_options
+
+    suite = get_suite("neucrab-mini")
+    spec = suite.tasks[task]
+    dataset = targets.load_target(spec.data, spec.per_class, spec.seed)
+    ranker = PairwiseRanker(
+        features=list(weights),
+        weights=np.asarray(list(weights.values())),
+        info={"p_best": {"temperature": temperature, "shortlist_level": 0.9}},
+    )
+    measures = [m for m in ranker.features if m in ("logme", "hscore", "leep", "nce", "nleep", "gbc")]
+    options = resolve_measure_options(measures, None, 0)
+    results = []
+    spent = 0.0
+    for name, run in zip(
+        names,
+        iter_runs(
+            dataset,
+            [suite.checkpoints[n].spec for n in names],
+            needs_features=True,
+            cache=make_cache(None),
+            device=None,
+            batch_size=64,
+            progress=False,
+            trust_checkpoint=False,
+            on_error="record",
+        ),
+        strict=True,
+    ):
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = pipeline.score_measures(
+                run, measures, options, "record", resamples=resamples, resample_measures=measures
+            )
+        spent += time.perf_counter() - start
+        results.append((name, result))
+    n_resamples = resamples
+    resampled = {}
+    for m in measures:
+        values = np.full((n_resamples, len(results)), np.nan)
+        for j, (_, r) in enumerate(results):
+            if m in r.resampled:
+                values[:, j] = r.resampled[m]
+        resampled[m] = values
+    scores = {m: np.array([r.scores.get(m, np.nan) for _, r in results]) for m in measures}
+    # as ``rank`` does: scores at a measure's maximum tie exactly (ckptrank.measures.snap_saturated)
+    n_classes = int(np.unique(np.asarray(dataset.labels)).size)
+    dims = np.array([float(r.feature_dim or np.nan) for _, r in results])
+    for m in measures:
+        scores[m] = snap_saturated(m, scores[m], n_classes=n_classes, n_features=dims)[0]
+        for b in range(n_resamples):
+            resampled[m][b] = snap_saturated(m, resampled[m][b], n_classes=n_classes, n_features=dims)[0]
+    params = suite.baselines["num_parameters"]
+    column = answer_column(
+        scores,
+        {m: get_measure(m).higher_is_better for m in measures},
+        num_parameters=np.array([float(params.get(n, np.nan)) for n in names]),
+        has_head=np.array([float(bool(r.has_head)) for _, r in results]),
+        ranker=ranker,
+        resampled=resampled,
+    )
+    return column.p_best, spent
+
+
+def _shortlist(p: np.ndarray, level: float = 0.9) -> np.ndarray:
+    from ckptrank.rankers import shortlist_size
+
+    order = np.argsort(-p, kind="stable")
+    return order[: shortlist_size(p, level)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resamples", type=int, default=10)
+    args = parser.parse_args()
+    pd.set_option("display.width", 200)
+
+    from ckptrank.bench.meta import SHARED_FEATURES, calibrate_shortlist, held_out_evaluation, meta_table
+
+    rows, truth = meta_table()
+    held = held_out_evaluation(rows, truth, features=SHARED_FEATURES, scheme="task", n_bootstrap=200)
+    _, calibration = calibrate_shortlist(held)
+    calibration = calibration.set_index("task")
+    table = []
+    total_seconds = 0.0
+    for _, chosen in held.chosen.iterrows():
+        key = str(chosen["task"])
+        entry = calibration.loc[key]
+        record = {
+            "task": key,
+            "checkpoints": int(entry["n_checkpoints"]),
+            "size": int(entry["size"]),
+            "covered": bool(entry["covered"]),
+            "p_true_best": float(entry["p_true_best"]),
+        }
+        suite, _, task = key.rpartition("/")
+        if suite == "neucrab-mini" and args.resamples > 0:
+            weights = {f: float(chosen[f"w:{f}"]) for f in SHARED_FEATURES}
+            group = rows[(rows["key"] == key) & ~rows["control"]]
+            names = [str(n) for n in group["checkpoint"]]
+            p, seconds = _resampled_probabilities(
+                task, names, weights, float(entry["temperature"]), args.resamples
+            )
+            total_seconds += seconds
+            best = int(np.argmax(group["truth"].to_numpy(dtype=float)))
+            picked = _shortlist(p)
+            record.update(
+                {
+                    "size+rs": len(picked),
+                    "covered+rs": bool(best in picked),
+                    "p_true_best+rs": float(p[best]),
+                }
+            )
+        table.append(record)
+    frame = pd.DataFrame(table)
+    print(frame.round(3).to_string(index=False))
+    print()
+    print(
+        f"ranker error only, all {len(frame)} tasks: coverage {frame['covered'].mean():.3f} "
+        f"({int(frame['covered'].sum())}/{len(frame)}), mean size {frame['size'].mean():.2f} "
+        f"of {frame['checkpoints'].mean():.1f}"
+    )
+    if "size+rs" in frame:
+        mini = frame[frame["size+rs"].notna()]
+        print(
+            f"neucrab-mini ({len(mini)} tasks): ranker error only: coverage {mini['covered'].mean():.3f}, "
+            f"mean size {mini['size'].mean():.2f}, mean p(true best) {mini['p_true_best'].mean():.3f}; "
+            f"+ {args.resamples} resamples: coverage {mini['covered+rs'].astype(bool).mean():.3f}, "
+            f"mean size {mini['size+rs'].mean():.2f}, mean p(true best) {mini['p_true_best+rs'].mean():.3f}"
+        )
+        print(f"resampled scoring took {total_seconds:.1f} s in all")
+
+
+if __name__ == "__main__":
+    main()
