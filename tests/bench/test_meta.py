@@ -58,6 +58,44 @@ def test_meta_table_rows_and_truth(suites):
     assert first["truth"] == pytest.approx(seeds.mean()) and len(seeds) == 2
 
 
+def test_meta_table_descriptors_source_accuracy_and_saturation():
+    """Stated source accuracy comes with its number of classes; ties at a measure's top are flagged."""
+    names = ["a", "b", "c"]
+    suite = Suite(
+        name="test:meta-descriptors",
+        tasks={"t": Task()},
+        checkpoints=names,
+        ground_truth=pd.DataFrame(
+            [("t", c, 0, acc) for c, acc in zip(names, [70.0, 80.0, 90.0], strict=True)],
+            columns=["task", "checkpoint", "seed", "accuracy"],
+        ),
+        baselines=pd.DataFrame(
+            {
+                "num_parameters": [1e5, 2e5, 3e5],
+                "source_accuracy": [75.0, np.nan, 91.0],
+                "source_classes": [1000, 0, 5],
+            },
+            index=names,
+        ),
+    )
+    # H-score declares a maximum: a and c tie at the top (saturated); LogME's equal values are not flagged
+    scores = pd.DataFrame(
+        [("t", "a", "hscore", 9.0), ("t", "b", "hscore", 7.5), ("t", "c", "hscore", 9.0)]
+        + [("t", c, "logme", 0.5) for c in names],
+        columns=["task", "checkpoint", "measure", "score"],
+    )
+    register_suite(suite.name, lambda: suite)
+    try:
+        rows, _ = meta_table([suite.name], scores={suite.name: scores})
+    finally:
+        unregister_suite(suite.name)
+    rows = rows.set_index("checkpoint")
+    assert rows["source_accuracy"].tolist()[0] == 75.0 and np.isnan(rows.loc["b", "source_accuracy"])
+    assert rows.loc["a", "source_classes"] == 1000 and rows.loc["c", "source_classes"] == 5
+    assert np.isnan(rows.loc["b", "source_classes"])  # no accuracy stated: no class count either
+    assert rows["saturated"].tolist() == ["hscore", "", "hscore"]
+
+
 def test_held_out_ranker_learns_the_signal_and_never_sees_the_held_out_task(suites):
     rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
     held = held_out_evaluation(rows, truth, features=["logme", "nce", "log_parameters"], n_bootstrap=200)

@@ -69,6 +69,11 @@ PUBLISHED_NAMES = {
 #: Features the shipped ranker may use: measures scored on more than one suite, and descriptors.
 SHARED_FEATURES: tuple[str, ...] = ("logme", "hscore", "leep", "nce", "nleep", "gbc", PARAMETERS, HAS_HEAD)
 
+#: Descriptor columns of the meta-dataset (not features of the shipped ranker).
+SOURCE_ACCURACY = "source_accuracy"
+SOURCE_CLASSES = "source_classes"
+SATURATED = "saturated"
+
 #: Regularisation strengths tried (chosen on the training tasks by an inner leave-one-task-out).
 C_GRID: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
 
@@ -108,12 +113,56 @@ def _suite_rows(suite: Suite, scores: pd.DataFrame | None, protocol: str | None)
         frame[HAS_HEAD] = np.where(frame["leep"].notna(), 1.0, np.where(scored, 0.0, np.nan))
     else:
         frame[HAS_HEAD] = np.nan
+    frame[SOURCE_ACCURACY], frame[SOURCE_CLASSES] = _source_descriptors(suite, frame["checkpoint"])
+    frame[SATURATED] = _saturation_flags(frame)
     controls = set(suite.controls())
     frame["control"] = frame["checkpoint"].isin(controls)
     tracks = suite.task_tracks()
     frame["track"] = frame["task"].map(lambda t: tracks.get(t) or "")
     frame.insert(0, "suite", suite.name)
     return frame
+
+
+def _source_descriptors(suite: Suite, checkpoints: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Stated source accuracy (percent) and the number of source classes it was measured on (NaN: none)."""
+    base = suite.baselines
+    n = len(checkpoints)
+    if base is None or "source_accuracy" not in base:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    accuracy = checkpoints.map(base["source_accuracy"]).astype(float).to_numpy()
+    if "source_classes" in base:
+        classes = checkpoints.map(base["source_classes"]).astype(float).to_numpy()
+    else:
+        classes = np.full(n, np.nan)
+    classes = np.where(np.isfinite(accuracy) & (classes > 0), classes, np.nan)
+    return accuracy, classes
+
+
+def _saturation_flags(frame: pd.DataFrame) -> list[str]:
+    """Per row, the measures (comma-separated) at which several checkpoints of the task tie at the top.
+
+    Scored suites have their saturated scores snapped to the measure's maximum
+    (:func:`ckptrank.measures.snap_saturated`), so a saturated measure shows as an exact tie at
+    the task's highest score among checkpoints (signed scores: higher = better).
+    """
+    from ckptrank.measures import get_measure, list_measures
+
+    registered = set(list_measures())
+    flags = [[] for _ in range(len(frame))]
+    for name in frame.columns:
+        if name not in registered or get_measure(name).saturation is None:
+            continue
+        for _, group in frame.groupby("task", sort=False):
+            values = group[name].to_numpy(dtype=float)
+            finite = np.isfinite(values)
+            if finite.sum() < 2:
+                continue
+            top = values[finite].max()
+            at_top = finite & (values == top)
+            if at_top.sum() >= 2:
+                for position in np.flatnonzero(at_top):
+                    flags[frame.index.get_loc(group.index[position])].append(name)
+    return [",".join(f) for f in flags]
 
 
 def _known_measures() -> set[str]:
@@ -144,8 +193,10 @@ def meta_table(
     -------
     rows : pandas.DataFrame
         Columns ``suite, task, checkpoint, truth``, one per measure (signed so that higher
-        predicts better; NaN when missing), ``log_parameters``, ``has_head``, ``control``,
-        ``track``; ``key`` = ``"suite/task"``.
+        predicts better; NaN when missing), ``log_parameters``, ``has_head``,
+        ``source_accuracy`` (stated, percent) with ``source_classes`` (its number of source
+        classes; NaN when none is stated), ``saturated`` (the measures tied at their maximum
+        for this checkpoint, comma-separated), ``control``, ``track``; ``key`` = ``"suite/task"``.
     ground_truth : pandas.DataFrame
         ``task`` (the key), ``checkpoint``, ``seed``, ``accuracy`` of the chosen protocols.
     """

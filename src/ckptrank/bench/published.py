@@ -264,6 +264,9 @@ def _torchvision_baselines(names: list[str]) -> tuple[pd.DataFrame, list[str]]:
         {
             "num_parameters": params.loc[known].to_numpy(dtype=float),
             "source_accuracy": table.loc[known, "imagenet_top1"].to_numpy(dtype=float),
+            # torchvision's IMAGENET1K_V1 weights: top-1 on the 1,000 ImageNet-1k classes
+            "source_classes": [1000.0] * len(known),
+            "source_label_set": ["ImageNet-1k"] * len(known),
         },
         index=pd.Index(known),
     )
