@@ -105,6 +105,24 @@ def test_scores_png_without_long_names_has_no_footnote_of_names():
     assert "Full names" not in footnote.get_text()
 
 
+def test_scores_png_leads_with_p_best_and_stars_the_shortlist():
+    frame = _frame()
+    frame["p_best"] = [0.62, 0.30, 0.06, 0.02, np.nan]
+    frame["shortlist"] = [True, True, False, False, False]
+    fig = scores_figure(frame, dpi=100)
+    assert fig.axes[0].get_title() == "p(best), %\n\u2605 = shortlist"
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes[1:3]] == ["logme", "leep"]
+    texts = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert texts[0] == "1. timm:resnet18 \u2605" and texts[3] == "4. tv:alexnet"
+    assert texts[1].endswith(" \u2605") and not texts[2].endswith("\u2605")
+    values = [t.get_text().strip() for t in fig.axes[0].texts]
+    assert values == ["62%", "30%", "6%", "2%"]
+    footnote = next(t for t in fig.texts if t.get_gid() == "footnote").get_text()
+    assert "the default ranker's order" in footnote
+    # a consensus ranking (no p_best) has no such panel
+    assert scores_figure(_frame()).axes[0].get_title().startswith("logme")
+
+
 def _check_labels(ax, labels):
     fig = ax.get_figure()
     fig.canvas.draw()

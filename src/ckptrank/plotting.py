@@ -393,6 +393,11 @@ def scores_figure(frame: pd.DataFrame, *, dpi: int = 120) -> Any:
     labels = [str(c) for c in rows["checkpoint"]]
     n = max(len(labels), 1)
     panels: list[tuple[np.ndarray, str, bool, str, str, str]] = []
+    decided = "p_best" in rows and bool(np.isfinite(rows["p_best"].to_numpy(dtype=float)).any())
+    if decided:
+        # the decision first: each checkpoint's probability of fine-tuning best; the shortlist is starred
+        p_best = 100.0 * rows["p_best"].to_numpy(dtype=float)
+        panels.append((p_best, "p(best), %\n\u2605 = shortlist", True, _OTHER, "{:.0f}%", "not ranked"))
     for name in names:
         direction = "higher is better" if higher.get(name, True) else "lower is better"
         values = rows[name].to_numpy(dtype=float)
@@ -410,15 +415,24 @@ def scores_figure(frame: pd.DataFrame, *, dpi: int = 120) -> Any:
 
     ranks = rows["rank"].tolist() if "rank" in rows else [None] * len(labels)
     prefixes = ["" if _isnan(r) else f"{int(r)}. " for r in ranks]
-    ticks = [prefix + shorten_middle(label) for prefix, label in zip(prefixes, labels, strict=True)]
+    stars = (
+        [" \u2605" if bool(flag) else "" for flag in rows["shortlist"]]
+        if decided and "shortlist" in rows
+        else [""] * len(labels)
+    )
+    ticks = [
+        prefix + shorten_middle(label) + star
+        for prefix, label, star in zip(prefixes, labels, stars, strict=True)
+    ]
     # the full names of the shortened labels, in a footnote below the panels
     full = [
         f"{prefix or f'{i + 1}: '}{label}"
         for i, (prefix, label) in enumerate(zip(prefixes, labels, strict=True))
         if shorten_middle(label) != label
     ]
+    order = "the default ranker's order" if decided else "consensus-rank order"
     caption = (
-        "Each panel: one measure on its own raw scale; checkpoints in consensus-rank order; best in green. "
+        f"Each panel: one measure on its own raw scale; checkpoints in {order}; best in green. "
         "A prediction, not a fine-tuning result."
     )
     footnote = (["Full names of the shortened checkpoints:", *full] if full else []) + [caption]
