@@ -206,3 +206,29 @@ def test_help_has_examples():
     result = invoke("bench", "--help")
     assert result.exit_code == 0
     assert "ckptrank bench --suite published:tllib" in result.stdout and "--bootstrap" in result.stdout
+
+
+def test_held_out_shortlist_calibration_table_by_suite_and_overall():
+
+    from rich.console import Console
+
+    from ckptrank.cli.bench import _calibration_table
+
+    calibration = pd.DataFrame(
+        {
+            "task": ["s1/a", "s1/b", "s2/c"],
+            "suite": ["s1", "s1", "s2"],
+            "n_checkpoints": [10, 10, 5],
+            "size": [3, 4, 2],
+            "covered": [True, False, True],
+        }
+    )
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(_calibration_table(calibration))
+    lines = [line for line in buffer.getvalue().splitlines() if line.startswith("│")]
+    cells = [[c.strip() for c in line.strip("│").split("│")] for line in lines]
+    assert cells == [
+        ["s1", "2", "1/2", "0.500", "3.50", "10.0"],
+        ["s2", "1", "1/1", "1.000", "2.00", "5.0"],
+        ["all", "3", "2/3", "0.667", "3.00", "8.3"],
+    ]

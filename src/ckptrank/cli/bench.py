@@ -760,7 +760,7 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
     """``ckptrank bench --held-out``: the default ranker's held-out evaluation, both schemes."""
     from rich.table import Table
 
-    from ckptrank.bench.meta import LEARNED, held_out_evaluation, meta_table
+    from ckptrank.bench.meta import LEARNED, calibrate_shortlist, held_out_evaluation, meta_table
     from ckptrank.bench.store import default_store_path
 
     store = results or str(default_store_path(cache_dir))
@@ -768,6 +768,11 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
     out: dict[str, Any] = {}
     for scheme, title in (("task", "leave one task out"), ("suite", "leave one suite out")):
         held = held_out_evaluation(rows, truth, scheme=scheme, n_bootstrap=bootstrap)
+        if scheme == "task":
+            _, calibration = calibrate_shortlist(held)
+            calibration["suite"] = calibration["task"].str.rpartition("/")[0]
+            if fmt == "json":
+                out["shortlist_calibration"] = json.loads(calibration.to_json(orient="records"))
         ev = held.evaluation
         versus = {scope: ev.versus(LEARNED, scope=scope) for scope in ["all", *ev.track_names]}
         if fmt == "json":
@@ -802,8 +807,36 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
                 cells.append(text)
             table.add_row(*cells)
         _print(table)
+    if fmt != "json":
+        _print(_calibration_table(calibration))
     if fmt == "json":
         typer.echo(json.dumps(out, indent=2, default=str))
+
+
+def _calibration_table(calibration: Any) -> Any:
+    """The held-out check of the 90% shortlist: per suite and overall, coverage and mean size."""
+    from rich.table import Table
+
+    table = Table(
+        title="default ranker, held out (leave one task out): the 90% shortlist, p(best) from its error",
+        caption="covers = tasks whose shortlist holds the checkpoint that fine-tuned best (target: at least "
+        "90%); the temperature of p(best) is fitted without the task. Resampling the target set needs "
+        "features, which published suites lack: benchmarks/bench_p_best.py measures it on neucrab-mini.",
+        caption_justify="left",
+    )
+    for column in ("suite", "tasks", "covers", "coverage", "mean size", "mean checkpoints"):
+        table.add_column(column, justify="left" if column == "suite" else "right")
+    groups = [(str(suite), group) for suite, group in calibration.groupby("suite", sort=False)]
+    for suite, group in [*groups, ("all", calibration)]:
+        table.add_row(
+            suite,
+            str(len(group)),
+            f"{int(group['covered'].sum())}/{len(group)}",
+            f"{group['covered'].mean():.3f}",
+            f"{group['size'].mean():.2f}",
+            f"{group['n_checkpoints'].mean():.1f}",
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
