@@ -10,7 +10,7 @@ that the load of a busy machine is shared fairly, and the medians are compared:
 
 * new: ``rank(data, models)``: the default measures (logme, hscore, leep, nce, nleep, gbc) combined
   by the learned default ranker, with ``p_best`` and the shortlist from the ranker's held-out
-  error and ``DEFAULT_RESAMPLES`` (10) resamples of the target set;
+  error and ``DEFAULT_RESAMPLES`` (5) resamples of the target set;
 * new without resamples: ``rank(data, models, resamples=0)``: the same ranking, ``p_best`` from the
   ranker's held-out error alone;
 * previous: ``rank(data, models, measures="logme,sfda,reg_hscore,nleep,leep")``: the previous

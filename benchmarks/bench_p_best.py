@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_p_best.py              # 10 resamples, as ``ckptrank rank`` by default
+    python benchmarks/bench_p_best.py              # 5 resamples, as ``ckptrank rank`` by default
     python benchmarks/bench_p_best.py --resamples 20
 
 On every task of the meta-dataset the ranker is the one fitted without that task (leave one task
@@ -115,7 +115,7 @@ def _shortlist(p: np.ndarray, level: float = 0.9) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resamples", type=int, default=10)
+    parser.add_argument("--resamples", type=int, default=5)
     args = parser.parse_args()
     pd.set_option("display.width", 200)
 

@@ -792,7 +792,7 @@ def rank_command(
             "--resamples",
             min=0,
             help="Resamples (80% subsamples) of the target set behind p(best) and the shortlist "
-            "(default 10 with the default ranker; 0 = the ranker's held-out error alone, faster).",
+            "(default 5 with the default ranker; 0 = the ranker's held-out error alone, faster).",
         ),
     ] = None,
     per_class: PerClassOpt = None,
