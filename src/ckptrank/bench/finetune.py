@@ -305,6 +305,9 @@ class RunResult:
     n_val: int
     n_test: int
     steps: int
+    #: Validation accuracy after every epoch (of the fine-tuning stage for ``full``), rounded to 6
+    #: decimals; shorter than the epochs when the run diverged.
+    val_curve: tuple[float, ...] = ()
 
 
 def cosine_schedule(total_steps: int) -> Callable[[int], float]:
@@ -340,9 +343,11 @@ class Trainer:
             )
         self.y_pool = torch.tensor(np.asarray(task.pool.labels), dtype=torch.long)
         self.y_test = torch.tensor(np.asarray(task.test.labels), dtype=torch.long)
+        self._curve: list[float] = []
 
     def run(self, lr: float, wd: float, seed: int) -> RunResult:
         t0, c0 = time.perf_counter(), time.process_time()
+        self._curve = []
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
             steps = self._train(lr, wd, seed)
@@ -358,6 +363,7 @@ class Trainer:
             n_val=int(self.val_idx.size),
             n_test=len(self.y_test),
             steps=steps,
+            val_curve=tuple(self._curve),
         )
 
     def _batches(self, seed: int) -> Any:
@@ -370,6 +376,13 @@ class Trainer:
 
     def _n_steps(self) -> int:
         return self.cfg.resolved_epochs * math.ceil(self.train_idx.size / self.cfg.batch_size)
+
+    def _steps_per_epoch(self) -> int:
+        return math.ceil(self.train_idx.size / self.cfg.batch_size)
+
+    def _end_of_epoch(self) -> None:
+        """Record the validation accuracy of the model as it stands (no randomness, no state change)."""
+        self._curve.append(round(self._evaluate("val")[0], 6))
 
     def _train(self, lr: float, wd: float, seed: int) -> int:
         raise NotImplementedError
@@ -407,7 +420,9 @@ class LinearTrainer(Trainer):
         total = self._n_steps()
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(total))
         y = self.y_pool.to(self.device)
-        for idx in self._batches(seed):
+        self.head = head
+        per_epoch = self._steps_per_epoch()
+        for step, idx in enumerate(self._batches(seed), start=1):
             loss = functional.cross_entropy(head(self.x_pool[idx]), y[idx])
             if not torch.isfinite(loss):
                 break  # diverged: evaluated as it is (selection will not pick it)
@@ -415,7 +430,8 @@ class LinearTrainer(Trainer):
             loss.backward()
             opt.step()
             sched.step()
-        self.head = head
+            if step % per_epoch == 0:
+                self._end_of_epoch()
         return total
 
     def _evaluate(self, which: str) -> tuple[float, float]:
@@ -529,12 +545,9 @@ class FullTrainer(Trainer):
         opt = sgd_optimizer(groups, lr, wd, self.cfg)
         total = self._n_steps()
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(total))
-        self.module.train()
-        if self.cfg.freeze_batchnorm:
-            for sub in self.module.modules():
-                if isinstance(sub, nn.modules.batchnorm._BatchNorm):
-                    sub.eval()
-        for idx in self._batches(seed):
+        self._train_mode()
+        per_epoch = self._steps_per_epoch()
+        for step, idx in enumerate(self._batches(seed), start=1):
             x = self._inputs(self.x_pool, idx)
             y = self.y_pool[torch.as_tensor(idx)].to(self.device)
             loss = functional.cross_entropy(self._head(self.ckpt.trainable_features(x)), y)
@@ -546,8 +559,19 @@ class FullTrainer(Trainer):
                 torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
             opt.step()
             sched.step()
+            if step % per_epoch == 0:
+                self.module.eval()  # evaluation mode uses no randomness: the run is unchanged by it
+                self._end_of_epoch()
+                self._train_mode()
         self.module.eval()
         return total
+
+    def _train_mode(self) -> None:
+        self.module.train()
+        if self.cfg.freeze_batchnorm:
+            for sub in self.module.modules():
+                if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                    sub.eval()
 
     def _evaluate(self, which: str) -> tuple[float, float]:
         assert self.head is not None
@@ -836,6 +860,7 @@ def _record(
         "n_val": result.n_val,
         "n_test": result.n_test,
         "steps": result.steps,
+        "val_curve": list(result.val_curve),
         "cpu_seconds": round(result.cpu_seconds, 3),
         "device": config.device,
         "torch": torch.__version__,

@@ -30,17 +30,23 @@ run, ``selected`` marks the ground-truth rows) with ``ground_truth/PROVENANCE.md
 (:func:`build_ground_truth`, ``ckptrank finetune --suite neucrab-mini``) is resumable: it loads
 the committed CSV into a results store, skips every recorded key, and rewrites the CSV
 atomically after each run.
+
+Everything that defines a version of the suite is one :class:`SuiteSpec` (:func:`suite_spec` for this
+one); ``neucrab-mini-v2`` (:mod:`ckptrank.bench.neucrab_mini_v2`) is another spec run through the same
+functions (each takes ``spec=``), with validation curves and the grid diagnostics :func:`lr_edge_fraction`
+and :func:`plateau_gain`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +58,7 @@ from .finetune import FinetuneConfig, FinetuneTask, finetune, finetune_checkpoin
 __all__ = [
     "CHECKPOINTS",
     "CSV_COLUMNS",
+    "EXTRA_COLUMNS",
     "GROUND_TRUTH_DIR",
     "PROTOCOL_CONFIGS",
     "SUITE_NAME",
@@ -59,6 +66,7 @@ __all__ = [
     "TRACKS",
     "MiniCheckpoint",
     "MiniTask",
+    "SuiteSpec",
     "baseline_row",
     "build_ground_truth",
     "ground_truth_csv",
@@ -66,7 +74,11 @@ __all__ = [
     "load_ground_truth",
     "load_suite",
     "load_suite_task",
+    "lr_edge_fraction",
+    "lr_edges",
+    "plateau_gain",
     "register_datasets",
+    "suite_spec",
     "write_baselines",
 ]
 
@@ -211,6 +223,49 @@ PROTOCOL_CONFIGS: dict[str, FinetuneConfig] = {
 }
 
 
+@dataclass(frozen=True)
+class SuiteSpec:
+    """Everything that tells one version of the suite from another; the build, the files and the loaded
+    :class:`~ckptrank.bench.suite.Suite` are functions of it.
+
+    Attributes
+    ----------
+    name : str
+        Suite name (registry and results-store key).
+    tasks, checkpoints : mapping
+        :class:`MiniTask` and :class:`MiniCheckpoint` by name, in build and file order.
+    protocol_configs : mapping
+        :class:`~ckptrank.bench.finetune.FinetuneConfig` by protocol name.
+    csv_stem : str
+        The tracks' ground-truth files are ``{csv_stem}_{track}.csv``.
+    csv_columns : tuple of str
+        Columns of those files: :data:`CSV_COLUMNS`, optionally followed by ``n_val``, ``n_test``
+        (sizes of the run's validation and test sets) and ``val_curve`` (JSON list of the validation
+        accuracy after every epoch).
+    store_name : str
+        File name of the default results store in the cache folder.
+    baselines_file : str
+        File name of the target-blind baselines.
+    description : str
+    datasets : mapping
+        Task data sets to register as ``builtin:NAME`` (name -> loader of a split).
+    notes : tuple of str
+        Caveats shown with every evaluation.
+    """
+
+    name: str
+    tasks: Mapping[str, MiniTask]
+    checkpoints: Mapping[str, MiniCheckpoint]
+    protocol_configs: Mapping[str, FinetuneConfig]
+    csv_stem: str
+    csv_columns: tuple[str, ...] = CSV_COLUMNS
+    store_name: str = "neucrab-mini-ground-truth.sqlite"
+    baselines_file: str = "baselines.csv"
+    description: str = ""
+    datasets: Mapping[str, Callable[[str], Any]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # task data sets
 
@@ -256,23 +311,30 @@ def _fashion(split: str, classes: tuple[int, ...] | None, name: str) -> Any:
     )
 
 
-def _wordnet_concrete(split: str) -> Any:
+def _wordnet_subset(split: str, lexnames: tuple[str, ...], name: str) -> Any:
+    """The WordNet noun glosses of the supersenses ``lexnames`` (in the order of the noun lexnames)."""
     from ckptrank.data.builtins import WORDNET_NOUN_LEXNAMES, load_builtin
     from ckptrank.data.dataset import TargetDataset
 
     full = load_builtin("wordnet-supersense", split)
-    wanted = np.asarray([WORDNET_NOUN_LEXNAMES.index(c) for c in _CONCRETE])
+    wanted = np.asarray([WORDNET_NOUN_LEXNAMES.index(c) for c in lexnames])
+    if np.any(np.diff(wanted) <= 0):
+        raise ValueError(f"builtin:{name}: list the supersenses in WordNet's order, got {list(lexnames)}")
     labels = np.asarray(full.labels)
     idx = np.flatnonzero(np.isin(labels, wanted))
     return TargetDataset(
         items=[full.items[i] for i in idx],
         labels=np.searchsorted(wanted, labels[idx]).astype(np.int64),
         modality="text",
-        name="neucrab-wordnet-concrete",
+        name=name,
         split=split,
-        classes=_CONCRETE,
-        source="builtin:neucrab-wordnet-concrete",
+        classes=lexnames,
+        source=f"builtin:{name}",
     )
+
+
+def _wordnet_concrete(split: str) -> Any:
+    return _wordnet_subset(split, _CONCRETE, "neucrab-wordnet-concrete")
 
 
 _DATASETS: dict[str, Callable[[str], Any]] = {
@@ -282,21 +344,45 @@ _DATASETS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def register_datasets() -> None:
+def suite_spec() -> SuiteSpec:
+    """The :class:`SuiteSpec` of ``neucrab-mini`` (v1), read from this module's globals at call time."""
+    return SuiteSpec(
+        name=SUITE_NAME,
+        tasks=TASKS,
+        checkpoints=CHECKPOINTS,
+        protocol_configs=PROTOCOL_CONFIGS,
+        csv_stem="neucrab_mini",
+        description=(
+            "NeuCRaB-style real suite: 13 image checkpoints (EfficientNet-Lite ImageNet, self-trained zoo, "
+            "stages of one run, random-init) on 3 image tasks, 7 text checkpoints on 2 WordNet tasks; full "
+            "fine-tuning and linear-probe ground truth with 3 seeds"
+        ),
+        datasets=_DATASETS,
+        notes=(
+            "Image and text checkpoints are ranked only on the tasks of their own track.",
+            "Scores are computed on the task's training pool (per_class samples, seed 0), which includes the "
+            "validation part used to select the fine-tuning configuration; the test split is never scored.",
+        ),
+    )
+
+
+def register_datasets(spec: SuiteSpec | None = None) -> None:
     """Make the suite's task data sets loadable as ``builtin:NAME`` (idempotent)."""
     from ckptrank.data import builtins
 
-    for name, loader in _DATASETS.items():
+    datasets = (spec or suite_spec()).datasets
+    for name, loader in datasets.items():
         if name not in builtins.list_builtin_datasets():
             builtins.register_builtin_dataset(name, loader)
 
 
-def load_suite_task(name: str) -> FinetuneTask:
+def load_suite_task(name: str, spec: SuiteSpec | None = None) -> FinetuneTask:
     """The fine-tuning task ``name`` of the suite (pool and test set, as the ground truth used them)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown {SUITE_NAME} task {name!r}; tasks: {', '.join(TASKS)}")
-    register_datasets()
-    t = TASKS[name]
+    spec = spec or suite_spec()
+    if name not in spec.tasks:
+        raise ValueError(f"unknown {spec.name} task {name!r}; tasks: {', '.join(spec.tasks)}")
+    register_datasets(spec)
+    t = spec.tasks[name]
     return load_task(t.data, name=name, per_class=t.per_class, test_per_class=t.test_per_class, seed=t.seed)
 
 
@@ -304,21 +390,24 @@ def load_suite_task(name: str) -> FinetuneTask:
 # ground truth files
 
 
-def ground_truth_csv(track: str, directory: Path | None = None) -> Path:
+def ground_truth_csv(track: str, directory: Path | None = None, spec: SuiteSpec | None = None) -> Path:
+    """The ground-truth file of ``track`` (``{csv_stem}_{track}.csv`` in ``directory``)."""
     if track not in TRACKS:
         raise ValueError(f"track must be one of {', '.join(TRACKS)}, not {track!r}")
-    return Path(directory or GROUND_TRUTH_DIR) / f"neucrab_mini_{track}.csv"
+    stem = (spec or suite_spec()).csv_stem
+    return Path(directory or GROUND_TRUTH_DIR) / f"{stem}_{track}.csv"
 
 
-def load_ground_truth(directory: Path | None = None) -> pd.DataFrame:
-    """Every recorded run of both tracks (long format, :data:`CSV_COLUMNS`); empty when none."""
+def load_ground_truth(directory: Path | None = None, spec: SuiteSpec | None = None) -> pd.DataFrame:
+    """Every recorded run of both tracks (long format, the spec's ``csv_columns``); empty when none."""
+    spec = spec or suite_spec()
     frames = []
     for track in TRACKS:
-        path = ground_truth_csv(track, directory)
+        path = ground_truth_csv(track, directory, spec)
         if path.is_file():
             frames.append(pd.read_csv(path))
     if not frames:
-        return pd.DataFrame(columns=list(CSV_COLUMNS))
+        return pd.DataFrame(columns=list(spec.csv_columns))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -337,46 +426,70 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def _store_rows(store: Any, track: str) -> pd.DataFrame:
-    runs = store.table("finetune_runs", suite=SUITE_NAME)
-    tasks = [n for n, t in TASKS.items() if t.track == track]
-    runs = runs[runs.task.isin(tasks) & runs.checkpoint.isin(list(CHECKPOINTS))].copy()
+#: Optional columns a spec may add after :data:`CSV_COLUMNS`; they come from the run's recorded config.
+EXTRA_COLUMNS = ("n_val", "n_test", "val_curve")
+
+
+def _curve_text(curve: Any) -> str:
+    """A validation curve as the compact JSON list of the CSVs (``""`` when none was recorded)."""
+    if curve is None or (isinstance(curve, float) and math.isnan(curve)):
+        return ""
+    return json.dumps([float(v) for v in curve], separators=(",", ":"))
+
+
+def _store_rows(store: Any, track: str, spec: SuiteSpec | None = None) -> pd.DataFrame:
+    spec = spec or suite_spec()
+    columns = list(spec.csv_columns)
+    runs = store.table("finetune_runs", suite=spec.name)
+    tasks = [n for n, t in spec.tasks.items() if t.track == track]
+    runs = runs[runs.task.isin(tasks) & runs.checkpoint.isin(list(spec.checkpoints))].copy()
     if len(runs) == 0:
-        return pd.DataFrame(columns=list(CSV_COLUMNS))
+        return pd.DataFrame(columns=columns)
     cfg = runs["config"].map(json.loads)
     runs["val_loss"] = cfg.map(lambda c: c.get("val_loss"))
     runs["config_id"] = cfg.map(lambda c: c.get("config_id"))
+    for column in ("n_val", "n_test"):
+        if column in columns:
+            runs[column] = cfg.map(lambda c, k=column: c.get(k)).astype("Int64")
+    if "val_curve" in columns:
+        runs["val_curve"] = cfg.map(lambda c: _curve_text(c.get("val_curve")))
     runs["selected"] = runs["selected"].astype(int)
-    task_order = {n: i for i, n in enumerate(TASKS)}
-    ckpt_order = {n: i for i, n in enumerate(CHECKPOINTS)}
+    task_order = {n: i for i, n in enumerate(spec.tasks)}
+    ckpt_order = {n: i for i, n in enumerate(spec.checkpoints)}
     runs["_t"] = runs.task.map(task_order)
     runs["_c"] = runs.checkpoint.map(ckpt_order)
     runs = runs.sort_values(["protocol", "_t", "_c", "seed", "lr", "weight_decay"])
-    return runs[list(CSV_COLUMNS)].reset_index(drop=True)
+    return runs[columns].reset_index(drop=True)
 
 
-def write_csv(store: Any, track: str, directory: Path | None = None) -> Path:
+def write_csv(store: Any, track: str, directory: Path | None = None, spec: SuiteSpec | None = None) -> Path:
     """Rewrite the track's CSV atomically from the store's rows of this suite."""
-    path = ground_truth_csv(track, directory)
-    rows = _store_rows(store, track)
+    path = ground_truth_csv(track, directory, spec)
+    rows = _store_rows(store, track, spec)
     _atomic_write_text(path, rows.to_csv(index=False, float_format="%.9g"))
     return path
 
 
-def import_csv(store: Any, track: str, directory: Path | None = None) -> int:
+def import_csv(store: Any, track: str, directory: Path | None = None, spec: SuiteSpec | None = None) -> int:
     """Copy the committed CSV's runs into the store (recorded keys are left alone); returns how many."""
-    path = ground_truth_csv(track, directory)
+    spec = spec or suite_spec()
+    path = ground_truth_csv(track, directory, spec)
     if not path.is_file():
         return 0
     added = 0
     frame = pd.read_csv(path)
     for row in frame.itertuples(index=False):
-        config = PROTOCOL_CONFIGS[str(row.protocol)].recipe()
+        config = spec.protocol_configs[str(row.protocol)].recipe()
         config.update(
             {"config_id": row.config_id, "val_loss": float(row.val_loss), "imported_from": path.name}
         )
+        for column in ("n_val", "n_test"):
+            if column in frame.columns and not pd.isna(getattr(row, column)):
+                config[column] = int(getattr(row, column))
+        if "val_curve" in frame.columns and not pd.isna(row.val_curve):
+            config["val_curve"] = json.loads(str(row.val_curve))
         key = dict(
-            suite=SUITE_NAME,
+            suite=spec.name,
             task=str(row.task),
             checkpoint=str(row.checkpoint),
             protocol=str(row.protocol),
@@ -401,17 +514,20 @@ def import_csv(store: Any, track: str, directory: Path | None = None) -> int:
 # the build
 
 
-def _default_store_path() -> Path:
+def _default_store_path(spec: SuiteSpec | None = None) -> Path:
     root = os.environ.get("CKPTRANK_CACHE") or str(Path.home() / ".cache" / "ckptrank")
-    return Path(root) / "neucrab-mini-ground-truth.sqlite"
+    return Path(root) / (spec or suite_spec()).store_name
 
 
-def _cost_tier(name: str) -> int:
-    """0: small zoo models, 1: GloVe, 2: EfficientNet-Lite and MiniLM (real or random-initialised)."""
-    spec = CHECKPOINTS[name].spec
-    if "efficientnet" in spec or "minilm" in spec:
+def _cost_tier(name: str, spec: SuiteSpec | None = None) -> int:
+    """0: small zoo models, 1: GloVe, 2: EfficientNet-Lite and MiniLM (real or random-initialised),
+    3: MPNet."""
+    ckpt_spec = (spec or suite_spec()).checkpoints[name].spec
+    if "mpnet" in ckpt_spec:
+        return 3
+    if "efficientnet" in ckpt_spec or "minilm" in ckpt_spec:
         return 2
-    return 1 if "glove" in spec else 0
+    return 1 if "glove" in ckpt_spec else 0
 
 
 def build_ground_truth(
@@ -426,8 +542,12 @@ def build_ground_truth(
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
     executor: Any = None,
+    spec: SuiteSpec | None = None,
 ) -> pd.DataFrame:
     """Build (or resume) the suite's ground truth; returns the summary of the selected runs.
+
+    ``spec`` picks the suite version (default: ``neucrab-mini``, :func:`suite_spec`); its runs are
+    keyed by its name in the store and written to its own CSVs.
 
     ``executor`` (``"local"``, ``"ray"`` or an executor) runs the fine-tuning jobs
     (:func:`ckptrank.bench.finetune.run_job`): locally pair by pair in the order above, on a remote
@@ -436,7 +556,7 @@ def build_ground_truth(
 
     Order: the linear protocol first (cheap), then full fine-tuning; within a protocol and track, the
     cheapest checkpoints (small zoo models) on every task first, then GloVe, then EfficientNet-Lite
-    and MiniLM (real and random-initialised), tasks in suite order.
+    and MiniLM (real and random-initialised), then MPNet, tasks in suite order.
     After every run the track's CSV is rewritten atomically, so a killed build loses at most the run
     in progress and a later call (in any session) resumes from the CSV.
     """
@@ -448,43 +568,46 @@ def build_ground_truth(
     from .finetune import summarize_runs
     from .store import ResultsStore
 
+    spec = spec or suite_spec()
     say = log or logger.info
-    register_datasets()
-    store = ResultsStore(store_path or _default_store_path())
+    register_datasets(spec)
+    store = ResultsStore(store_path or _default_store_path(spec))
     runner, own_executor = resolve_executor(executor)
     try:
         for track in tracks:
-            added = import_csv(store, track, directory)
+            added = import_csv(store, track, directory, spec)
             if added:
                 say(
                     f"imported {added} recorded runs of the {track} track from "
-                    f"{ground_truth_csv(track, directory).name}"
+                    f"{ground_truth_csv(track, directory, spec).name}"
                 )
         for protocol in protocols:
-            cfg = dataclasses.replace(PROTOCOL_CONFIGS[protocol], device=device)
+            cfg = dataclasses.replace(spec.protocol_configs[protocol], device=device)
             for track in tracks:
                 names = [
                     n
-                    for n, c in CHECKPOINTS.items()
+                    for n, c in spec.checkpoints.items()
                     if c.track == track and (not checkpoints or n in checkpoints)
                 ]
-                task_names = [n for n, t in TASKS.items() if t.track == track and (not tasks or n in tasks)]
+                task_names = [
+                    n for n, t in spec.tasks.items() if t.track == track and (not tasks or n in tasks)
+                ]
                 pairs = sorted(
                     ((t, n) for t in task_names for n in names),
-                    key=lambda p: (_cost_tier(p[1]), task_names.index(p[0]), names.index(p[1])),
+                    key=lambda p: (_cost_tier(p[1], spec), task_names.index(p[0]), names.index(p[1])),
                 )
                 if runner.remote:
                     # a cluster: every checkpoint's grid of a task in one wave (finetune's own plan)
                     for task_name in task_names:
                         t0 = time.perf_counter()
                         finetune(
-                            {name: CHECKPOINTS[name].spec for name in names},
-                            [load_suite_task(task_name)],
+                            {name: spec.checkpoints[name].spec for name in names},
+                            [load_suite_task(task_name, spec)],
                             cfg,
                             store,
-                            suite=SUITE_NAME,
+                            suite=spec.name,
                             cache=cache,
-                            on_change=lambda track=track: write_csv(store, track, directory),
+                            on_change=lambda track=track: write_csv(store, track, directory, spec),
                             log=say,
                             executor=runner,
                         )
@@ -493,23 +616,23 @@ def build_ground_truth(
                 loaded: dict[str, FinetuneTask] = {}
                 for task_name, name in pairs:
                     if task_name not in loaded:
-                        loaded[task_name] = load_suite_task(task_name)
+                        loaded[task_name] = load_suite_task(task_name, spec)
                     task = loaded[task_name]
                     t0 = time.perf_counter()
                     finetune_checkpoint(
-                        CHECKPOINTS[name].spec,
+                        spec.checkpoints[name].spec,
                         task,
                         cfg,
                         store,
-                        suite=SUITE_NAME,
+                        suite=spec.name,
                         checkpoint=name,
                         cache=cache,
-                        on_change=lambda track=track: write_csv(store, track, directory),
+                        on_change=lambda track=track: write_csv(store, track, directory, spec),
                         log=say,
                         executor=runner,
                     )
                     say(f"done {task_name} | {name} | {protocol} ({time.perf_counter() - t0:.0f} s)")
-        runs = store.table("finetune_runs", suite=SUITE_NAME)
+        runs = store.table("finetune_runs", suite=spec.name)
         return summarize_runs(runs)
     finally:
         if own_executor:
@@ -517,17 +640,18 @@ def build_ground_truth(
         store.close()
 
 
-def ground_truth_status(directory: Path | None = None) -> pd.DataFrame:
+def ground_truth_status(directory: Path | None = None, spec: SuiteSpec | None = None) -> pd.DataFrame:
     """Per protocol and track: finished (task, checkpoint) pairs (every seed recorded) out of all, and runs.
 
     A pair is finished when it has one selected run per seed of its protocol.
     """
-    runs = load_ground_truth(directory)
+    spec = spec or suite_spec()
+    runs = load_ground_truth(directory, spec)
     rows = []
-    for protocol, cfg in PROTOCOL_CONFIGS.items():
+    for protocol, cfg in spec.protocol_configs.items():
         for track in TRACKS:
-            tasks = [n for n, t in TASKS.items() if t.track == track]
-            ckpts = [n for n, c in CHECKPOINTS.items() if c.track == track]
+            tasks = [n for n, t in spec.tasks.items() if t.track == track]
+            ckpts = [n for n, c in spec.checkpoints.items() if c.track == track]
             mine = runs[(runs.protocol == protocol) & runs.task.isin(tasks)] if len(runs) else runs
             sel = mine[mine.selected.astype(bool)] if len(mine) else mine
             per_pair = (
@@ -546,6 +670,98 @@ def ground_truth_status(directory: Path | None = None) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# grid and convergence diagnostics
+
+
+def lr_edges(runs: pd.DataFrame, lrs: Sequence[float], grid_seed: int = 0) -> pd.DataFrame:
+    """Where each (task, checkpoint, protocol) pair's selected learning rate sits in the grid ``lrs``.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Runs of one protocol (columns ``task``, ``checkpoint``, ``protocol``, ``seed``, ``lr``,
+        ``selected``), e.g. :func:`load_ground_truth` filtered on ``protocol``.
+    lrs : sequence of float
+        The protocol's learning-rate grid.
+    grid_seed : int, default 0
+        The seed the grid was searched with (its selected row gives the pair's learning rate).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair with a selected grid-seed run (n_pairs rows): ``task``, ``checkpoint``,
+        ``protocol``, ``lr`` and ``edge`` (``"low"``, ``"high"`` or ``""`` inside the grid).
+    """
+    if len(lrs) == 0:
+        raise ValueError("lrs must hold at least one learning rate")
+    lo, hi = min(lrs), max(lrs)
+    if len(runs) == 0:
+        return pd.DataFrame(columns=["task", "checkpoint", "protocol", "lr", "edge"])
+    sel = runs[runs["selected"].astype(bool) & (runs["seed"].astype(int) == int(grid_seed))]
+    out = sel[["task", "checkpoint", "protocol", "lr"]].drop_duplicates(["task", "checkpoint", "protocol"])
+    lr = out["lr"].astype(float)
+    edge = np.where(np.isclose(lr, lo), "low", np.where(np.isclose(lr, hi), "high", ""))
+    return out.assign(edge=edge).reset_index(drop=True)
+
+
+def lr_edge_fraction(runs: pd.DataFrame, lrs: Sequence[float], grid_seed: int = 0) -> float:
+    """Fraction of pairs whose selected learning rate is the smallest or the largest of ``lrs``.
+
+    A selection at an edge means the grid may not bracket the optimum. NaN when no pair is selected.
+
+    >>> runs = pd.DataFrame({"task": ["t", "t"], "checkpoint": ["a", "b"], "protocol": ["linear"] * 2,
+    ...                      "seed": [0, 0], "lr": [0.1, 1.0], "selected": [1, 1]})
+    >>> lr_edge_fraction(runs, (0.01, 0.1, 1.0))
+    0.5
+    """
+    edges = lr_edges(runs, lrs, grid_seed)
+    if len(edges) == 0:
+        return math.nan
+    return float((edges["edge"] != "").mean())
+
+
+def _curve(value: Any) -> list[float]:
+    if isinstance(value, list | tuple):
+        return [float(v) for v in value]
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "":
+        return []
+    return [float(v) for v in json.loads(str(value))]
+
+
+def plateau_gain(runs: pd.DataFrame, fraction: float = 0.2) -> pd.DataFrame:
+    """Validation accuracy gained over the last ``fraction`` of each run's epochs (its ``val_curve``).
+
+    For a curve ``c`` of ``n`` epochs and ``k = max(1, round(fraction * n))``: ``c[n-1] - c[n-1-k]``
+    (accuracy after the last epoch minus after epoch ``n - k``). About 0 when training has
+    plateaued; clearly positive when more epochs would still help.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Runs with a ``val_curve`` column (JSON list text, as in the CSVs, or a list); rows without a
+        curve of at least 2 epochs are left out.
+    fraction : float, default 0.2
+
+    Returns
+    -------
+    pandas.DataFrame
+        The runs kept (n_runs rows; the columns of ``runs``) with ``epochs_in_curve`` and ``late_gain``.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
+    if "val_curve" not in runs.columns:
+        raise ValueError("runs have no val_curve column (only neucrab-mini-v2's files record curves)")
+    curves = runs["val_curve"].map(_curve)
+    keep = curves.map(len) >= 2
+    out = runs[keep].copy()
+    curves = curves[keep]
+    k = curves.map(lambda c: max(1, round(fraction * len(c))))
+    out["epochs_in_curve"] = curves.map(len).astype(int)
+    out["late_gain"] = [c[-1] - c[-1 - min(kk, len(c) - 1)] for c, kk in zip(curves, k, strict=True)]
+    return out.reset_index(drop=True)
 
 
 def baseline_row(name: str, ckpt: Any) -> dict[str, Any]:
@@ -571,13 +787,14 @@ def baseline_row(name: str, ckpt: Any) -> dict[str, Any]:
     }
 
 
-def write_baselines(directory: Path | None = None) -> Path:
-    """Write ``baselines.csv`` (one :func:`baseline_row` per checkpoint) by loading every checkpoint."""
+def write_baselines(directory: Path | None = None, spec: SuiteSpec | None = None) -> Path:
+    """Write the spec's baselines file (one :func:`baseline_row` per checkpoint), loading every checkpoint."""
     import ckptrank.zoo  # noqa: F401
     from ckptrank.adapters import load_checkpoint
 
-    rows = [baseline_row(name, load_checkpoint(c.spec)) for name, c in CHECKPOINTS.items()]
-    path = Path(directory or GROUND_TRUTH_DIR) / "baselines.csv"
+    spec = spec or suite_spec()
+    rows = [baseline_row(name, load_checkpoint(c.spec)) for name, c in spec.checkpoints.items()]
+    path = Path(directory or GROUND_TRUTH_DIR) / spec.baselines_file
     _atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
     return path
 
@@ -586,19 +803,21 @@ def write_baselines(directory: Path | None = None) -> Path:
 # the suite
 
 
-def load_suite(directory: Path | None = None) -> Any:
-    """The ``neucrab-mini`` :class:`~ckptrank.bench.suite.Suite` from the committed files.
+def load_suite(directory: Path | None = None, spec: SuiteSpec | None = None) -> Any:
+    """The suite (default ``neucrab-mini``) as a :class:`~ckptrank.bench.suite.Suite` from its files.
 
     Ground truth: the selected runs (one per seed), accuracy = 100 x test accuracy, protocols
-    ``full`` (default) and ``linear``. Pairs whose build has not finished yet are simply absent.
+    ``full`` (the default when present, else ``linear``) and ``linear``. Pairs whose build has not
+    finished yet are simply absent.
     """
     import ckptrank.zoo  # noqa: F401  # registers the zoo: checkpoint source the suite's specs use
 
     from .suite import Suite, Task
 
-    register_datasets()
+    spec = spec or suite_spec()
+    register_datasets(spec)
     root = Path(directory or GROUND_TRUTH_DIR)
-    runs = load_ground_truth(root)
+    runs = load_ground_truth(root, spec)
     sel = runs[runs["selected"].astype(bool)] if len(runs) else runs
     gt = pd.DataFrame(
         {
@@ -610,8 +829,8 @@ def load_suite(directory: Path | None = None) -> Any:
         }
     )
     baselines = None
-    if (root / "baselines.csv").is_file():
-        baselines = pd.read_csv(root / "baselines.csv")
+    if (root / spec.baselines_file).is_file():
+        baselines = pd.read_csv(root / spec.baselines_file)
     provenance = (root / "PROVENANCE.md").read_text() if (root / "PROVENANCE.md").is_file() else ""
     tasks = {
         name: Task(
@@ -622,26 +841,22 @@ def load_suite(directory: Path | None = None) -> Any:
             description=t.description,
             track=t.track,
         )
-        for name, t in TASKS.items()
+        for name, t in spec.tasks.items()
     }
+    protocols = set(gt["protocol"])
+    default = "full" if "full" in protocols else ("linear" if "linear" in protocols else None)
+    if spec.name == SUITE_NAME:
+        default = "full" if "full" in protocols else None  # v1 as it always was
     return Suite(
-        name=SUITE_NAME,
-        description=(
-            "NeuCRaB-style real suite: 13 image checkpoints (EfficientNet-Lite ImageNet, self-trained zoo, "
-            "stages of one run, random-init) on 3 image tasks, 7 text checkpoints on 2 WordNet tasks; full "
-            "fine-tuning and linear-probe ground truth with 3 seeds"
-        ),
+        name=spec.name,
+        description=spec.description,
         tasks=tasks,
-        checkpoints={name: {"spec": c.spec, "group": c.group} for name, c in CHECKPOINTS.items()},
+        checkpoints={name: {"spec": c.spec, "group": c.group} for name, c in spec.checkpoints.items()},
         ground_truth=gt,
         baselines=baselines,
         provenance=provenance,
-        default_protocol="full" if (gt["protocol"] == "full").any() else None,
-        notes=[
-            "Image and text checkpoints are ranked only on the tasks of their own track.",
-            "Scores are computed on the task's training pool (per_class samples, seed 0), which includes the "
-            "validation part used to select the fine-tuning configuration; the test split is never scored.",
-        ],
+        default_protocol=default,
+        notes=list(spec.notes),
     )
 
 

@@ -68,7 +68,11 @@ BASELINE_COLUMNS = ("num_parameters", "source_accuracy")
 BASELINE_INFO_COLUMNS = ("source_classes", "source_label_set")
 
 #: Modules that register built-in suites when imported. A missing optional module is skipped.
-_BUILTIN_MODULES = ("ckptrank.bench.published", "ckptrank.bench.neucrab_mini")
+_BUILTIN_MODULES = (
+    "ckptrank.bench.published",
+    "ckptrank.bench.neucrab_mini",
+    "ckptrank.bench.neucrab_mini_v2",
+)
 
 logger = logging.getLogger(__name__)
 

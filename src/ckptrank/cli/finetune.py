@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,6 +25,8 @@ _EXAMPLES = """Examples:
   ckptrank finetune MODEL --data ./pets --epochs 30 --per-class 100 --image-size 224 --device cuda
 
   ckptrank finetune --suite neucrab-mini --track image --threads 1   (build or resume neucrab-mini)
+
+  ckptrank finetune --suite neucrab-mini-v2 --protocol linear --threads 1   (v2's linear ground truth)
 """
 
 
@@ -32,6 +34,20 @@ def _check_format(output_format: str) -> str:
     if output_format not in _FORMATS:
         raise ValueError(f"--format must be one of {', '.join(_FORMATS)}, not {output_format!r}")
     return output_format
+
+
+_BUILDABLE = ("neucrab-mini", "neucrab-mini-v2")
+
+
+def _suite_spec(name: str) -> Any:
+    """The :class:`~ckptrank.bench.neucrab_mini.SuiteSpec` of a buildable built-in suite."""
+    if name == "neucrab-mini-v2":
+        from ckptrank.bench.neucrab_mini_v2 import SPEC
+
+        return SPEC
+    from ckptrank.bench.neucrab_mini import suite_spec
+
+    return suite_spec()
 
 
 def _with_size(spec: str, size: int | None) -> str:
@@ -107,7 +123,10 @@ def finetune_command(
         ),
     ] = None,
     suite_name: Annotated[
-        str | None, typer.Option("--suite", help="Build a built-in suite's ground truth (neucrab-mini).")
+        str | None,
+        typer.Option(
+            "--suite", help="Build a built-in suite's ground truth (neucrab-mini, neucrab-mini-v2)."
+        ),
     ] = None,
     track: Annotated[
         list[str] | None, typer.Option("--track", help="Suite track: image, text (repeatable).")
@@ -159,25 +178,28 @@ def finetune_command(
             raise ValueError(
                 "--suite builds a suite's own checkpoints and tasks; do not give CHECKPOINTS or --data"
             )
-        if suite_name != "neucrab-mini":
+        if suite_name not in _BUILDABLE:
             raise ValueError(
-                f"--suite {suite_name!r}: only the built-in suite 'neucrab-mini' has a ground-truth build"
+                f"--suite {suite_name!r}: only the built-in suite 'neucrab-mini' or 'neucrab-mini-v2' has a "
+                "ground-truth build"
             )
-        from ckptrank.bench.neucrab_mini import CHECKPOINTS, TASKS, TRACKS, build_ground_truth
+        from ckptrank.bench.neucrab_mini import TRACKS, build_ground_truth
 
+        spec = _suite_spec(suite_name)
         for label, given, valid in (
             ("--track", track, TRACKS),
-            ("--task", task, TASKS),
-            ("--checkpoint", checkpoint, CHECKPOINTS),
+            ("--task", task, spec.tasks),
+            ("--checkpoint", checkpoint, spec.checkpoints),
         ):
             bad = [v for v in given or () if v not in valid]
             if bad:
-                raise ValueError(f"{label} {bad[0]!r} is not in neucrab-mini; valid: {', '.join(valid)}")
+                raise ValueError(f"{label} {bad[0]!r} is not in {spec.name}; valid: {', '.join(valid)}")
         if protocol is not None and protocol not in ("full", "linear"):
             raise ValueError(f"--protocol must be full or linear, not {protocol!r}")
         protocols = [protocol] if protocol is not None else ["linear", "full"]
         try:
             summary = build_ground_truth(
+                spec=spec,
                 tracks=tuple(track or TRACKS),
                 protocols=protocols,
                 tasks=task,
