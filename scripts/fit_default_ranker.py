@@ -1,6 +1,9 @@
 """Fit the default ranker shipped with ckptrank and record its held-out figures.
 
-Usage: ``python scripts/fit_default_ranker.py [--out src/ckptrank/default_ranker.json]``
+Usage: ``python scripts/fit_default_ranker.py [--out src/ckptrank/default_ranker.json] [--suites A,B,...]``
+
+``--suites`` fits on other suites than the shipped ones (e.g. adding ``neucrab-mini-v2``) to compare
+held-out figures; write such a trial elsewhere (``--out /tmp/trial.json``), never over the shipped file.
 
 Builds the meta-dataset (:func:`ckptrank.bench.meta.meta_table`: neucrab-mini scored through
 the results store, the published Model Spider scores, SFDA group 1's descriptors), evaluates
@@ -17,17 +20,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from ckptrank.bench.meta import LEARNED, fit_default_ranker, meta_table
+from ckptrank.bench.meta import DEFAULT_SUITES, LEARNED, fit_default_ranker, meta_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("src/ckptrank/default_ranker.json"))
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--suites", default=",".join(DEFAULT_SUITES), help="comma-separated suites")
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     start = time.perf_counter()
-    rows, truth = meta_table()
+    rows, truth = meta_table([name.strip() for name in args.suites.split(",") if name.strip()])
     ranker, by_task, by_suite = fit_default_ranker(rows, truth, n_bootstrap=args.bootstrap)
     for title, held in (("leave one task out", by_task), ("leave one suite out", by_suite)):
         ev = held.evaluation
