@@ -663,3 +663,27 @@ def test_suite_marks_controls_and_tracks():
     assert ev.mean_reliability("text") == pytest.approx(
         ev.seed_agreement.set_index("task").loc["w0", "reliability"]
     )
+
+
+def test_test_set_noise_widens_the_truth_interval_and_stays_paired():
+    """Identical seeds: the seed interval is a point; with n_test it carries the binomial noise."""
+    truth = _truth(seeds=2, noise=0.0)
+    scores = _scores({"good": 0.05, "copy": 0.05}, rng_seed=3)
+    scores.loc[scores["measure"] == "copy", "score"] = scores.loc[
+        scores["measure"] == "good", "score"
+    ].to_numpy()
+    plain = evaluate(scores, truth, n_bootstrap=300).summary.loc["good"]
+    assert plain["weighted_tau_seed_ci_low"] == pytest.approx(plain["weighted_tau_seed_ci_high"])
+    noisy_truth = truth.assign(n_test=50)
+    noisy = evaluate(scores, noisy_truth, n_bootstrap=300).summary
+    row = noisy.loc["good"]
+    # accuracies 63-90%: binomial errors of 4.4-6.8 points on 50 test samples, against gaps of 3 points
+    assert row["weighted_tau_seed_ci_high"] - row["weighted_tau_seed_ci_low"] > 0.2
+    assert row["weighted_tau"] == pytest.approx(plain["weighted_tau"])  # the point value is unchanged
+    # the same noise draws for every row: identical scores get identical intervals
+    copy = noisy.loc["copy"]
+    assert copy["weighted_tau_seed_ci_low"] == row["weighted_tau_seed_ci_low"]
+    assert copy["weighted_tau_seed_ci_high"] == row["weighted_tau_seed_ci_high"]
+    # a huge test set makes the noise negligible again
+    big = evaluate(scores, truth.assign(n_test=10**9), n_bootstrap=300).summary.loc["good"]
+    assert big["weighted_tau_seed_ci_high"] - big["weighted_tau_seed_ci_low"] < 1e-6

@@ -13,7 +13,14 @@ bootstrap intervals:
   probability that a measure beats the best baseline a paired comparison.
 * **over ground-truth seeds**: the fine-tuning seeds of each task are resampled, the ground truth
   becomes the mean accuracy over the resampled seeds, and the scores stay fixed (the question
-  "how much of the result is fine-tuning noise?"). Needs at least 2 seeds.
+  "how much of the result is fine-tuning noise?"). Needs at least 2 seeds. When the ground truth
+  gives the test-set size (an ``n_test`` column), the test set's own sampling noise is added to
+  each resampled truth: every checkpoint's mean accuracy ``p`` moves by a normal draw of its binomial
+  standard error ``100 sqrt(p (1 - p) / n_test)`` points (the seeds share one test set, so this
+  noise does not average out over them; drawn independently per checkpoint, which overstates it
+  for comparisons on the same test images). The draws are shared by every row, so comparisons
+  stay paired. Perturbing a truth that is already noisy pulls weighted tau down (attenuation), so
+  this interval says how far noise can move a result, not where its centre lies.
 
 The **noise ceiling** of a task is the mean pairwise weighted tau between its seeds
 (:func:`ckptrank.bench.stats.seed_agreement`): a measure cannot be expected to agree with the
@@ -741,6 +748,7 @@ class _Resampler:
         self.random_state = random_state
         self._checkpoint_draws: dict[tuple[str, ...], np.ndarray] = {}
         self._seed_draws: dict[tuple[str, int], np.ndarray] = {}
+        self._noise_draws: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     def checkpoints(self, names: tuple[str, ...]) -> np.ndarray:
         if names not in self._checkpoint_draws:
@@ -748,6 +756,16 @@ class _Resampler:
             rng = np.random.default_rng([self.random_state, 0, key])
             self._checkpoint_draws[names] = rng.integers(0, len(names), (self.n, len(names)))
         return self._checkpoint_draws[names]
+
+    def test_noise(self, task: str, names: tuple[str, ...]) -> np.ndarray:
+        """Standard normal draws, shape (n, len(names)): one per resample and checkpoint, shared by rows."""
+        key = (task, names)
+        if key not in self._noise_draws:
+            digest = zlib.crc32("\x00".join((task, *names)).encode())
+            self._noise_draws[key] = np.random.default_rng([self.random_state, 2, digest]).standard_normal(
+                (self.n, len(names))
+            )
+        return self._noise_draws[key]
 
     def seeds(self, task: str, n_seeds: int) -> np.ndarray:
         key = (task, n_seeds)
@@ -870,6 +888,27 @@ def _check_options(n_bootstrap: int, confidence: float, min_checkpoints: int, ks
         raise ValueError(f"ks must be positive integers, got {list(ks)!r}")
 
 
+def _test_errors(ground_truth: pd.DataFrame, means: dict[str, pd.Series]) -> dict[str, pd.Series]:
+    """Per task: the binomial standard error (accuracy points) of each checkpoint's mean test accuracy.
+
+    Empty without an ``n_test`` column; NaN for a checkpoint whose test-set size is unknown.
+    """
+    if "n_test" not in ground_truth.columns:
+        return {}
+    gt = ground_truth.copy()
+    gt["task"] = gt["task"].astype(str)
+    gt["checkpoint"] = gt["checkpoint"].astype(str)
+    sizes = pd.to_numeric(gt["n_test"], errors="coerce").groupby([gt["task"], gt["checkpoint"]]).first()
+    errors: dict[str, pd.Series] = {}
+    for task, mean in means.items():
+        n = np.array([sizes.get((task, name), np.nan) for name in mean.index], dtype=float)
+        p = np.clip(mean.to_numpy(dtype=float) / 100.0, 0.0, 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            se = np.where(n > 0, 100.0 * np.sqrt(p * (1.0 - p) / n), np.nan)
+        errors[task] = pd.Series(se, index=mean.index)
+    return errors
+
+
 def _truth_tables(
     ground_truth: pd.DataFrame, checkpoint_order: Sequence[str] | None
 ) -> tuple[dict[str, pd.Series], dict[str, pd.DataFrame]]:
@@ -968,7 +1007,8 @@ def evaluate(
         of that checkpoint, for the cost column); see :func:`read_scores`. May be empty when only
         baselines are evaluated.
     ground_truth : pandas.DataFrame
-        Long table ``task, checkpoint, seed, accuracy`` of one protocol.
+        Long table ``task, checkpoint, seed, accuracy`` of one protocol; an optional ``n_test``
+        column (test-set size) adds the test set's binomial noise to the interval over seeds.
     baselines : pandas.DataFrame, optional
         Indexed by checkpoint, columns among ``num_parameters`` and ``source_accuracy``; each is
         evaluated as a target-blind score (higher = predicted better).
@@ -1046,6 +1086,7 @@ def evaluate(
         raise ValueError(f"the score table has duplicate (task, checkpoint, measure) rows: {_listing(rows)}")
 
     means, seed_tables = _truth_tables(ground_truth, checkpoint_order)
+    test_errors = _test_errors(ground_truth, means)
     tasks = [t for t in (task_order or []) if t in means] + [t for t in means if t not in (task_order or [])]
     if tracks is None:
         tracks = infer_tracks(ground_truth, tasks)
@@ -1140,9 +1181,13 @@ def evaluate(
             boot = batch_statistics(s[idx], a[idx], ks=ks)
             table = seed_tables[task][list(names)]
             complete = table.dropna(axis=0, how="any").to_numpy(dtype=float)
-            if complete.shape[0] >= 2:
+            se = test_errors[task].loc[list(names)].to_numpy(dtype=float) if task in test_errors else None
+            noisy = se is not None and bool(np.isfinite(se).all())
+            if complete.shape[0] >= 2 or (noisy and complete.shape[0] >= 1):
                 draws = resampler.seeds(task, complete.shape[0])
                 truth_b = complete[draws].mean(axis=1)
+                if noisy:
+                    truth_b = truth_b + resampler.test_noise(task, names) * se
                 seed_boot = batch_statistics(np.broadcast_to(s, truth_b.shape), truth_b, ks=ks)
         entries.append(_Entry(name, kind, task, names, point, boot, seed_boot, s, a))
 

@@ -828,6 +828,9 @@ def load_suite(directory: Path | None = None, spec: SuiteSpec | None = None) -> 
             "protocol": sel["protocol"].astype(str),
         }
     )
+    if "n_test" in sel.columns:
+        # the test-set size lets the evaluation carry the test set's sampling noise into the truth
+        gt["n_test"] = pd.to_numeric(sel["n_test"], errors="coerce").astype(float)
     baselines = None
     if (root / spec.baselines_file).is_file():
         baselines = pd.read_csv(root / spec.baselines_file)

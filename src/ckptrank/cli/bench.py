@@ -167,11 +167,12 @@ def _summary_table(result: BenchResult, dropped: frozenset[str] = frozenset()) -
             show[step] = False
     short = "short names" in dropped
     wrap = "wrap" in dropped
+    seeds = " / over ground-truth seeds (and test-set noise where n_test is known)"
     caption = (
         "wτ = weighted Kendall tau with the fine-tuned accuracy (scipy.stats.weightedtau), mean over the "
         f"row's own tasks{' (column tasks)' if show.get('tasks', True) else ''}"
         f"{'; per track beside it' if tracks else ''}. CIs: {conf}% bootstrap over checkpoints"
-        f"{' / over ground-truth seeds' if show['CI seeds'] else ''}. Italic rows: target-blind baselines. "
+        f"{seeds if show['CI seeds'] else ''}. Italic rows: target-blind baselines. "
         "'vs best baseline': mean wτ difference on exactly the (task, checkpoint) pairs both have, same "
         "resamples (paired); ✓/✗ only when its interval excludes 0, ≈ otherwise."
     )
