@@ -454,8 +454,8 @@ def rank(
         noise besides the ranker's held-out error (:func:`ckptrank.pipeline.resample_indices`,
         :func:`ckptrank.pipeline.jackknife_values`; the same resamples for every checkpoint).
         Default :data:`DEFAULT_RESAMPLES` with the default ranker; 0 = the ranker's held-out
-        error alone. Only the default ranker has
-        ``p_best``, so with ``measures`` given it must be 0 or None.
+        error alone. Only the default ranker has ``p_best``, so with ``measures`` given it must
+        be 0 or None.
 
     Returns
     -------
