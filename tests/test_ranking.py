@@ -566,6 +566,10 @@ def test_resample_indices_keep_80_percent_of_each_class_without_duplicates():
     assert not all((a == b).all() for a, b in zip(draws, resample_indices(labels, 4, seed=4), strict=True))
     with pytest.raises(ValueError, match="0 or more"):
         resample_indices(labels, -1, seed=0)
+    # a large target set: at most RESAMPLE_MAX_SAMPLES per resample, every class in proportion
+    big = np.repeat(np.arange(4), [4000, 3000, 2000, 1000])
+    (idx,) = resample_indices(big, 1, seed=0)
+    assert np.bincount(big[idx]).tolist() == [800, 600, 400, 200] and len(np.unique(idx)) == 2000
 
 
 def test_jackknife_values_recentre_and_rescale_by_hand():

@@ -414,13 +414,17 @@ def score_run(
 
 #: Fraction of each class kept in a resample of the target set (delete-d jackknife, d = 20%).
 RESAMPLE_FRACTION = 0.8
+#: At most this many samples in a resample, so that its cost stays bounded on large target sets
+#: (the fraction kept shrinks instead; :func:`jackknife_values` scales by the fraction actually kept).
+RESAMPLE_MAX_SAMPLES = 2000
 
 
 def resample_indices(labels: Any, n_resamples: int, seed: int) -> list[np.ndarray]:
     """Stratified subsamples of the target samples, without replacement, the same for every checkpoint.
 
-    Each resample keeps :data:`RESAMPLE_FRACTION` of every class (at least one sample), drawn
-    without replacement: a bootstrap's duplicated samples would shrink the number of distinct
+    Each resample keeps :data:`RESAMPLE_FRACTION` of every class (at least one sample), or a
+    smaller fraction when that would exceed :data:`RESAMPLE_MAX_SAMPLES` samples, drawn without
+    replacement: a bootstrap's duplicated samples would shrink the number of distinct
     samples that measures such as H-score and NLEEP see, and shift checkpoints of different
     feature widths by different amounts. The draws depend only on the labels and ``seed``, so
     every checkpoint of a ranking is re-scored on the same resamples (paired), on any machine.
@@ -450,14 +454,12 @@ def resample_indices(labels: Any, n_resamples: int, seed: int) -> list[np.ndarra
         raise ValueError(f"the number of resamples must be 0 or more, got {n_resamples}")
     labels = np.asarray(labels)
     members = [np.flatnonzero(labels == value) for value in np.unique(labels)]
+    fraction = min(RESAMPLE_FRACTION, RESAMPLE_MAX_SAMPLES / max(labels.size, 1))
     rng = np.random.default_rng([int(seed), 1207])
     return [
         np.sort(
             np.concatenate(
-                [
-                    rng.choice(m, size=max(1, round(RESAMPLE_FRACTION * m.size)), replace=False)
-                    for m in members
-                ]
+                [rng.choice(m, size=max(1, round(fraction * m.size)), replace=False) for m in members]
             )
         )
         for _ in range(n_resamples)

@@ -449,9 +449,9 @@ def rank(
         :class:`~ckptrank.executors.RayExecutor` runs them as Ray tasks (then ``cache_dir`` must be
         on storage every worker sees). The result is the same whatever runs them.
     resamples : int, optional
-        Stratified subsamples (80%) of the target set on which the default ranker's measures
-        are scored again, so that ``p_best`` and the shortlist carry the target set's sampling
-        noise besides the ranker's held-out error (:func:`ckptrank.pipeline.resample_indices`,
+        Stratified subsamples (80%, at most 2,000 samples) of the target set on which the default
+        ranker's measures are scored again, so that ``p_best`` and the shortlist carry the target
+        set's sampling noise besides the ranker's held-out error (:func:`ckptrank.pipeline.resample_indices`,
         :func:`ckptrank.pipeline.jackknife_values`; the same resamples for every checkpoint).
         Default :data:`DEFAULT_RESAMPLES` with the default ranker; 0 = the ranker's held-out
         error alone. Only the default ranker has ``p_best``, so with ``measures`` given it must
@@ -567,7 +567,8 @@ def rank(
         spent = sum(r.resample_seconds for r in results)
         run_notes.append(
             f"p(best) averages the default ranker's probability over {n_resamples} jackknife resamples "
-            f"(80% subsamples) of the target set ({spent:.1f} s of scoring; --resamples 0 skips them)"
+            f"(subsamples of 80%, at most 2,000 samples) of the target set ({spent:.1f} s of scoring; "
+            "--resamples 0 skips them)"
         )
 
     flat_notes = run_notes + _grouped_notes(checkpoint_notes)

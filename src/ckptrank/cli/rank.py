@@ -791,8 +791,9 @@ def rank_command(
         typer.Option(
             "--resamples",
             min=0,
-            help="Resamples (80% subsamples) of the target set behind p(best) and the shortlist "
-            "(default 5 with the default ranker; 0 = the ranker's held-out error alone, faster).",
+            help="Resamples (80% subsamples, at most 2,000 samples) of the target set behind p(best) and "
+            "the shortlist (default 5 with the default ranker; 0 = the ranker's held-out error alone, "
+            "faster).",
         ),
     ] = None,
     per_class: PerClassOpt = None,
