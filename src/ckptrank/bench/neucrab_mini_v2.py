@@ -20,7 +20,8 @@ the same machinery (:class:`ckptrank.bench.neucrab_mini.SuiteSpec`); only the de
   and 3, GloVe-6B-50d, ``bow-wnverb`` and the random controls ``minilm-random``, ``bow-random``.
 * **Protocols.** ``linear``: learning rates 0.0001 .. 3 in half-decade steps x weight decay {0, 1e-3},
   100 epochs (the cosine schedule ends at 0, so the curves flatten). ``full``: LP-FT as in v1 with
-  learning rates 0.001 .. 0.03 (four, 30x span); defined, built only on request (tens of CPU-hours).
+  learning rates 0.001 .. 0.03 (four, 30x span); defined, built only on request (on a GPU: it needs
+  hundreds of CPU-hours, PROVENANCE.md).
   3 seeds (grid on seed 0). The CSVs add ``n_val``, ``n_test`` (binomial standard error of a test
   accuracy ``p``: ``sqrt(p (1 - p) / n_test)``) and ``val_curve`` (validation accuracy after every
   epoch, JSON) to v1's columns.
@@ -198,7 +199,7 @@ CHECKPOINTS: dict[str, MiniCheckpoint] = {
     "bow-random": MiniCheckpoint("zoo:bow-random", "random-init", "text"),
 }
 
-#: ``linear`` is built; ``full`` is defined the same way but not built (10-40 CPU-hours; PROVENANCE.md).
+#: ``linear`` is built; ``full`` is defined the same way but not built (hundreds of CPU-hours; PROVENANCE.md).
 PROTOCOL_CONFIGS: dict[str, FinetuneConfig] = {
     "linear": FinetuneConfig(
         protocol="linear",
