@@ -575,12 +575,61 @@ def test_resample_indices_keep_80_percent_of_each_class_without_duplicates():
 def test_jackknife_values_recentre_and_rescale_by_hand():
     from ckptrank.pipeline import jackknife_values
 
-    # n = 10, 8 kept: spread x sqrt(8 / 2) = 2 around the full-set score; the drift (mean 0.8) is removed
+    # n = 10, 8 kept, m = 2 finite draws: spread x sqrt(8 / 2 * 2 / 1) = 2.83 around the full-set score;
+    # the drift (mean 0.8) is removed
     assert jackknife_values(1.0, [0.9, 0.7, np.nan], n_samples=10, n_kept=8) == pytest.approx(
-        [1.2, 0.8, math.nan], nan_ok=True
+        [1.0 + 0.1 * math.sqrt(8), 1.0 - 0.1 * math.sqrt(8), math.nan], nan_ok=True
+    )
+    # m = 5: the factor m / (m - 1) = 1.25 corrects the deviations from the draws' own mean
+    draws = [0.5, 0.6, 0.7, 0.8, 0.9]
+    out = np.array(jackknife_values(2.0, draws, n_samples=100, n_kept=80))
+    np.testing.assert_allclose(out, 2.0 + math.sqrt(80 / 20 * 5 / 4) * (np.array(draws) - 0.7))
+    # one finite draw: no spread to scale, the full-set score
+    assert jackknife_values(1.0, [0.9, np.nan], n_samples=10, n_kept=8) == pytest.approx(
+        [1.0, math.nan], nan_ok=True
     )
     assert all(math.isnan(v) for v in jackknife_values(math.nan, [0.9, 0.7], n_samples=10, n_kept=8))
     assert all(math.isnan(v) for v in jackknife_values(1.0, [0.9], n_samples=8, n_kept=8))
+
+
+def test_too_small_a_target_set_is_not_resampled_and_says_so(zoo):
+    """Two samples per class: 80% keeps both, so there is nothing to leave out (never all-NaN draws)."""
+    from ckptrank import pipeline
+
+    labels = np.repeat(np.arange(3), 2)
+    X = np.random.default_rng(0).standard_normal((6, 4))
+    result = pipeline.score_measures(
+        pipeline.CheckpointRun(spec="a", features=X, labels=labels),
+        ["logme"],
+        {},
+        "raise",
+        resamples=5,
+        resample_measures=["logme"],
+    )
+    assert result.resampled == {} and result.resample_seconds == 0.0
+    frame = ranking.rank(zoo, "strong,medium,weak", per_class=2, resamples=5)
+    assert frame.attrs["config"]["resamples"] == 0
+    assert any("too small to resample" in n for n in frame.attrs["notes"])
+    assert frame["p_best"].notna().all()
+
+
+def test_a_failed_draw_keeps_the_full_set_score_not_the_middle_rank():
+    from ckptrank.rankers import PairwiseRanker, probability_best
+
+    ranker = PairwiseRanker(
+        features=["logme"],
+        weights=np.array([1.0]),
+        info={"p_best": {"temperature": 0.5, "shortlist_level": 0.9}},
+    )
+    scores = {"logme": np.array([1.0, 2.0, 3.0])}
+    column = combine.answer_column(
+        scores,
+        {"logme": True},
+        num_parameters=np.full(3, np.nan),
+        ranker=ranker,
+        resampled={"logme": np.array([[1.0, 2.0, np.nan]])},
+    )
+    np.testing.assert_allclose(column.p_best, probability_best(np.array([-1.0, 0.0, 1.0]), 0.5))
 
 
 def test_p_best_averages_the_probability_over_the_resamples_by_hand():

@@ -304,10 +304,10 @@ def answer_column(
         Default :func:`default_ranker`.
     resampled : mapping, optional
         Measure -> raw scores of shape (n_resamples, n_checkpoints) on resamples of
-        the target set, the same resamples for every checkpoint (NaN: not scored there). With
-        them, ``p_best`` averages the ranker's probability over the resamples, so that it
-        carries the sampling noise of the target set besides the ranker's held-out error; a
-        measure not given keeps its full-data score in every resample.
+        the target set, the same resamples for every checkpoint (NaN: not scored there, and then
+        the full-set score is used). With them, ``p_best`` averages the ranker's probability over
+        the resamples, so that it carries the sampling noise of the target set besides the
+        ranker's held-out error; a measure not given keeps its full-data score in every resample.
 
     Returns
     -------
@@ -404,7 +404,9 @@ def _resampled_scores(
         current = dict(table)
         for name in used:
             raw = np.asarray(resampled[name], dtype=float)[b]
-            current[name] = np.where(ran, raw if higher_is_better.get(name, True) else -raw, np.nan)
+            signed = raw if higher_is_better.get(name, True) else -raw
+            # a draw that failed keeps the full-set score (not the middle rank, which would move it)
+            current[name] = np.where(ran, np.where(np.isfinite(signed), signed, table[name]), np.nan)
         out[b, ran] = ranker.score_table({k: v[ran] for k, v in current.items()})
     return out
 

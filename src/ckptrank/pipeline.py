@@ -469,23 +469,27 @@ def resample_indices(labels: Any, n_resamples: int, seed: int) -> list[np.ndarra
 def jackknife_values(full: float, values: Sequence[float], n_samples: int, n_kept: int) -> list[float]:
     """Resample scores recentred on the full-set score, their spread scaled to the full set's.
 
-    The delete-d jackknife (Shao and Wu, Ann. Statist. 1989): scores on subsamples of ``n_kept``
-    of ``n_samples`` vary less than the full-set score would across target sets, by the factor
-    ``sqrt(d / n_kept)`` with ``d = n_samples - n_kept``; and a measure's value can drift with the
-    number of samples. ``full + sqrt(n_kept / d) * (value - mean(values))`` removes the drift and
-    restores the spread. Non-finite values stay NaN.
+    The delete-d jackknife with random subsets (Shao and Wu, Ann. Statist. 1989): scores on
+    subsamples of ``n_kept`` of ``n_samples`` vary less than the full-set score would across
+    target sets, by the factor ``sqrt(d / n_kept)`` with ``d = n_samples - n_kept``; and a
+    measure's value can drift with the number of samples. With ``m`` finite draws,
+    ``full + sqrt(n_kept / d * m / (m - 1)) * (value - mean(values))`` removes the drift and
+    restores the spread (``m / (m - 1)``: the deviations are taken from the draws' own mean).
+    Non-finite values stay NaN; with a single finite draw the spread is unknown and it becomes
+    the full-set score.
 
     Examples
     --------
-    >>> jackknife_values(1.0, [0.9, 0.7], n_samples=10, n_kept=8)
-    [1.2, 0.8]
+    >>> jackknife_values(1.0, [0.9, 0.7], n_samples=10, n_kept=8)  # scale sqrt(8 / 2 * 2) = 2.83
+    [1.282842712475, 0.717157287525]
     """
     values = np.asarray(values, dtype=float)
     finite = np.isfinite(values)
     dropped = n_samples - n_kept
-    if not finite.any() or dropped <= 0 or not math.isfinite(full):
+    m = int(finite.sum())
+    if m == 0 or dropped <= 0 or not math.isfinite(full):
         return [math.nan] * len(values)
-    scale = math.sqrt(n_kept / dropped)
+    scale = math.sqrt(n_kept / dropped * m / (m - 1)) if m > 1 else 0.0
     out = np.where(finite, full + scale * (values - values[finite].mean()), np.nan)
     return [float(v) for v in np.round(out, 12)]
 
@@ -648,10 +652,14 @@ def score_measures(
             seconds[name] = float(spent)
             measure_notes[name] = list(run.notes[before:])
         wanted = [n for n in resample_measures if n in scores and math.isfinite(scores[n])]
-        if resamples > 0 and wanted and run.labels is not None:
-            start = time.perf_counter()
+        n_samples = 0 if run.labels is None else int(np.shape(run.labels)[0])
+        start = time.perf_counter()
+        indices = []
+        if resamples > 0 and wanted and n_samples:
             indices = resample_indices(run.labels, resamples, seed)
-            n_samples = int(np.shape(run.labels)[0])
+        if indices and indices[0].size >= n_samples:
+            indices = []  # too few samples per class to leave any out: nothing to resample
+        if indices:
             for name in wanted:
                 values = score_resamples(run, name, options.get(name, {}), indices)
                 resampled[name] = jackknife_values(scores[name], values, n_samples, int(indices[0].size))

@@ -563,6 +563,12 @@ def rank(
         options=options,
         resampled=_resampled_table(results, n_resamples),
     )
+    if n_resamples and combined.p_best is not None and not any(r.resampled for r in results):
+        run_notes.append(
+            "p(best) comes from the default ranker's held-out error alone: the target set is too small to "
+            "resample (80% of every class keeps all its samples)"
+        )
+        n_resamples = 0
     if n_resamples and combined.p_best is not None:
         spent = sum(r.resample_seconds for r in results)
         run_notes.append(
@@ -717,6 +723,7 @@ def _combine(
                     n_classes=n_classes,
                     n_features=dims,
                     options=(options or {}).get(name, {}),
+                    clip=True,  # a rescaled draw can overshoot the maximum; it must not outrank it
                 )[0]
     measure_scores = {name: frame[name].to_numpy(dtype=float) for name in names}
     directions = {name: measure_specs[name].higher_is_better for name in names}

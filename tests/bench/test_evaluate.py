@@ -687,3 +687,18 @@ def test_test_set_noise_widens_the_truth_interval_and_stays_paired():
     # a huge test set makes the noise negligible again
     big = evaluate(scores, truth.assign(n_test=10**9), n_bootstrap=300).summary.loc["good"]
     assert big["weighted_tau_seed_ci_high"] - big["weighted_tau_seed_ci_low"] < 1e-6
+
+
+def test_partial_test_sizes_and_a_single_seed_say_what_the_interval_holds():
+    truth = _truth(seeds=2, noise=0.0).assign(n_test=50.0)
+    truth.loc[truth["checkpoint"] == "c0", "n_test"] = np.nan  # one checkpoint without a test-set size
+    scores = _scores({"good": 0.05}, rng_seed=3)
+    result = evaluate(scores, truth, n_bootstrap=200)
+    row = result.summary.loc["good"]
+    assert row["weighted_tau_seed_ci_high"] - row["weighted_tau_seed_ci_low"] > 0.05  # noise still added
+    assert any("test-set noise left out" in note and "t0" in note for note in result.notes)
+    single = evaluate(scores, _truth(seeds=1, noise=0.0).assign(n_test=50.0), n_bootstrap=200)
+    assert any("interval over seeds holds the test set's noise only" in note for note in single.notes)
+    bare = evaluate(scores, _truth(seeds=1, noise=0.0), n_bootstrap=200)
+    assert any("no interval over seeds" in note for note in bare.notes)
+    assert np.isnan(bare.summary.loc["good", "weighted_tau_seed_ci_low"])

@@ -228,3 +228,13 @@ def test_saturated_hscore_with_d_equal_n_minus_1_is_within_ulps_even_when_ill_co
             X = rng.standard_normal((n, n - 1)) * np.logspace(0, -3, n - 1)
             value = quiet(hscore, X, y)
             assert abs(value - (n_classes - 1)) <= (n_classes - 1) * 1e-12
+
+
+def test_clip_sets_values_above_the_maximum_to_it():
+    """A rescaled resample draw above C - 1 ties with the saturated ones instead of outranking them."""
+    values = [25.01, 25.0, 24.9, float("nan")]
+    plain, _ = snap_saturated("hscore", values, n_classes=26)
+    assert plain[0] == 25.01  # measured scores are only snapped within round-off
+    clipped, note = snap_saturated("hscore", values, n_classes=26, clip=True)
+    assert clipped[:3].tolist() == [25.0, 25.0, 24.9] and np.isnan(clipped[3])
+    assert note == "hscore: 2 checkpoints at its maximum C-1 = 25; tied, not ordered by round-off"

@@ -1087,6 +1087,7 @@ def evaluate(
 
     means, seed_tables = _truth_tables(ground_truth, checkpoint_order)
     test_errors = _test_errors(ground_truth, means)
+    partial_noise: set[str] = set()
     tasks = [t for t in (task_order or []) if t in means] + [t for t in means if t not in (task_order or [])]
     if tracks is None:
         tracks = infer_tracks(ground_truth, tasks)
@@ -1182,7 +1183,10 @@ def evaluate(
             table = seed_tables[task][list(names)]
             complete = table.dropna(axis=0, how="any").to_numpy(dtype=float)
             se = test_errors[task].loc[list(names)].to_numpy(dtype=float) if task in test_errors else None
-            noisy = se is not None and bool(np.isfinite(se).all())
+            noisy = se is not None and bool(np.isfinite(se).any())
+            if noisy and not np.isfinite(se).all():
+                partial_noise.add(task)  # checkpoints without a test-set size get no test noise
+                se = np.nan_to_num(se, nan=0.0)
             if complete.shape[0] >= 2 or (noisy and complete.shape[0] >= 1):
                 draws = resampler.seeds(task, complete.shape[0])
                 truth_b = complete[draws].mean(axis=1)
@@ -1225,9 +1229,21 @@ def evaluate(
         which = (
             "every task" if len(single_seed_tasks) == len(tasks) else f"tasks {_listing(single_seed_tasks)}"
         )
+        with_noise = [task for task in single_seed_tasks if task in test_errors]
         notes.append(
-            f"single ground-truth seed on {which}: no interval over seeds and no seed agreement or "
-            "reliability there"
+            f"single ground-truth seed on {which}: no seed agreement or reliability there, and "
+            + (
+                "its interval over seeds holds the test set's noise only"
+                if len(with_noise) == len(single_seed_tasks)
+                else "no interval over seeds"
+                if not with_noise
+                else f"no interval over seeds except the test set's noise on {_listing(with_noise)}"
+            )
+        )
+    if partial_noise:
+        notes.append(
+            f"test-set noise left out for the checkpoints without a test-set size (n_test) on "
+            f"{_listing(sorted(partial_noise))}"
         )
     if present_controls:
         notes.append(

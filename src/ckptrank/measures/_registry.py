@@ -254,6 +254,7 @@ def snap_saturated(
     n_features: Any = None,
     options: Mapping[str, Any] | None = None,
     rtol: float | None = None,
+    clip: bool = False,
 ) -> tuple[np.ndarray, str | None]:
     """Set scores that sit at the measure's maximum exactly to it, so that they tie.
 
@@ -288,6 +289,9 @@ def snap_saturated(
         maximum (accuracies, probabilities, log-probabilities near 0: numpy's pairwise summation
         of n terms errs by O(log n) ulps, and the recursive bound n * 2.2e-16 stays below 1e-12
         up to n = 4500).
+    clip : bool, default False
+        Also set scores above the maximum to it. Measured scores never exceed it beyond round-off;
+        values derived from them (resampled draws rescaled around the full-set score) can.
 
     Returns
     -------
@@ -335,7 +339,7 @@ def snap_saturated(
         if sat is None:
             continue
         tol = sat.atol if rtol is None else rtol * max(abs(sat.maximum), 1.0)
-        if abs(value - sat.maximum) <= tol:
+        if abs(value - sat.maximum) <= tol or (clip and value > sat.maximum):
             values[i] = sat.maximum
             counts[(sat.maximum, sat.label)] = counts.get((sat.maximum, sat.label), 0) + 1
     tied = [
