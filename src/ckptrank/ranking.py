@@ -565,8 +565,9 @@ def rank(
     )
     if n_resamples and combined.p_best is not None and not any(r.resampled for r in results):
         run_notes.append(
-            "p(best) comes from the default ranker's held-out error alone: the target set is too small to "
-            "resample (80% of every class keeps all its samples)"
+            "p(best) comes from the default ranker's held-out error alone: no resample of the target set "
+            "could be scored (the target set is too small to resample when 80% of every class keeps all its "
+            "samples)"
         )
         n_resamples = 0
     if n_resamples and combined.p_best is not None:
