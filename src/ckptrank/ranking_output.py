@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ckptrank._atomic import replace_file, replace_text
-from ckptrank.ranking import LEADING_COLUMNS, none_if_nan
+from ckptrank.ranking import LEADING_COLUMNS, TRAILING_COLUMNS, none_if_nan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,22 +119,9 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
         ``from_cache`` left out).
     """
     names = list(frame.attrs.get("measures", []))
-    columns = [
-        *LEADING_COLUMNS,
-        *names,
-        "consensus_rank",
-        "ranker_score",
-        "p_best",
-        "shortlist",
-        "seconds",
-        "num_parameters",
-        "source_accuracy",
-        "num_parameters_rank",
-        "source_accuracy_rank",
-        "status",
-        "error",
-    ]
-    return frame[columns]
+    # the trailing columns up to ``error``; the bookkeeping ones after it stay out
+    kept = TRAILING_COLUMNS[: TRAILING_COLUMNS.index("error") + 1]
+    return frame[[*LEADING_COLUMNS, *names, *kept]]
 
 
 def check_output_dir(out: str | Path, *, overwrite: bool = False) -> Path:

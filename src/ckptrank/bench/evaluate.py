@@ -888,31 +888,12 @@ def _check_options(n_bootstrap: int, confidence: float, min_checkpoints: int, ks
         raise ValueError(f"ks must be positive integers, got {list(ks)!r}")
 
 
-def _test_errors(ground_truth: pd.DataFrame, means: dict[str, pd.Series]) -> dict[str, pd.Series]:
-    """Per task: the binomial standard error (accuracy points) of each checkpoint's mean test accuracy.
-
-    Empty without an ``n_test`` column; NaN for a checkpoint whose test-set size is unknown.
-    """
-    if "n_test" not in ground_truth.columns:
-        return {}
-    gt = ground_truth.copy()
-    gt["task"] = gt["task"].astype(str)
-    gt["checkpoint"] = gt["checkpoint"].astype(str)
-    sizes = pd.to_numeric(gt["n_test"], errors="coerce").groupby([gt["task"], gt["checkpoint"]]).first()
-    errors: dict[str, pd.Series] = {}
-    for task, mean in means.items():
-        n = np.array([sizes.get((task, name), np.nan) for name in mean.index], dtype=float)
-        p = np.clip(mean.to_numpy(dtype=float) / 100.0, 0.0, 1.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            se = np.where(n > 0, 100.0 * np.sqrt(p * (1.0 - p) / n), np.nan)
-        errors[task] = pd.Series(se, index=mean.index)
-    return errors
-
-
 def _truth_tables(
     ground_truth: pd.DataFrame, checkpoint_order: Sequence[str] | None
-) -> tuple[dict[str, pd.Series], dict[str, pd.DataFrame]]:
-    """Per task: mean accuracy per checkpoint, and the (seeds x checkpoints) table."""
+) -> tuple[dict[str, pd.Series], dict[str, pd.DataFrame], dict[str, pd.Series]]:
+    """Per task: mean accuracy per checkpoint, the (seeds x checkpoints) table, and the binomial
+    standard error (accuracy points) of each checkpoint's mean test accuracy (empty without an
+    ``n_test`` column; NaN for a checkpoint whose test-set size is unknown)."""
     missing = {"task", "checkpoint", "accuracy"} - set(ground_truth.columns)
     if missing:
         raise ValueError(f"the ground truth lacks column(s) {', '.join(sorted(missing))}")
@@ -933,6 +914,7 @@ def _truth_tables(
     order = {name: i for i, name in enumerate(checkpoint_order or [])}
     means: dict[str, pd.Series] = {}
     seeds: dict[str, pd.DataFrame] = {}
+    errors: dict[str, pd.Series] = {}
     for task, rows in gt.groupby("task", sort=False):
         table = rows.pivot_table(index="seed", columns="checkpoint", values="accuracy", aggfunc="first")
         columns = sorted(
@@ -940,8 +922,15 @@ def _truth_tables(
         )
         table = table[columns]
         seeds[str(task)] = table
-        means[str(task)] = table.mean(axis=0)
-    return means, seeds
+        means[str(task)] = mean = table.mean(axis=0)
+        if "n_test" in gt.columns:
+            sizes = pd.to_numeric(rows["n_test"], errors="coerce").groupby(rows["checkpoint"]).first()
+            n = sizes.reindex(mean.index).to_numpy(dtype=float)
+            p = np.clip(mean.to_numpy(dtype=float) / 100.0, 0.0, 1.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                se = np.where(n > 0, 100.0 * np.sqrt(p * (1.0 - p) / n), np.nan)
+            errors[str(task)] = pd.Series(se, index=mean.index)
+    return means, seeds, errors
 
 
 def _control_row(
@@ -1085,8 +1074,7 @@ def evaluate(
         rows = sc.loc[dup, ["task", "checkpoint", "measure"]].agg("/".join, axis=1).unique()
         raise ValueError(f"the score table has duplicate (task, checkpoint, measure) rows: {_listing(rows)}")
 
-    means, seed_tables = _truth_tables(ground_truth, checkpoint_order)
-    test_errors = _test_errors(ground_truth, means)
+    means, seed_tables, test_errors = _truth_tables(ground_truth, checkpoint_order)
     partial_noise: set[str] = set()
     tasks = [t for t in (task_order or []) if t in means] + [t for t in means if t not in (task_order or [])]
     if tracks is None:

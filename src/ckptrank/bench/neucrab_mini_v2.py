@@ -32,6 +32,7 @@ Build or resume: ``ckptrank finetune --suite neucrab-mini-v2 --protocol linear -
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -201,26 +202,13 @@ CHECKPOINTS: dict[str, MiniCheckpoint] = {
 
 #: ``linear`` is built; ``full`` is defined the same way but not built (hundreds of CPU-hours; PROVENANCE.md).
 PROTOCOL_CONFIGS: dict[str, FinetuneConfig] = {
-    "linear": FinetuneConfig(
-        protocol="linear",
+    # v1's protocols with a grid that brackets the optimum and enough epochs to plateau
+    "linear": dataclasses.replace(
+        v1.PROTOCOL_CONFIGS["linear"],
         lrs=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
-        weight_decays=(0.0, 1e-3),
         epochs=100,
-        batch_size=32,
-        seeds=(0, 1, 2),
     ),
-    "full": FinetuneConfig(
-        protocol="full",
-        lrs=(0.001, 0.003, 0.01, 0.03),
-        weight_decays=(0.0, 1e-3),
-        epochs=15,
-        batch_size=32,
-        head_lr_multiplier=30.0,
-        freeze_batchnorm=True,
-        probe_epochs=30,
-        max_grad_norm=1.0,
-        seeds=(0, 1, 2),
-    ),
+    "full": dataclasses.replace(v1.PROTOCOL_CONFIGS["full"], lrs=(0.001, 0.003, 0.01, 0.03), epochs=15),
 }
 
 SPEC = SuiteSpec(
