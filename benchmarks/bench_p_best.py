@@ -6,16 +6,17 @@ Usage::
     python benchmarks/bench_p_best.py --resamples 20
 
 On every task of the meta-dataset the ranker is the one fitted without that task (leave one task
-out, :func:`ckptrank.bench.meta.held_out_evaluation`) and the temperature of ``p_best`` is fitted
-without it too (:func:`ckptrank.bench.meta.calibrate_shortlist`). The 90% shortlist of each task
-is then checked: does it hold the checkpoint that fine-tuned best?
+out, :func:`ckptrank.bench.meta.held_out_evaluation`; the tasks of neucrab-mini-v2, a suite it is
+never fitted on, are ranked by the ranker fitted on all the training suites) and the temperature of
+``p_best`` is fitted without the task too (:func:`ckptrank.bench.meta.calibrate_shortlist`). The 90%
+shortlist of each task is then checked: does it hold the checkpoint that did best?
 
-* ``ranker error only``: ``p_best = softmax(score / T)`` from the full target set (all 24 tasks);
-* ``+ resampling``: the mean of that probability over stratified bootstrap resamples of the
-  target set, each re-scored by the default measures (:func:`ckptrank.pipeline.resample_indices`,
-  exactly what ``ckptrank rank`` does). Only neucrab-mini's tasks have target data here (the
-  published suites have scores, not features), so this row covers its 5 tasks; the ranker-only
-  row is shown on the same 5 tasks beside it.
+* ``ranker error only``: ``p_best = softmax(score / T)`` from the full target set (all 32 tasks);
+* ``+ resampling``: the mean of that probability over stratified 80% subsamples of the target set,
+  each re-scored by the default measures (:func:`ckptrank.pipeline.resample_indices`, exactly what
+  ``ckptrank rank`` does). Only neucrab-mini's and neucrab-mini-v2's tasks have target data here
+  (the published suites have scores, not features), so this row covers their 13 tasks; the
+  ranker-only figures are shown on the same tasks beside it.
 
 Prints per task: the shortlist size, whether it covers the best, and the probability given to
 the best; then the coverage and mean size per scheme, and the seconds the resamples took.
@@ -32,9 +33,14 @@ import pandas as pd
 
 
 def _resampled_probabilities(
-    task: str, names: list[str], weights: dict[str, float], temperature: float, resamples: int
+    suite_name: str,
+    task: str,
+    names: list[str],
+    weights: dict[str, float],
+    temperature: float,
+    resamples: int,
 ):
-    """(p_best with resampling, seconds) of the checkpoints ``names`` on one neucrab-mini task."""
+    """(p_best with resampling, seconds) of the checkpoints ``names`` on one task of a scorable suite."""
     from ckptrank import pipeline, targets
     from ckptrank.bench.suite import get_suite
     from ckptrank.combine import answer_column
@@ -43,7 +49,7 @@ def _resampled_probabilities(
     from ckptrank.ranking import iter_runs, make_cache
     from ckptrank.specs import resolve_measure_options
 
-    suite = get_suite("neucrab-mini")
+    suite = get_suite(suite_name)
     spec = suite.tasks[task]
     dataset = targets.load_target(spec.data, spec.per_class, spec.seed)
     ranker = PairwiseRanker(
@@ -106,6 +112,10 @@ def _resampled_probabilities(
     return column.p_best, spent
 
 
+#: Suites whose target data ckptrank can load and re-score (the published suites give scores only).
+SCORABLE = ("neucrab-mini", "neucrab-mini-v2")
+
+
 def _shortlist(p: np.ndarray, level: float = 0.9) -> np.ndarray:
     from ckptrank.rankers import shortlist_size
 
@@ -119,10 +129,19 @@ def main() -> None:
     args = parser.parse_args()
     pd.set_option("display.width", 200)
 
-    from ckptrank.bench.meta import SHARED_FEATURES, calibrate_shortlist, held_out_evaluation, meta_table
+    from ckptrank.bench.meta import (
+        DEFAULT_SUITES,
+        HELD_OUT_SUITES,
+        SHARED_FEATURES,
+        calibrate_shortlist,
+        held_out_evaluation,
+        meta_table,
+    )
 
-    rows, truth = meta_table()
-    held = held_out_evaluation(rows, truth, features=SHARED_FEATURES, scheme="task", n_bootstrap=200)
+    rows, truth = meta_table([*DEFAULT_SUITES, *HELD_OUT_SUITES])
+    held = held_out_evaluation(
+        rows, truth, features=SHARED_FEATURES, scheme="task", n_bootstrap=200, train_suites=DEFAULT_SUITES
+    )
     _, calibration = calibrate_shortlist(held)
     calibration = calibration.set_index("task")
     table = []
@@ -138,12 +157,12 @@ def main() -> None:
             "p_true_best": float(entry["p_true_best"]),
         }
         suite, _, task = key.rpartition("/")
-        if suite == "neucrab-mini" and args.resamples > 0:
+        if suite in SCORABLE and args.resamples > 0:
             weights = {f: float(chosen[f"w:{f}"]) for f in SHARED_FEATURES}
             group = rows[(rows["key"] == key) & ~rows["control"]]
             names = [str(n) for n in group["checkpoint"]]
             p, seconds = _resampled_probabilities(
-                task, names, weights, float(entry["temperature"]), args.resamples
+                suite, task, names, weights, float(entry["temperature"]), args.resamples
             )
             total_seconds += seconds
             best = int(np.argmax(group["truth"].to_numpy(dtype=float)))
@@ -164,14 +183,15 @@ def main() -> None:
         f"({int(frame['covered'].sum())}/{len(frame)}), mean size {frame['size'].mean():.2f} "
         f"of {frame['checkpoints'].mean():.1f}"
     )
-    if "size+rs" in frame:
-        mini = frame[frame["size+rs"].notna()]
+    for suite in SCORABLE if "size+rs" in frame else ():
+        mini = frame[frame["size+rs"].notna() & frame["task"].str.startswith(suite + "/")]
         print(
-            f"neucrab-mini ({len(mini)} tasks): ranker error only: coverage {mini['covered'].mean():.3f}, "
+            f"{suite} ({len(mini)} tasks): ranker error only: coverage {mini['covered'].mean():.3f}, "
             f"mean size {mini['size'].mean():.2f}, mean p(true best) {mini['p_true_best'].mean():.3f}; "
             f"+ {args.resamples} resamples: coverage {mini['covered+rs'].astype(bool).mean():.3f}, "
             f"mean size {mini['size+rs'].mean():.2f}, mean p(true best) {mini['p_true_best+rs'].mean():.3f}"
         )
+    if "size+rs" in frame:
         print(f"resampled scoring took {total_seconds:.1f} s in all")
 
 

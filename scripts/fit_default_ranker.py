@@ -1,9 +1,12 @@
 """Fit the default ranker shipped with ckptrank and record its held-out figures.
 
-Usage: ``python scripts/fit_default_ranker.py [--out src/ckptrank/default_ranker.json] [--suites A,B,...]``
+Usage: ``python scripts/fit_default_ranker.py [--out src/ckptrank/default_ranker.json] [--suites A,B,...]
+[--held-out-suites C,...]``
 
-``--suites`` fits on other suites than the shipped ones (e.g. adding ``neucrab-mini-v2``) to compare
-held-out figures; write such a trial elsewhere (``--out /tmp/trial.json``), never over the shipped file.
+``--suites`` fits on other suites than the shipped ones to compare held-out figures; write such a trial
+elsewhere (``--out /tmp/trial.json``), never over the shipped file. ``--held-out-suites`` (default
+neucrab-mini-v2) are evaluated and used for the temperature of ``p_best`` but never fitted on; ``""``
+for none.
 
 Builds the meta-dataset (:func:`ckptrank.bench.meta.meta_table`: neucrab-mini scored through
 the results store, the published Model Spider scores, SFDA group 1's descriptors), evaluates
@@ -20,19 +23,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from ckptrank.bench.meta import DEFAULT_SUITES, LEARNED, fit_default_ranker, meta_table
+from ckptrank.bench.meta import DEFAULT_SUITES, HELD_OUT_SUITES, LEARNED, fit_default_ranker, meta_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("src/ckptrank/default_ranker.json"))
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--suites", default=",".join(DEFAULT_SUITES), help="comma-separated suites")
+    parser.add_argument("--suites", default=",".join(DEFAULT_SUITES), help="comma-separated suites to fit on")
+    parser.add_argument(
+        "--held-out-suites",
+        default=",".join(HELD_OUT_SUITES),
+        help="comma-separated suites evaluated but never fitted on",
+    )
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     start = time.perf_counter()
-    rows, truth = meta_table([name.strip() for name in args.suites.split(",") if name.strip()])
-    ranker, by_task, by_suite = fit_default_ranker(rows, truth, n_bootstrap=args.bootstrap)
+    train = [name.strip() for name in args.suites.split(",") if name.strip()]
+    held_out = [name.strip() for name in args.held_out_suites.split(",") if name.strip() not in ("", *train)]
+    rows, truth = meta_table([*train, *held_out])
+    ranker, by_task, by_suite = fit_default_ranker(
+        rows, truth, n_bootstrap=args.bootstrap, train_suites=train
+    )
     for title, held in (("leave one task out", by_task), ("leave one suite out", by_suite)):
         ev = held.evaluation
         print(f"== {title}")

@@ -138,3 +138,51 @@ def test_shortlist_calibration_fits_the_temperature_without_the_task(suites):
     assert (table["size"] >= 1).all() and (table["size"] <= N_CKPT).all()
     assert table["temperature"].nunique() > 1  # each task's temperature is fitted without it
     assert table["covered"].mean() >= 0.5
+
+
+def test_a_held_out_suite_is_evaluated_but_never_fitted_on(suites):
+    """train_suites: suite b's tasks are ranked by the ranker fitted on suite a alone, and their truth
+    changes neither the final ranker nor any prediction; the temperature uses every held-out task."""
+    from ckptrank.bench.meta import calibrate_shortlist, fit_default_ranker
+
+    features = ["logme", "nce", "log_parameters"]
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    held = held_out_evaluation(rows, truth, features=features, n_bootstrap=0, train_suites=["test:meta-a"])
+    assert held.evaluation.summary.loc[LEARNED, "n_tasks"] == 7
+    only_a = rows[rows["suite"] == "test:meta-a"]
+    reference = held_out_evaluation(only_a, truth, features=features, n_bootstrap=0)
+    np.testing.assert_allclose(held.final.weights, reference.final.weights)
+    # every task of b is predicted by the ranker fitted on all of a, which is the final one
+    b1 = held.scores[(held.scores["task"] == "test:meta-b/u1") & (held.scores["measure"] == LEARNED)]
+    X = rows[rows["key"] == "test:meta-b/u1"]
+    np.testing.assert_allclose(b1["score"], held.final.score_table({f: X[f].to_numpy() for f in features}))
+    changed = rows.copy()
+    changed.loc[changed["suite"] == "test:meta-b", "truth"] *= -1
+    again = held_out_evaluation(
+        changed, truth, features=features, n_bootstrap=0, train_suites=["test:meta-a"]
+    )
+    learned = held.scores["measure"] == LEARNED
+    np.testing.assert_allclose(
+        held.scores.loc[learned, "score"], again.scores.loc[again.scores["measure"] == LEARNED, "score"]
+    )
+    _, table = calibrate_shortlist(held)
+    assert len(table) == 7
+    with pytest.raises(ValueError, match="leaves no training task"):
+        held_out_evaluation(rows, truth, features=features, scheme="suite", train_suites=["test:meta-a"])
+    with pytest.raises(ValueError, match="no task of the training suites"):
+        held_out_evaluation(rows, truth, features=features, train_suites=["test:nowhere"])
+    third, third_scores = _suite("test:meta-c", ["v1", "v2"], 3)
+    register_suite(third.name, lambda: third)
+    try:
+        names = [s.name for s, _ in suites] + [third.name]
+        scores = {s.name: sc for s, sc in suites} | {third.name: third_scores}
+        rows, truth = meta_table(names, scores=scores)
+    finally:
+        unregister_suite(third.name)
+    ranker, _, by_suite = fit_default_ranker(
+        rows, truth, features=features, n_bootstrap=0, train_suites=["test:meta-a", "test:meta-c"]
+    )
+    assert ranker.info["fitted_on"]["suites"] == ["test:meta-a", "test:meta-c"]
+    assert ranker.info["held_out_only"] == ["test:meta-b"]
+    assert ranker.info["fitted_on"]["n_pairs"] == 6 * N_CKPT and ranker.info["p_best"]["n_tasks"] == 9
+    assert by_suite.evaluation.summary.loc[LEARNED, "n_tasks"] == 9

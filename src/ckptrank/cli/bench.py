@@ -639,8 +639,9 @@ def bench_command(
         typer.Option(
             "--held-out",
             help="Evaluate the default ranker on tasks it was not fitted on: leave one task out and leave "
-            "one suite out over neucrab-mini and the published suites, paired with the best single measure "
-            "(chosen on the training tasks), the parameter count and the previous default.",
+            "one suite out over neucrab-mini and the published suites, and on neucrab-mini-v2, which it is "
+            "never fitted on; paired with the best single measure (chosen on the training tasks), the "
+            "parameter count and the previous default.",
         ),
     ] = False,
     executor: ExecutorOpt = "local",
@@ -761,14 +762,23 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
     """``ckptrank bench --held-out``: the default ranker's held-out evaluation, both schemes."""
     from rich.table import Table
 
-    from ckptrank.bench.meta import LEARNED, calibrate_shortlist, held_out_evaluation, meta_table
+    from ckptrank.bench.meta import (
+        DEFAULT_SUITES,
+        HELD_OUT_SUITES,
+        LEARNED,
+        calibrate_shortlist,
+        held_out_evaluation,
+        meta_table,
+    )
     from ckptrank.bench.store import default_store_path
 
     store = results or str(default_store_path(cache_dir))
-    rows, truth = meta_table(store=store)
+    rows, truth = meta_table([*DEFAULT_SUITES, *HELD_OUT_SUITES], store=store)
     out: dict[str, Any] = {}
     for scheme, title in (("task", "leave one task out"), ("suite", "leave one suite out")):
-        held = held_out_evaluation(rows, truth, scheme=scheme, n_bootstrap=bootstrap)
+        held = held_out_evaluation(
+            rows, truth, scheme=scheme, n_bootstrap=bootstrap, train_suites=DEFAULT_SUITES
+        )
         if scheme == "task":
             _, calibration = calibrate_shortlist(held)
             calibration["suite"] = calibration["task"].str.rpartition("/")[0]
@@ -820,9 +830,10 @@ def _calibration_table(calibration: Any) -> Any:
 
     table = Table(
         title="default ranker, held out (leave one task out): the 90% shortlist, p(best) from its error",
-        caption="covers = tasks whose shortlist holds the checkpoint that fine-tuned best (target: at least "
-        "90%); the temperature of p(best) is fitted without the task. Resampling the target set needs "
-        "features, which published suites lack: benchmarks/bench_p_best.py measures it on neucrab-mini.",
+        caption="covers = tasks whose shortlist holds the checkpoint that did best in the suite's ground "
+        "truth (target: at least 90%); the temperature of p(best) is fitted without the task. Resampling the "
+        "target set needs features, which published suites lack: benchmarks/bench_p_best.py measures it on "
+        "neucrab-mini and neucrab-mini-v2.",
         caption_justify="left",
     )
     for column in ("suite", "tasks", "covers", "coverage", "mean size", "mean checkpoints"):
