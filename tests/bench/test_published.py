@@ -41,7 +41,7 @@ def test_every_packaged_file_has_provenance_and_its_checksum():
     for name, cells in rows.items():
         digest = hashlib.sha256((DATA / name).read_bytes()).hexdigest()
         assert cells[3] == digest, name
-        if name != "torchvision_imagenet1k_v1.csv":
+        if name not in ("torchvision_imagenet1k_v1.csv", "keras_applications_parameters.csv"):  # written here
             assert re.search(r"[\w.-]+/[\w.-]+ @ [0-9a-f]{40}", cells[1]), cells[1]  # repo @ commit
             assert cells[2], name  # path in the repository
 
@@ -54,6 +54,46 @@ def test_torchvision_baseline_table_matches_torchvision_metadata():
         meta = models.get_model_weights(row.model)["IMAGENET1K_V1"].meta
         assert meta["num_params"] == row.num_params
         assert meta["_metrics"]["ImageNet-1K"]["acc@1"] == pytest.approx(row.imagenet_top1)
+
+
+def test_keras_parameter_counts_agree_with_torchvision_where_it_builds_the_same_architecture():
+    """An independent check of the transcribed Keras counts on the 13 of the 19 architectures that torchvision
+    also builds (counted on the meta device): the whole network against ``num_params_include_top``, and the
+    network without its classifier (``fc`` or ``classifier``) against ``num_params``, the backbone that
+    stable-transfer fine-tunes. Within 4%: Keras adds convolution biases in some blocks."""
+    import torch
+    from torchvision import models
+
+    keras = read_published_table("keras_applications_parameters.csv").set_index("model")
+    assert (keras["num_params_include_top"] - keras["top_params"] == keras["num_params"]).all()
+    same = {
+        "resnet50": "resnet50",
+        "resnet101": "resnet101",
+        "vgg16": "vgg16",
+        "vgg19": "vgg19",
+        "densenet121": "densenet121",
+        "densenet169": "densenet169",
+        "densenet201": "densenet201",
+        "mobilenetv2": "mobilenet_v2",
+        "mobilenetv3": "mobilenet_v3_large",
+        "efficientnetb0": "efficientnet_b0",
+        "efficientnetb1": "efficientnet_b1",
+        "efficientnetb2": "efficientnet_b2",
+        "efficientnetb3": "efficientnet_b3",
+    }
+    for keras_name, torch_name in same.items():
+        with torch.device("meta"):
+            network = models.get_model(torch_name, weights=None)
+        head = getattr(network, "fc", None) or network.classifier
+        whole = sum(p.numel() for p in network.parameters())
+        backbone = whole - sum(p.numel() for p in head.parameters())
+        assert keras.loc[keras_name, "num_params_include_top"] == pytest.approx(whole, rel=0.04), keras_name
+        assert keras.loc[keras_name, "num_params"] == pytest.approx(backbone, rel=0.04), keras_name
+    # VGG's convolutions are the same in both libraries, to the parameter
+    assert keras.loc["vgg16", "num_params"] == 14_714_688
+    suite = get_suite("published:stable-transfer")
+    assert set(suite.baselines.index) == set(suite.checkpoints) and len(suite.checkpoints) == 19
+    assert suite.baselines.loc["vgg19", "num_parameters"] == keras.loc["vgg19", "num_params"]
 
 
 def test_every_published_suite_loads_with_its_shape():

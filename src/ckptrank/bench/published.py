@@ -16,7 +16,8 @@ exposed as a suite named ``published:NAME``:
                                truth): published scores of 9 measures, reported weighted tau
 ``published:emms-vit``         13 ViT-family models x 11 tasks (EMMS / SFDA ViT table)
 ``published:parc``             32 (architecture, source) models x 7 targets (PARC, controlled)
-``published:stable-transfer``  19 Keras architectures x 9 targets, fine-tuned and linear protocols
+``published:stable-transfer``  19 Keras architectures x 9 targets, fine-tuned and linear protocols;
+                               parameter counts of the backbones, from the Keras documentation
 =============================  ==================================================================
 
 Task names are the lower-case SFDA names (``aircraft``, ``cars``, ``pets``, ...), checkpoint
@@ -505,6 +506,8 @@ def _load_stable_transfer() -> Suite:
             )
         )
     truth = pd.concat(parts, ignore_index=True)
+    keras = read_published_table("keras_applications_parameters.csv").set_index("model")
+    baselines = pd.DataFrame({"num_parameters": keras["num_params"].astype(float)})
     return Suite(
         name="published:stable-transfer",
         description="google-research stable_transfer: 19 Keras ImageNet architectures x 9 targets, test "
@@ -512,9 +515,16 @@ def _load_stable_transfer() -> Suite:
         tasks={t: Task(metric="test accuracy (fraction)") for t in dict.fromkeys(truth["task"])},
         checkpoints={n: SuiteCheckpoint(group="Keras ImageNet") for n in dict.fromkeys(truth["checkpoint"])},
         ground_truth=truth,
-        provenance=_provenance("stable_transfer_source_architectures_acc.csv"),
+        baselines=baselines,
+        provenance=_provenance(
+            "stable_transfer_source_architectures_acc.csv", "keras_applications_parameters.csv"
+        ),
         default_protocol="finetune",
-        notes=[_SINGLE_SEED],
+        notes=[
+            _SINGLE_SEED,
+            "num_parameters: the backbone that stable-transfer fine-tunes (the Keras architecture without "
+            "its ImageNet classifier, include_top=False; published_data/PROVENANCE.md)",
+        ],
     )
 
 
