@@ -1,4 +1,4 @@
-"""Neural capacitance on neucrab-mini: beta_eff beside the early-accuracy baseline and the static measures.
+"""Neural capacitance on neucrab-mini v1: beta_eff beside the early-accuracy baseline and the static measures.
 
 Usage::
 
@@ -107,7 +107,7 @@ def main() -> None:
     from ckptrank.bench.evaluate import evaluate_suite
     from ckptrank.bench.suite import get_suite
 
-    suite = get_suite("neucrab-mini")
+    suite = get_suite("neucrab-mini-v1")
     truth = suite.truth(suite.resolve_protocol(args.protocol))
     parts = []
     started = time.perf_counter()
@@ -172,7 +172,7 @@ def main() -> None:
     summary = evaluation.summary
     table = evaluation.task_table("weighted_tau")
     lines = [
-        f"neucrab-mini, `{args.protocol}` ground truth; `python benchmarks/bench_beff.py --protocol "
+        f"neucrab-mini v1, `{args.protocol}` ground truth; `python benchmarks/bench_beff.py --protocol "
         f"{args.protocol} --epochs {' '.join(map(str, args.epochs))}"
         + (f" --coupling-epochs {' '.join(map(str, args.coupling_epochs))}" if args.coupling_epochs else "")
         + (f" --finetune --finetune-epochs {args.finetune_epochs}" if args.finetune else "")
@@ -216,7 +216,7 @@ def main() -> None:
     if args.write:
         start, end = f"<!-- bench_beff:{args.protocol}:start -->", f"<!-- bench_beff:{args.protocol}:end -->"
         current = RESULTS.read_text()
-        title = f"## Neural capacitance on neucrab-mini, `{args.protocol}` ground truth (bench_beff.py)"
+        title = f"## Neural capacitance on neucrab-mini v1, `{args.protocol}` ground truth (bench_beff.py)"
         block = f"{start}\n{title}\n\n{text}\n{end}"
         if start in current:
             head, rest = current.split(start, 1)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_default_ranker.py        # neucrab-mini's image checkpoints on digits
+    python benchmarks/bench_default_ranker.py        # neucrab-mini-v1's image checkpoints on digits
     python benchmarks/bench_default_ranker.py --runs 7 --data builtin:digits --per-class 40
 
 Both rankings run on a warm feature cache (one untimed warm-up call fills it), alternating so

@@ -6,15 +6,17 @@ Usage::
     python benchmarks/bench_p_best.py --resamples 20
 
 On every task of the meta-dataset the ranker is the one fitted without that task (leave one task
-out, :func:`ckptrank.bench.meta.held_out_evaluation`; the tasks of neucrab-mini-v2, a suite it is
-never fitted on, are ranked by the ranker fitted on all the training suites) and the temperature of
+out, :func:`ckptrank.bench.meta.held_out_evaluation`; the tasks of neucrab-mini-v2 and
+published:stable-transfer, suites it is never fitted on, are ranked by the ranker fitted on all the
+training suites) and the temperature of
 ``p_best`` is fitted without the task too (:func:`ckptrank.bench.meta.calibrate_shortlist`). The 90%
 shortlist of each task is then checked: does it hold the checkpoint that did best?
 
-* ``ranker error only``: ``p_best = softmax(score / T)`` from the full target set (all 32 tasks);
+* ``ranker error only``: ``p_best = softmax(score / T)`` from the full target set (all 41 tasks;
+  ``T`` is fitted on the tasks with measure scores, see :func:`~ckptrank.bench.meta.calibrate_shortlist`);
 * ``+ resampling``: the mean of that probability over stratified 80% subsamples of the target set,
   each re-scored by the default measures (:func:`ckptrank.pipeline.resample_indices`, exactly what
-  ``ckptrank rank`` does). Only neucrab-mini's and neucrab-mini-v2's tasks have target data here
+  ``ckptrank rank`` does). Only neucrab-mini-v1's and neucrab-mini-v2's tasks have target data here
   (the published suites have scores, not features), so this row covers their 13 tasks; the
   ranker-only figures are shown on the same tasks beside it.
 
@@ -113,7 +115,7 @@ def _resampled_probabilities(
 
 
 #: Suites whose target data ckptrank can load and re-score (the published suites give scores only).
-SCORABLE = ("neucrab-mini", "neucrab-mini-v2")
+SCORABLE = ("neucrab-mini-v1", "neucrab-mini-v2")
 
 
 def _shortlist(p: np.ndarray, level: float = 0.9) -> np.ndarray:
@@ -154,6 +156,7 @@ def main() -> None:
             "checkpoints": int(entry["n_checkpoints"]),
             "size": int(entry["size"]),
             "covered": bool(entry["covered"]),
+            "has_measures": bool(entry["has_measures"]),
             "p_true_best": float(entry["p_true_best"]),
         }
         suite, _, task = key.rpartition("/")
@@ -178,11 +181,17 @@ def main() -> None:
     frame = pd.DataFrame(table)
     print(frame.round(3).to_string(index=False))
     print()
-    print(
-        f"ranker error only, all {len(frame)} tasks: coverage {frame['covered'].mean():.3f} "
-        f"({int(frame['covered'].sum())}/{len(frame)}), mean size {frame['size'].mean():.2f} "
-        f"of {frame['checkpoints'].mean():.1f}"
-    )
+    for label, part in (
+        ("all", frame),
+        ("with measure scores", frame[frame["has_measures"]]),
+        ("descriptors only", frame[~frame["has_measures"]]),
+    ):
+        if len(part):
+            print(
+                f"ranker error only, {label} ({len(part)} tasks): coverage {part['covered'].mean():.3f} "
+                f"({int(part['covered'].sum())}/{len(part)}), mean size {part['size'].mean():.2f} "
+                f"of {part['checkpoints'].mean():.1f}"
+            )
     for suite in SCORABLE if "size+rs" in frame else ():
         mini = frame[frame["size+rs"].notna() & frame["task"].str.startswith(suite + "/")]
         print(

@@ -1,4 +1,4 @@
-"""Does ``ckptrank select`` pick the true best checkpoint? Regret against budget on neucrab-mini (image).
+"""Does ``ckptrank select`` pick the true best checkpoint? Regret against budget on neucrab-mini v1 (image).
 
 Usage::
 
@@ -6,7 +6,7 @@ Usage::
     python benchmarks/bench_select.py                         # 3 image tasks, 3 seeds, 4 budgets, 3 signals
     python benchmarks/bench_select.py --check                 # also run the real select once and compare
 
-What it measures. For every task of the neucrab-mini image track and every selection seed ``s``:
+What it measures. For every task of the neucrab-mini v1 image track and every selection seed ``s``:
 
 1. **Stage 1** is :func:`ckptrank.rank` (defaults, ``seed=s``) on the task's training pool; its
    candidates are :func:`ckptrank.select.pick_candidates` (shortlist, at least 2, at most
@@ -343,7 +343,7 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.legend(fontsize=7)
-    ax.set_title("ckptrank select on neucrab-mini (image)", fontsize=10)
+    ax.set_title("ckptrank select on neucrab-mini v1 (image)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="png")
 

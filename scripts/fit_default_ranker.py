@@ -5,11 +5,13 @@ Usage: ``python scripts/fit_default_ranker.py [--out src/ckptrank/default_ranker
 
 ``--suites`` fits on other suites than the shipped ones to compare held-out figures; write such a trial
 elsewhere (``--out /tmp/trial.json``), never over the shipped file. ``--held-out-suites`` (default
-neucrab-mini-v2) are evaluated and used for the temperature of ``p_best`` but never fitted on; ``""``
-for none.
+neucrab-mini-v2 and published:stable-transfer, :data:`ckptrank.bench.meta.HELD_OUT_SUITES`) are evaluated
+but never fitted on; ``""`` for none. The temperature of ``p_best`` is fitted on the held-out tasks where
+the ranker had measure scores (:func:`ckptrank.bench.meta.calibrate_shortlist`).
 
-Builds the meta-dataset (:func:`ckptrank.bench.meta.meta_table`: neucrab-mini scored through
-the results store, the published Model Spider scores, SFDA group 1's descriptors), evaluates
+Builds the meta-dataset (:func:`ckptrank.bench.meta.meta_table`: neucrab-mini v1 and v2 scored through
+the results store, the published Model Spider scores, SFDA group 1's and stable-transfer's
+descriptors), evaluates
 the ranker leave-one-task-out and leave-one-suite-out against the best single measure chosen
 on the training tasks, the parameter count and the previous default, then writes the ranker
 fitted on every task with those figures. Prints the held-out tables.

@@ -285,7 +285,7 @@ def default_select_config(
 ) -> FinetuneConfig:
     """The fine-tuning settings :func:`select_checkpoint` uses unless given.
 
-    The ``full`` protocol of the neucrab-mini ground truth (LP-FT probe of 30 epochs, head at 30x
+    The ``full`` protocol of the neucrab-mini v1 ground truth (LP-FT probe of 30 epochs, head at 30x
     the learning rate, frozen batch-norm statistics, gradient norm clipped at 1, 10 epochs) with one
     configuration: learning rate 0.03 (the one the ground truth selects for 34 of 39 image pairs)
     and no weight decay.

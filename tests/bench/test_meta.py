@@ -186,3 +186,38 @@ def test_a_held_out_suite_is_evaluated_but_never_fitted_on(suites):
     assert ranker.info["held_out_only"] == ["test:meta-b"]
     assert ranker.info["fitted_on"]["n_pairs"] == 6 * N_CKPT and ranker.info["p_best"]["n_tasks"] == 9
     assert by_suite.evaluation.summary.loc[LEARNED, "n_tasks"] == 9
+
+
+def test_the_temperature_is_fitted_on_tasks_with_measure_scores_and_checks_the_others(suites):
+    """A suite with descriptors only (no measure scores, like SFDA's group 1) is checked, not fitted on."""
+    from ckptrank.bench.meta import _fit_temperature, calibrate_shortlist
+
+    blind, _ = _suite("test:meta-blind", ["w1", "w2", "w3"], 4)
+    register_suite(blind.name, lambda: blind)
+    try:
+        names = [s.name for s, _ in suites] + [blind.name]
+        rows, truth = meta_table(names, scores={s.name: sc for s, sc in suites})
+    finally:
+        unregister_suite(blind.name)
+    features = ["logme", "nce", "log_parameters"]
+    held = held_out_evaluation(rows, truth, features=features, n_bootstrap=0)
+    has = dict(zip(held.chosen["task"], held.chosen["has_measures"], strict=True))
+    assert [k for k, v in has.items() if not v] == [
+        "test:meta-blind/w1",
+        "test:meta-blind/w2",
+        "test:meta-blind/w3",
+    ]
+    temperature, table = calibrate_shortlist(held)
+    every, _ = calibrate_shortlist(held, fit_on="all")
+    assert len(table) == 10 and table["has_measures"].sum() == 7
+    # by hand: the maximum-likelihood temperature of the 7 tasks with measures only
+    learned = held.scores[held.scores["measure"] == LEARNED]
+    pairs = held.evaluation.pairs.set_index(["task", "checkpoint", "measure"])["truth"]
+    data = []
+    for key, group in learned.groupby("task", sort=False):
+        if has[key]:
+            y = [pairs[(key, c, LEARNED)] for c in group["checkpoint"]]
+            data.append((group["score"].to_numpy(), np.asarray(y)))
+    assert temperature == pytest.approx(_fit_temperature(data)) and temperature != pytest.approx(every)
+    with pytest.raises(ValueError, match="fit_on must be"):
+        calibrate_shortlist(held, fit_on="some")

@@ -37,11 +37,11 @@ def test_suite_definition_meets_the_benchmark_shape() -> None:
 
 
 def test_suite_registers_and_loads() -> None:
-    suite = get_suite("neucrab-mini")
-    assert suite.name == "neucrab-mini" and set(suite.tasks) == set(nm.TASKS)
+    suite = get_suite("neucrab-mini-v1")
+    assert suite.name == "neucrab-mini-v1" and set(suite.tasks) == set(nm.TASKS)
     assert suite.checkpoints["cnn-fm04-e1"].spec == "zoo:cnn-fm04-e1"
     assert suite.tasks["fashion-tops"].data == "builtin:neucrab-fashion-tops"
-    assert "ckptrank finetune --suite neucrab-mini" in suite.provenance
+    assert "ckptrank finetune --suite neucrab-mini-v1" in suite.provenance
     gt = suite.ground_truth
     assert set(gt.protocol) <= {"full", "linear"} and gt.accuracy.between(0, 100).all()
 
@@ -63,7 +63,7 @@ def test_target_tasks_use_only_the_target_half_and_the_official_test_file() -> N
 def test_suite_task_sizes() -> None:
     task = nm.load_suite_task("fashion-tops")
     assert len(task.pool) == 4 * 80 and len(task.test) == 4 * 100 and task.n_classes == 4
-    with pytest.raises(ValueError, match="unknown neucrab-mini task"):
+    with pytest.raises(ValueError, match="unknown neucrab-mini-v1 task"):
         nm.load_suite_task("cifar")
 
 
@@ -161,10 +161,10 @@ def test_build_resumes_from_the_csv_and_rewrites_it_atomically(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--suite", "neucrab-mini", "--task", "cifar"], "--task 'cifar' is not in neucrab-mini"),
-        (["--suite", "neucrab-mini", "--track", "audio"], "--track 'audio' is not in neucrab-mini"),
+        (["--suite", "neucrab-mini-v1", "--task", "cifar"], "--task 'cifar' is not in neucrab-mini-v1"),
+        (["--suite", "neucrab-mini", "--track", "audio"], "--track 'audio' is not in neucrab-mini-v2"),
         (["--suite", "neucrab-mini", "--protocol", "lora"], "--protocol must be full or linear"),
-        (["--suite", "vtab"], "only the built-in suite 'neucrab-mini'"),
+        (["--suite", "vtab"], "only the built-in suites 'neucrab-mini', 'neucrab-mini-v1'"),
         (["zoo:cnn-random", "--suite", "neucrab-mini"], "do not give CHECKPOINTS or --data"),
     ],
 )

@@ -21,7 +21,7 @@ from ckptrank.bench.suite import get_suite, list_suites
 
 
 def test_suite_registers_with_eight_tasks_both_tracks_and_v1_untouched() -> None:
-    assert {"neucrab-mini", "neucrab-mini-v2"} <= set(list_suites())
+    assert {"neucrab-mini", "neucrab-mini-v1", "neucrab-mini-v2"} <= set(list_suites())
     suite = get_suite("neucrab-mini-v2")
     assert suite.name == "neucrab-mini-v2" and set(suite.tasks) == set(v2.TASKS)
     assert "ckptrank finetune --suite neucrab-mini-v2 --protocol linear" in suite.provenance
@@ -37,8 +37,14 @@ def test_suite_registers_with_eight_tasks_both_tracks_and_v1_untouched() -> None
     }
     groups = {c.group for c in v2.CHECKPOINTS.values()}
     assert {"imagenet", "layers", "self-trained", "stages", "random-init", "pretrained"} <= groups
-    # v1 is still the default neucrab-mini, with its own files and protocols
-    assert get_suite("neucrab-mini").name == "neucrab-mini" and nm.suite_spec().csv_stem == "neucrab_mini"
+    # the unversioned name is the current version (v2); v1 stays loadable, with its own files and protocols
+    current = get_suite("neucrab-mini")
+    assert current.name == "neucrab-mini-v2" and set(current.tasks) == set(v2.TASKS)
+    assert current.resolve_protocol() == "linear"  # until the full protocol is built
+    first = get_suite("neucrab-mini-v1")
+    assert first.name == "neucrab-mini-v1" and nm.suite_spec().csv_stem == "neucrab_mini"
+    assert first.resolve_protocol() == "full" and not any("not built yet" in n for n in first.notes)
+    assert any("linear protocol's: full is defined but not built yet" in n for n in current.notes)
     assert v2.SPEC.csv_stem != nm.suite_spec().csv_stem and v2.SPEC.store_name != nm.suite_spec().store_name
 
 
@@ -219,3 +225,22 @@ def test_cli_names_v2_in_its_argument_errors() -> None:
     assert isinstance(result.exception, ValueError)
     assert "--task 'cifar' is not in neucrab-mini-v2" in str(result.exception)
     assert "wordnet-abstract" in str(result.exception)
+
+
+def test_a_partly_built_full_protocol_does_not_become_the_default(tmp_path) -> None:
+    """One finished full run must not silently replace the complete linear truth as the default."""
+    for track in nm.TRACKS:
+        committed = nm.ground_truth_csv(track, None, v2.SPEC)
+        frame = pd.read_csv(committed)
+        if track == "image":
+            one = (
+                frame[(frame["protocol"] == "linear") & (frame["selected"] == 1)]
+                .head(1)
+                .assign(protocol="full")
+            )
+            frame = pd.concat([frame, one], ignore_index=True)
+        frame.to_csv(tmp_path / committed.name, index=False)
+    suite = nm.load_suite(tmp_path, v2.SPEC)
+    assert set(suite.protocols) == {"full", "linear"} and suite.resolve_protocol() == "linear"
+    pairs = len(suite.ground_truth.query("protocol == 'linear'").groupby(["task", "checkpoint"]))
+    assert any(f"full is built for 1 of {pairs} (task, checkpoint) pairs" in n for n in suite.notes)

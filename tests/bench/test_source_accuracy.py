@@ -94,7 +94,7 @@ def test_info_columns_are_validated_and_kept_out_of_the_baseline_scores() -> Non
 def test_neucrab_mini_source_accuracy_is_like_with_like() -> None:
     from ckptrank.bench.suite import get_suite
 
-    suite = get_suite("neucrab-mini")
+    suite = get_suite("neucrab-mini-v1")
     base = suite.baselines
     assert {"source_classes", "source_label_set"} <= set(base.columns)
     assert base.loc["cnn-rot", ["source_classes", "source_label_set"]].tolist() == [

@@ -77,6 +77,16 @@ def test_published_tllib_human_table_with_reported_and_marks():
     assert "note: evaluating the score table published with published:tllib" in result.stderr
 
 
+def test_the_table_title_names_the_ground_truth_protocol():
+    default = invoke("bench", "--suite", "published:stable-transfer", "--bootstrap", "0")
+    assert default.exit_code == 0, default.output
+    assert "ckptrank bench: published:stable-transfer (finetune protocol)" in default.stdout
+    linear = invoke(
+        "bench", "--suite", "published:stable-transfer", "--protocol", "linear", "--bootstrap", "0"
+    )
+    assert "ckptrank bench: published:stable-transfer (linear protocol)" in linear.stdout
+
+
 def test_published_json_and_csv():
     result = invoke("bench", "--suite", "published:modelspider", "--bootstrap", "0", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -221,6 +231,7 @@ def test_held_out_shortlist_calibration_table_by_suite_and_overall():
             "n_checkpoints": [10, 10, 5],
             "size": [3, 4, 2],
             "covered": [True, False, True],
+            "has_measures": [True, True, False],
         }
     )
     buffer = io.StringIO()
@@ -230,5 +241,7 @@ def test_held_out_shortlist_calibration_table_by_suite_and_overall():
     assert cells == [
         ["s1", "2", "1/2", "0.500", "3.50", "10.0"],
         ["s2", "1", "1/1", "1.000", "2.00", "5.0"],
+        ["tasks with measure scores", "2", "1/2", "0.500", "3.50", "10.0"],
+        ["tasks with descriptors only", "1", "1/1", "1.000", "2.00", "5.0"],
         ["all", "3", "2/3", "0.667", "3.00", "8.3"],
     ]

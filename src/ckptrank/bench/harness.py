@@ -843,7 +843,8 @@ def bench(
     if suite.ground_truth.empty:
         raise ValueError(
             f"suite {suite.name!r} has no ground truth yet, so nothing can be evaluated; build its ground "
-            "truth first (see its provenance; for neucrab-mini: ckptrank finetune --suite neucrab-mini)"
+            "truth first (see its provenance; for neucrab-mini: ckptrank finetune --suite neucrab-mini "
+            "--protocol linear)"
         )
     tasks = scoring.get("tasks")
     notes: list[str] = []

@@ -1,15 +1,16 @@
 """The meta-dataset and the held-out evaluation of rankers learned from it.
 
 :func:`meta_table` collects one row per (suite, task, checkpoint) from the suites that have
-scores: ckptrank's own scores on neucrab-mini (from the results store, scored if missing) and the
+scores: ckptrank's own scores on neucrab-mini v1 and v2 (from the results store, scored if missing) and the
 published score tables (Model Spider's 9 metrics, mapped to ckptrank's names where ckptrank
 implements the same measure), beside target-blind descriptors (log parameter count, whether the
 checkpoint has a classification head) and the fine-tuned truth. Suites without scores
-(SFDA's group 1) contribute their descriptors only. Missing values (no head, a measure a source
-did not publish) stay NaN: the rankers treat them as the middle rank.
+(SFDA's group 1, stable-transfer) contribute their descriptors only. Missing values (no head, a
+measure a source did not publish) stay NaN: the rankers treat them as the middle rank.
 
 :func:`held_out_evaluation` fits :class:`ckptrank.rankers.PairwiseRanker` only on tasks other
-than the one it ranks (leave one task out, and leave one suite out) and evaluates it with
+than the one it ranks (leave one task out, and leave one suite out; suites outside
+``train_suites`` are never fitted on) and evaluates it with
 :func:`ckptrank.bench.evaluate.evaluate` beside (a) the best single measure chosen on the
 training tasks only, (b) the parameter count and (c) today's consensus of the default measures,
 so every comparison is paired on the same (task, checkpoint) pairs and bootstrap resamples.
@@ -50,13 +51,16 @@ __all__ = [
 ]
 
 #: Suites the default ranker is fitted on (each with its default protocol).
-DEFAULT_SUITES: tuple[str, ...] = ("neucrab-mini", "published:modelspider", "published:sfda-group1")
+DEFAULT_SUITES: tuple[str, ...] = ("neucrab-mini-v1", "published:modelspider", "published:sfda-group1")
 
 #: Suites the default ranker is evaluated on but never fitted on: every task there is held out from
-#: the ranker (and from the choice of its regularisation), and its held-out predictions join the
-#: others in fitting the temperature of ``p_best``. neucrab-mini v2 has only its linear-probe truth;
-#: fitting on it lowered the held-out figures of the fine-tuning suites (benchmarks/RESULTS.md).
-HELD_OUT_SUITES: tuple[str, ...] = ("neucrab-mini-v2",)
+#: the ranker (and from the choice of its regularisation). neucrab-mini v2 has only its linear-probe
+#: truth (fitting on it lowered the held-out figures of the fine-tuning suites, benchmarks/RESULTS.md);
+#: its held-out predictions join the temperature fit of ``p_best``. stable-transfer (19 Keras
+#: architectures, fine-tuning truth) publishes no measure scores, so there the ranker sees only the
+#: parameter count, as on SFDA's group 1, and the temperature is not fitted on it
+#: (:func:`calibrate_shortlist`).
+HELD_OUT_SUITES: tuple[str, ...] = ("neucrab-mini-v2", "published:stable-transfer")
 
 #: Published metric names -> ckptrank measures that compute the same quantity.
 PUBLISHED_NAMES = {
@@ -232,6 +236,17 @@ def meta_table(
     return rows, pd.concat(truths, ignore_index=True)
 
 
+def _suite_names(names: Sequence[str]) -> set[str]:
+    """The suites' own names (alias ``neucrab-mini`` -> ``neucrab-mini-v2``; unknown names are kept)."""
+    out = set()
+    for name in names:
+        try:
+            out.add(get_suite(name).name)
+        except KeyError:
+            out.add(str(name))
+    return out
+
+
 def _task_tables(rows: pd.DataFrame, features: Sequence[str]) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """Key -> (pre-trained rows of the task, feature matrix)."""
     out = {}
@@ -368,20 +383,28 @@ def held_out_evaluation(
     n_bootstrap, random_state
         See :func:`ckptrank.bench.evaluate.evaluate`.
     train_suites : sequence of str, optional
-        Suites whose tasks may be training tasks (default: every suite in ``rows``). Tasks of the
-        other suites are evaluated but never trained on (see :data:`HELD_OUT_SUITES`), and the
-        final ranker is fitted on the training suites only.
+        Suites whose tasks may be training tasks (default: every suite in ``rows``), as registered
+        names or aliases (``neucrab-mini`` is ``neucrab-mini-v2``). Tasks of the other suites are
+        evaluated but never trained on (see :data:`HELD_OUT_SUITES`), and the final ranker is
+        fitted on the training suites only.
 
     Returns
     -------
     HeldOut
+
+    Raises
+    ------
+    ValueError
+        An unknown ``scheme``; no task of the training suites in ``rows``; or a leave-one-suite-out
+        that leaves a task without any training task (a single training suite).
     """
     if scheme not in ("task", "suite"):
         raise ValueError(f"scheme must be 'task' or 'suite', got {scheme!r}")
     tables = _task_tables(rows, features)
     keys = list(tables)
     suite_of = {k: str(tables[k][0]["suite"].iloc[0]) for k in keys}
-    pool = keys if train_suites is None else [k for k in keys if suite_of[k] in set(train_suites)]
+    training = None if train_suites is None else _suite_names(train_suites)
+    pool = keys if training is None else [k for k in keys if suite_of[k] in training]
     if not pool:
         raise ValueError(
             f"no task of the training suites {', '.join(train_suites or [])} is in the meta-dataset "
@@ -425,6 +448,13 @@ def held_out_evaluation(
                 "task": held,
                 "C": C,
                 "best_single": single,
+                # whether the ranker had any measure's score here (rank always has; SFDA g1 has not)
+                "has_measures": bool(
+                    group[[f for f in features if f not in (PARAMETERS, HAS_HEAD) and f in group]]
+                    .notna()
+                    .any()
+                    .any()
+                ),
                 **{f"w:{f}": w for f, w in zip(features, ranker.weights, strict=True)},
             }
         )
@@ -554,7 +584,11 @@ def fit_default_ranker(
     ranker = by_task.final
     temperature, calibration = calibrate_shortlist(by_task)
     pretrained = rows[~rows["control"]]
-    used = pretrained if train_suites is None else pretrained[pretrained["suite"].isin(set(train_suites))]
+    used = (
+        pretrained
+        if train_suites is None
+        else pretrained[pretrained["suite"].isin(_suite_names(train_suites))]
+    )
     columns = ["key", "checkpoint", "truth", *[f for f in features if f in used]]
     ranker.info = {
         "fitted_on": {
@@ -566,23 +600,52 @@ def fit_default_ranker(
         },
         "held_out_only": sorted(set(pretrained["suite"]) - set(used["suite"])),
         "regularisation": "C chosen by leave-one-task-out on the training tasks from " + str(list(C_GRID)),
-        "held_out": {"leave_one_task_out": summarise(by_task), "leave_one_suite_out": summarise(by_suite)},
+        "held_out": {
+            "leave_one_task_out": summarise(by_task) | {"with_measures": _with_measures(by_task)},
+            "leave_one_suite_out": summarise(by_suite) | {"with_measures": _with_measures(by_suite)},
+        },
         "p_best": {
             "method": "softmax(ranker score in rank steps / temperature), ckptrank.rankers.probability_best; "
             "temperature fitted by maximum likelihood of the true best on the held-out scores (leave one "
-            "task out, and every task of the suites held out entirely)",
+            "task out, and every task of the suites held out entirely) of the tasks where the ranker had "
+            "measure scores, as ckptrank rank always has",
             "temperature": temperature,
             "shortlist_level": 0.9,
             "held_out_coverage": float(calibration["covered"].mean()),
             "held_out_mean_size": float(calibration["size"].mean()),
             "mean_checkpoints": float(calibration["n_checkpoints"].mean()),
             "n_tasks": len(calibration),
+            "with_measures": _calibration_summary(calibration[calibration["has_measures"]]),
+            "descriptors_only": _calibration_summary(calibration[~calibration["has_measures"]]),
         },
         "ckptrank": ckptrank.__version__,
         "created": datetime.date.today().isoformat(),
         "command": "python scripts/fit_default_ranker.py",
     }
     return ranker, by_task, by_suite
+
+
+def _with_measures(held: HeldOut) -> dict[str, float | int | None]:
+    """Mean held-out weighted tau of the ranker over the tasks where it had measure scores (as rank has)."""
+    per_task = held.evaluation.per_task
+    values = per_task[
+        (per_task["measure"] == LEARNED)
+        & (per_task["statistic"] == "weighted_tau")
+        & ~per_task["task"].astype(str).str.startswith("mean")
+    ].set_index("task")["value"]
+    keys = [k for k, has in zip(held.chosen["task"], held.chosen["has_measures"], strict=True) if has]
+    chosen = values.reindex(keys).dropna()
+    return {"weighted_tau": float(chosen.mean()) if len(chosen) else None, "n_tasks": len(chosen)}
+
+
+def _calibration_summary(table: pd.DataFrame) -> dict[str, float | int | None]:
+    """Coverage, mean shortlist size and mean zoo size of some rows of a calibration table (None: no row)."""
+    return {
+        "n_tasks": len(table),
+        "coverage": float(table["covered"].mean()) if len(table) else None,
+        "mean_size": float(table["size"].mean()) if len(table) else None,
+        "mean_checkpoints": float(table["n_checkpoints"].mean()) if len(table) else None,
+    }
 
 
 def _fit_temperature(tasks: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -597,24 +660,53 @@ def _fit_temperature(tasks: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     return float(np.exp(result.x))
 
 
-def calibrate_shortlist(held: HeldOut, level: float = 0.9) -> tuple[float, pd.DataFrame]:
+def calibrate_shortlist(
+    held: HeldOut, level: float = 0.9, *, fit_on: str = "with measures"
+) -> tuple[float, pd.DataFrame]:
     """Temperature of ``p_best = softmax(score / T)`` and its held-out calibration.
 
-    The ranker's held-out scores of every task are the data; for each task the temperature is
-    fitted on the *other* tasks only, and the task's shortlist (the fewest checkpoints whose
-    ``p_best`` sums to ``level``) is checked: does it contain the truly best checkpoint?
+    The ranker's held-out scores are the data. The temperature is fitted, by maximum likelihood of
+    the true best, on the tasks where the ranker had at least one measure's score
+    (``fit_on="with measures"``, the default: ``ckptrank rank`` always scores the measures, so
+    those are the tasks like its use; tasks with descriptors only, such as SFDA's group 1, are
+    checked but not fitted on) or on every task (``"all"``). For each task it is fitted on the
+    *other* such tasks only, and the task's shortlist (the fewest checkpoints whose ``p_best``
+    sums to ``level``) is checked: does it contain the truly best checkpoint?
+
+    Parameters
+    ----------
+    held : HeldOut
+        From :func:`held_out_evaluation`.
+    level : float
+        Probability the shortlist must hold (0.9: the 90% shortlist).
+    fit_on : {"with measures", "all"}
+        Falls back to every task when fewer than two tasks have measure scores, or when ``held``
+        does not record which tasks had them.
 
     Returns
     -------
     temperature : float
-        Fitted on every task (what ships).
+        Fitted on all the ``fit_on`` tasks (what ships).
     table : pandas.DataFrame
-        Per task: ``n_checkpoints``, ``temperature`` (fitted without the task), ``size``,
-        ``covered``, ``p_true_best``.
+        Per task: ``n_checkpoints``, ``has_measures``, ``temperature`` (fitted without the
+        task), ``size``, ``covered``, ``p_true_best``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``fit_on``, or fewer than three tasks with a truth (a temperature fitted
+        without a task needs two others).
     """
+    if fit_on not in ("with measures", "all"):
+        raise ValueError(f"fit_on must be 'with measures' or 'all', got {fit_on!r}")
     learned = held.scores[held.scores["measure"] == LEARNED]
     truth = held.evaluation.pairs
     truth = truth[truth["measure"] == LEARNED].set_index(["task", "checkpoint"])["truth"]
+    measured = (
+        dict(zip(held.chosen["task"], held.chosen["has_measures"], strict=True))
+        if "has_measures" in held.chosen
+        else {}
+    )
     tasks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key, group in learned.groupby("task", sort=False):
         index = list(zip([key] * len(group), group["checkpoint"], strict=True))
@@ -622,9 +714,14 @@ def calibrate_shortlist(held: HeldOut, level: float = 0.9) -> tuple[float, pd.Da
         keep = np.isfinite(y)
         if keep.sum() >= 2:
             tasks[str(key)] = (group["score"].to_numpy(dtype=float)[keep], y[keep])
+    if len(tasks) < 3:
+        raise ValueError(f"calibrating p_best needs at least 3 held-out tasks with a truth, got {len(tasks)}")
+    fitted = [k for k in tasks if fit_on == "all" or measured.get(k, False)]
+    if len(fitted) < 2:
+        fitted = list(tasks)
     rows = []
     for key, (s, y) in tasks.items():
-        t = _fit_temperature([v for k, v in tasks.items() if k != key])
+        t = _fit_temperature([tasks[k] for k in fitted if k != key])
         p = probability_best(s, t)
         size = shortlist_size(p, level)
         chosen = np.argsort(-p, kind="stable")[:size]
@@ -633,10 +730,11 @@ def calibrate_shortlist(held: HeldOut, level: float = 0.9) -> tuple[float, pd.Da
             {
                 "task": key,
                 "n_checkpoints": len(s),
+                "has_measures": bool(measured.get(key, False)),
                 "temperature": t,
                 "size": size,
                 "covered": bool(best in chosen),
                 "p_true_best": float(p[best]),
             }
         )
-    return _fit_temperature(list(tasks.values())), pd.DataFrame(rows)
+    return _fit_temperature([tasks[k] for k in fitted]), pd.DataFrame(rows)

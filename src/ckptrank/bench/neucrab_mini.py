@@ -1,4 +1,4 @@
-"""``neucrab-mini``: the built-in real benchmark suite, its target tasks, and its ground-truth build.
+"""``neucrab-mini-v1``: the built-in real benchmark suite, its target tasks, and its ground-truth build.
 
 A NeuCRaB-style suite small enough to regenerate on a 2-core CPU machine in about two hours.
 
@@ -22,12 +22,13 @@ Coat, Shirt), ``digits`` (UCI 8x8 digits), ``wordnet-nouns`` (26 noun supersense
 of the official training file (images 30,000-59,999; the zoo pre-trains on the first half) and
 the official test file. Importing this module registers the task data sets as built-ins
 (``builtin:neucrab-fashion-mnist``, ``builtin:neucrab-fashion-tops``,
-``builtin:neucrab-wordnet-concrete``) and the suite as ``neucrab-mini``.
+``builtin:neucrab-wordnet-concrete``) and the suite as ``neucrab-mini-v1`` (the name ``neucrab-mini``
+now means the current version, :mod:`ckptrank.bench.neucrab_mini_v2`).
 
 Ground truth: both protocols of :mod:`ckptrank.bench.finetune` (``full``, the default, and
 ``linear``) with 3 seeds, committed as ``ground_truth/neucrab_mini_{image,text}.csv`` (every grid
 run, ``selected`` marks the ground-truth rows) with ``ground_truth/PROVENANCE.md``. The build
-(:func:`build_ground_truth`, ``ckptrank finetune --suite neucrab-mini``) is resumable: it loads
+(:func:`build_ground_truth`, ``ckptrank finetune --suite neucrab-mini-v1``) is resumable: it loads
 the committed CSV into a results store, skips every recorded key, and rewrites the CSV
 atomically after each run.
 
@@ -84,7 +85,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUITE_NAME = "neucrab-mini"
+SUITE_NAME = "neucrab-mini-v1"
 TRACKS = ("image", "text")
 GROUND_TRUTH_DIR = Path(__file__).with_name("ground_truth")
 CSV_COLUMNS = (
@@ -546,7 +547,7 @@ def build_ground_truth(
 ) -> pd.DataFrame:
     """Build (or resume) the suite's ground truth; returns the summary of the selected runs.
 
-    ``spec`` picks the suite version (default: ``neucrab-mini``, :func:`suite_spec`); its runs are
+    ``spec`` picks the suite version (default: ``neucrab-mini-v1``, :func:`suite_spec`); its runs are
     keyed by its name in the store and written to its own CSVs.
 
     ``executor`` (``"local"``, ``"ray"`` or an executor) runs the fine-tuning jobs
@@ -804,7 +805,7 @@ def write_baselines(directory: Path | None = None, spec: SuiteSpec | None = None
 
 
 def load_suite(directory: Path | None = None, spec: SuiteSpec | None = None) -> Any:
-    """The suite (default ``neucrab-mini``) as a :class:`~ckptrank.bench.suite.Suite` from its files.
+    """The suite (default ``neucrab-mini-v1``) as a :class:`~ckptrank.bench.suite.Suite` from its files.
 
     Ground truth: the selected runs (one per seed), accuracy = 100 x test accuracy, protocols
     ``full`` (the default when present, else ``linear``) and ``linear``. Pairs whose build has not
@@ -847,9 +848,27 @@ def load_suite(directory: Path | None = None, spec: SuiteSpec | None = None) -> 
         for name, t in spec.tasks.items()
     }
     protocols = set(gt["protocol"])
-    default = "full" if "full" in protocols else ("linear" if "linear" in protocols else None)
+    pairs = {p: set(zip(g["task"], g["checkpoint"], strict=True)) for p, g in gt.groupby("protocol")}
+    wanted = set().union(*pairs.values()) if pairs else set()
+    # a protocol is the default only once every (task, checkpoint) pair has its truth: a partly
+    # built full protocol must not silently replace a complete linear one
+    complete = [p for p in ("full", "linear") if p in pairs and pairs[p] >= wanted]
+    default = complete[0] if complete else ("full" if "full" in protocols else None)
     if spec.name == SUITE_NAME:
         default = "full" if "full" in protocols else None  # v1 as it always was
+    notes = list(spec.notes)
+    unbuilt = [name for name in spec.protocol_configs if name not in protocols]
+    partial = [p for p in pairs if p not in complete]
+    if default is not None and (unbuilt or partial):
+        missing = [f"{p} is defined but not built yet" for p in unbuilt]
+        missing += [
+            f"{p} is built for {len(pairs[p])} of {len(wanted)} (task, checkpoint) pairs" for p in partial
+        ]
+        notes.insert(
+            0,
+            f"the ground truth is the {default} protocol's: {'; '.join(missing)} (ckptrank finetune --suite "
+            f"{spec.name} --protocol {(unbuilt or partial)[0]}; see PROVENANCE.md)",
+        )
     return Suite(
         name=spec.name,
         description=spec.description,
@@ -859,7 +878,7 @@ def load_suite(directory: Path | None = None, spec: SuiteSpec | None = None) -> 
         baselines=baselines,
         provenance=provenance,
         default_protocol=default,
-        notes=list(spec.notes),
+        notes=notes,
     )
 
 

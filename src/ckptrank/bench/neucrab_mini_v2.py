@@ -1,8 +1,9 @@
 """``neucrab-mini-v2``: the second version of the built-in real suite (bigger pools, more tasks, 112 px,
 intermediate layers, a bracketing learning-rate grid, validation curves).
 
-Same offline data as ``neucrab-mini`` (v1, which stays as it is and remains the default), run through
-the same machinery (:class:`ckptrank.bench.neucrab_mini.SuiteSpec`); only the definition differs:
+It is the current version: ``neucrab-mini`` names it (``ckptrank bench --suite neucrab-mini``). Same
+offline data as ``neucrab-mini-v1`` (which stays as it is, loadable for comparison), run through the same
+machinery (:class:`ckptrank.bench.neucrab_mini.SuiteSpec`); only the definition differs:
 
 * **Tasks (8).** Image: ``fashion-mnist`` (10-way), ``fashion-tops`` (T-shirt/top, Pullover, Coat,
   Shirt), ``fashion-footwear`` (Sandal, Sneaker, Bag, Ankle boot), ``digits`` (UCI 8x8). Text (WordNet
@@ -46,6 +47,7 @@ from .neucrab_mini import MiniCheckpoint, MiniTask, SuiteSpec
 __all__ = [
     "CHECKPOINTS",
     "CSV_COLUMNS",
+    "CURRENT_NAME",
     "PROTOCOL_CONFIGS",
     "SPEC",
     "SUITE_NAME",
@@ -55,6 +57,9 @@ __all__ = [
 ]
 
 SUITE_NAME = "neucrab-mini-v2"
+
+#: The unversioned name, which means the current version of the suite (this one).
+CURRENT_NAME = "neucrab-mini"
 CSV_COLUMNS = (*v1.CSV_COLUMNS, *v1.EXTRA_COLUMNS)
 
 _FOOTWEAR = (5, 7, 8, 9)  # Sandal, Sneaker, Bag, Ankle boot
@@ -281,6 +286,7 @@ def _register_suite() -> None:
     from .suite import register_suite
 
     register_suite(SUITE_NAME, load_suite, replace=True)
+    register_suite(CURRENT_NAME, load_suite, replace=True)
 
 
 v1.register_datasets(SPEC)

@@ -155,6 +155,7 @@ def _summary_table(result: BenchResult, dropped: frozenset[str] = frozenset()) -
     conf = round(100 * ev.config.get("confidence", 0.95))
     tracks = ev.track_names
     n_tasks = len(ev.tasks)
+    protocol = f" ({result.config['protocol']} protocol)" if result.config.get("protocol") else ""
     summary = ev.summary
     # columns that would be empty for every row are left out (e.g. seeds of a single-seed truth)
     show = {
@@ -192,7 +193,7 @@ def _summary_table(result: BenchResult, dropped: frozenset[str] = frozenset()) -
             "of the top-scored checkpoint."
         )
     table = Table(
-        title=f"ckptrank bench: {result.suite.name} — {n_tasks} task(s), "
+        title=f"ckptrank bench: {result.suite.name}{protocol} — {n_tasks} task(s), "
         f"{len(result.suite.checkpoints)} checkpoints",
         caption=caption,
         caption_justify="left",
@@ -639,9 +640,9 @@ def bench_command(
         typer.Option(
             "--held-out",
             help="Evaluate the default ranker on tasks it was not fitted on: leave one task out and leave "
-            "one suite out over neucrab-mini and the published suites, and on neucrab-mini-v2, which it is "
-            "never fitted on; paired with the best single measure (chosen on the training tasks), the "
-            "parameter count and the previous default.",
+            "one suite out over neucrab-mini-v1 and the published suites, and on neucrab-mini-v2 and "
+            "published:stable-transfer, which it is never fitted on; paired with the best single measure "
+            "(chosen on the training tasks), the parameter count and the previous default.",
         ),
     ] = False,
     executor: ExecutorOpt = "local",
@@ -831,15 +832,18 @@ def _calibration_table(calibration: Any) -> Any:
     table = Table(
         title="default ranker, held out (leave one task out): the 90% shortlist, p(best) from its error",
         caption="covers = tasks whose shortlist holds the checkpoint that did best in the suite's ground "
-        "truth (target: at least 90%); the temperature of p(best) is fitted without the task. Resampling the "
-        "target set needs features, which published suites lack: benchmarks/bench_p_best.py measures it on "
-        "neucrab-mini and neucrab-mini-v2.",
+        "truth (target: at least 90%). The temperature of p(best) is fitted without the task, on the tasks "
+        "where the ranker had measure scores (ckptrank rank always has them); tasks with descriptors only "
+        "(the parameter count) are checked, not fitted on. Resampling the target set needs features, which "
+        "published suites lack: benchmarks/bench_p_best.py measures it on neucrab-mini-v1 and v2.",
         caption_justify="left",
     )
     for column in ("suite", "tasks", "covers", "coverage", "mean size", "mean checkpoints"):
         table.add_column(column, justify="left" if column == "suite" else "right")
     groups = [(str(suite), group) for suite, group in calibration.groupby("suite", sort=False)]
-    for suite, group in [*groups, ("all", calibration)]:
+    groups.append(("tasks with measure scores", calibration[calibration["has_measures"]]))
+    groups.append(("tasks with descriptors only", calibration[~calibration["has_measures"]]))
+    for suite, group in [*[g for g in groups if len(g[1])], ("all", calibration)]:
         table.add_row(
             suite,
             str(len(group)),

@@ -24,9 +24,9 @@ _EXAMPLES = """Examples:
 
   ckptrank finetune MODEL --data ./pets --epochs 30 --per-class 100 --image-size 224 --device cuda
 
-  ckptrank finetune --suite neucrab-mini --track image --threads 1   (build or resume neucrab-mini)
+  ckptrank finetune --suite neucrab-mini --protocol linear --threads 1   (v2's linear ground truth)
 
-  ckptrank finetune --suite neucrab-mini-v2 --protocol linear --threads 1   (v2's linear ground truth)
+  ckptrank finetune --suite neucrab-mini-v1 --track image --threads 1   (build or resume v1)
 """
 
 
@@ -36,12 +36,12 @@ def _check_format(output_format: str) -> str:
     return output_format
 
 
-_BUILDABLE = ("neucrab-mini", "neucrab-mini-v2")
+_BUILDABLE = ("neucrab-mini", "neucrab-mini-v1", "neucrab-mini-v2")
 
 
 def _suite_spec(name: str) -> Any:
     """The :class:`~ckptrank.bench.neucrab_mini.SuiteSpec` of a buildable built-in suite."""
-    if name == "neucrab-mini-v2":
+    if name in ("neucrab-mini", "neucrab-mini-v2"):  # the unversioned name is the current version
         from ckptrank.bench.neucrab_mini_v2 import SPEC
 
         return SPEC
@@ -125,7 +125,8 @@ def finetune_command(
     suite_name: Annotated[
         str | None,
         typer.Option(
-            "--suite", help="Build a built-in suite's ground truth (neucrab-mini, neucrab-mini-v2)."
+            "--suite",
+            help="Build a built-in suite's ground truth (neucrab-mini = neucrab-mini-v2, neucrab-mini-v1).",
         ),
     ] = None,
     track: Annotated[
@@ -180,7 +181,7 @@ def finetune_command(
             )
         if suite_name not in _BUILDABLE:
             raise ValueError(
-                f"--suite {suite_name!r}: only the built-in suite 'neucrab-mini' or 'neucrab-mini-v2' has a "
+                f"--suite {suite_name!r}: only the built-in suites {', '.join(map(repr, _BUILDABLE))} have a "
                 "ground-truth build"
             )
         from ckptrank.bench.neucrab_mini import TRACKS, build_ground_truth
@@ -196,7 +197,12 @@ def finetune_command(
                 raise ValueError(f"{label} {bad[0]!r} is not in {spec.name}; valid: {', '.join(valid)}")
         if protocol is not None and protocol not in ("full", "linear"):
             raise ValueError(f"--protocol must be full or linear, not {protocol!r}")
-        protocols = [protocol] if protocol is not None else ["linear", "full"]
+        if protocol is None and spec.name != "neucrab-mini-v1":
+            # v2's full protocol needs a GPU (hundreds of CPU-hours): built only when asked for by name
+            protocols = ["linear"]
+            log(f"building {spec.name}'s linear protocol; its full protocol needs --protocol full (on a GPU)")
+        else:
+            protocols = [protocol] if protocol is not None else ["linear", "full"]
         try:
             summary = build_ground_truth(
                 spec=spec,

@@ -156,7 +156,7 @@ def _saturation(context: ScoreContext) -> Saturation:
     score is computed in sample space as a sum of squared norms of the between-class factor
     projected on the computed eigenvectors; its error is a few ulps of C - 1 times a factor
     that grows with the condition number of the kept spectrum. Measured: at most 6e-16
-    relative on the real neucrab-mini text features (MiniLM and its layers, condition numbers
+    relative on the real neucrab-mini v1 text features (MiniLM and its layers, condition numbers
     up to 5e4) and on random features (n = 256..2000, d = 384..4096), 5e-13 at condition
     number 1e6 with d = n - 1. 1e-9 keeps a margin of more than 1000 above that; an
     unsaturated score within it of C - 1 would need within-class variance below 1e-9 of the
