@@ -808,8 +808,9 @@ def load_suite(directory: Path | None = None, spec: SuiteSpec | None = None) -> 
     """The suite (default ``neucrab-mini-v1``) as a :class:`~ckptrank.bench.suite.Suite` from its files.
 
     Ground truth: the selected runs (one per seed), accuracy = 100 x test accuracy, protocols
-    ``full`` (the default when present, else ``linear``) and ``linear``. Pairs whose build has not
-    finished yet are simply absent.
+    ``full`` and ``linear``. Pairs whose build has not finished yet are simply absent. The default
+    protocol is v1's ``full``; for later versions, ``full`` once it covers every (task, checkpoint)
+    pair, else ``linear``, with a note naming what is missing.
     """
     import ckptrank.zoo  # noqa: F401  # registers the zoo: checkpoint source the suite's specs use
 
