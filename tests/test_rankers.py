@@ -128,3 +128,28 @@ def test_measure_catalogue_matches_the_registry():
     from ckptrank.measures import catalog_rows
 
     assert read_catalog() == catalog_rows(), "run `python -m ckptrank.measures` to rewrite the catalogue"
+
+
+def test_held_out_summary_names_both_bases():
+    """The line under every default ranking: all held-out tasks, and those where measure scores existed."""
+    from ckptrank.combine import held_out_summary
+
+    held = {"weighted_tau": 0.4801, "ci_low": 0.3521, "ci_high": 0.5824, "n_tasks": 41}
+    both = PairwiseRanker(
+        features=["logme"],
+        info={
+            "held_out": {
+                "leave_one_task_out": held | {"with_measures": {"weighted_tau": 0.7039, "n_tasks": 21}}
+            }
+        },
+    )
+    assert held_out_summary(both) == (
+        "held-out weighted tau 0.48 [0.35, 0.58] over 41 tasks it was not fitted on (0.70 on the 21 where it "
+        "had measure scores, as here; on the others it saw only model size)"
+    )
+    plain = PairwiseRanker(features=["logme"], info={"held_out": {"leave_one_task_out": held}})
+    assert (
+        held_out_summary(plain)
+        == "held-out weighted tau 0.48 [0.35, 0.58] over 41 tasks it was not fitted on"
+    )
+    assert held_out_summary(PairwiseRanker(features=["logme"])) == ""

@@ -550,7 +550,8 @@ def fit_default_ranker(
     n_bootstrap : int
     train_suites : sequence of str, optional
         The suites it is fitted on (default: every suite in ``rows``); the others are held out
-        entirely (evaluated, and used for the temperature, never fitted on).
+        entirely: evaluated, never fitted on (their tasks with measure scores also enter the
+        temperature fit, :func:`calibrate_shortlist`).
 
     Returns
     -------
