@@ -45,7 +45,7 @@ def _resampled_probabilities(
     """(p_best with resampling, seconds) of the checkpoints ``names`` on one task of a scorable suite."""
     from ckptrank import pipeline, targets
     from ckptrank.bench.suite import get_suite
-    from ckptrank.combine import answer_column
+    from ckptrank.combine import DEFAULT_MEASURES, answer_column
     from ckptrank.measures import get_measure, snap_saturated
     from ckptrank.rankers import PairwiseRanker
     from ckptrank.ranking import iter_runs, make_cache
@@ -59,7 +59,7 @@ def _resampled_probabilities(
         weights=np.asarray(list(weights.values())),
         info={"p_best": {"temperature": temperature, "shortlist_level": 0.9}},
     )
-    measures = [m for m in ranker.features if m in ("logme", "hscore", "leep", "nce", "nleep", "gbc")]
+    measures = [m for m in ranker.features if m in DEFAULT_MEASURES]
     options = resolve_measure_options(measures, None, 0)
     results = []
     spent = 0.0
@@ -114,10 +114,6 @@ def _resampled_probabilities(
     return column.p_best, spent
 
 
-#: Suites whose target data ckptrank can load and re-score (the published suites give scores only).
-SCORABLE = ("neucrab-mini-v1", "neucrab-mini-v2")
-
-
 def _shortlist(p: np.ndarray, level: float = 0.9) -> np.ndarray:
     from ckptrank.rankers import shortlist_size
 
@@ -139,8 +135,11 @@ def main() -> None:
         held_out_evaluation,
         meta_table,
     )
+    from ckptrank.bench.suite import get_suite
 
     rows, truth = meta_table([*DEFAULT_SUITES, *HELD_OUT_SUITES])
+    # suites whose target data ckptrank can load and re-score (the published suites give scores only)
+    scorable = [name for name in dict.fromkeys(rows["suite"]) if get_suite(name).can_score]
     held = held_out_evaluation(
         rows, truth, features=SHARED_FEATURES, scheme="task", n_bootstrap=200, train_suites=DEFAULT_SUITES
     )
@@ -160,7 +159,7 @@ def main() -> None:
             "p_true_best": float(entry["p_true_best"]),
         }
         suite, _, task = key.rpartition("/")
-        if suite in SCORABLE and args.resamples > 0:
+        if suite in scorable and args.resamples > 0:
             weights = {f: float(chosen[f"w:{f}"]) for f in SHARED_FEATURES}
             group = rows[(rows["key"] == key) & ~rows["control"]]
             names = [str(n) for n in group["checkpoint"]]
@@ -192,7 +191,7 @@ def main() -> None:
                 f"({int(part['covered'].sum())}/{len(part)}), mean size {part['size'].mean():.2f} "
                 f"of {part['checkpoints'].mean():.1f}"
             )
-    for suite in SCORABLE if "size+rs" in frame else ():
+    for suite in scorable if "size+rs" in frame else ():
         mini = frame[frame["size+rs"].notna() & frame["task"].str.startswith(suite + "/")]
         print(
             f"{suite} ({len(mini)} tasks): ranker error only: coverage {mini['covered'].mean():.3f}, "

@@ -252,6 +252,8 @@ class SuiteSpec:
         Task data sets to register as ``builtin:NAME`` (name -> loader of a split).
     notes : tuple of str
         Caveats shown with every evaluation.
+    build_protocols : tuple of str
+        The protocols ``ckptrank finetune --suite`` builds when no ``--protocol`` is given.
     """
 
     name: str
@@ -265,6 +267,7 @@ class SuiteSpec:
     description: str = ""
     datasets: Mapping[str, Callable[[str], Any]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    build_protocols: tuple[str, ...] = ("linear", "full")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -848,17 +851,16 @@ def load_suite(directory: Path | None = None, spec: SuiteSpec | None = None) -> 
         )
         for name, t in spec.tasks.items()
     }
-    protocols = set(gt["protocol"])
     pairs = {p: set(zip(g["task"], g["checkpoint"], strict=True)) for p, g in gt.groupby("protocol")}
     wanted = set().union(*pairs.values()) if pairs else set()
     # a protocol is the default only once every (task, checkpoint) pair has its truth: a partly
     # built full protocol must not silently replace a complete linear one
     complete = [p for p in ("full", "linear") if p in pairs and pairs[p] >= wanted]
-    default = complete[0] if complete else ("full" if "full" in protocols else None)
+    default = complete[0] if complete else ("full" if "full" in pairs else None)
     if spec.name == SUITE_NAME:
-        default = "full" if "full" in protocols else None  # v1 as it always was
+        default = "full" if "full" in pairs else None  # v1 as it always was
     notes = list(spec.notes)
-    unbuilt = [name for name in spec.protocol_configs if name not in protocols]
+    unbuilt = [name for name in spec.protocol_configs if name not in pairs]
     partial = [p for p in pairs if p not in complete]
     if default is not None and (unbuilt or partial):
         missing = [f"{p} is defined but not built yet" for p in unbuilt]

@@ -197,12 +197,13 @@ def finetune_command(
                 raise ValueError(f"{label} {bad[0]!r} is not in {spec.name}; valid: {', '.join(valid)}")
         if protocol is not None and protocol not in ("full", "linear"):
             raise ValueError(f"--protocol must be full or linear, not {protocol!r}")
-        if protocol is None and spec.name != "neucrab-mini-v1":
-            # v2's full protocol needs a GPU (hundreds of CPU-hours): built only when asked for by name
-            protocols = ["linear"]
-            log(f"building {spec.name}'s linear protocol; its full protocol needs --protocol full (on a GPU)")
-        else:
-            protocols = [protocol] if protocol is not None else ["linear", "full"]
+        protocols = [protocol] if protocol is not None else list(spec.build_protocols)
+        skipped = [p for p in spec.protocol_configs if p not in protocols]
+        if protocol is None and skipped:
+            log(
+                f"building {spec.name}'s {', '.join(protocols)} protocol; "
+                f"{', '.join(skipped)} is built only with --protocol"
+            )
         try:
             summary = build_ground_truth(
                 spec=spec,
