@@ -10,7 +10,7 @@ but never fitted on; ``""`` for none. The temperature of ``p_best`` is fitted on
 the ranker had measure scores (:func:`ckptrank.bench.meta.calibrate_shortlist`).
 
 Builds the meta-dataset (:func:`ckptrank.bench.meta.meta_table`: neucrab-mini v1 and v2 scored through
-the results store, the published Model Spider scores, SFDA group 1's and stable-transfer's
+the results store, the published Model Spider and stable-transfer scores, SFDA group 1's
 descriptors), evaluates
 the ranker leave-one-task-out and leave-one-suite-out against the best single measure chosen
 on the training tasks, the parameter count and the previous default, then writes the ranker

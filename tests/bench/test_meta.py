@@ -96,6 +96,19 @@ def test_meta_table_descriptors_source_accuracy_and_saturation():
     assert rows["saturated"].tolist() == ["hscore", "", "hscore"]
 
 
+def test_meta_table_takes_stable_transfers_published_scores_under_ckptranks_names():
+    """Four published measures (signed: higher predicts better), every Keras checkpoint has a head
+    (LEEP scored it), and the element-wise "hscore" of the source stays out."""
+    rows, truth = meta_table(["published:stable-transfer"])
+    assert len(rows) == 9 * 19 and set(truth["task"].str.split("/").str[0]) == {"published:stable-transfer"}
+    assert {"gbc", "leep", "nleep", "logme"} <= set(rows.columns) and "hscore" not in rows.columns
+    assert rows[["gbc", "leep", "nleep", "logme"]].notna().all().all()
+    assert (rows["has_head"] == 1.0).all()
+    first = rows[(rows["task"] == "sun397") & (rows["checkpoint"] == "resnet50")].iloc[0]
+    assert first["logme"] == 1.7732532024383545 and first["gbc"] == -277.8551330566406
+    assert first["truth"] == 0.6595402359962463  # the fine-tuned backbone's test accuracy
+
+
 def test_held_out_ranker_learns_the_signal_and_never_sees_the_held_out_task(suites):
     rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
     held = held_out_evaluation(rows, truth, features=["logme", "nce", "log_parameters"], n_bootstrap=200)

@@ -96,6 +96,42 @@ def test_keras_parameter_counts_agree_with_torchvision_where_it_builds_the_same_
     assert suite.baselines.loc["vgg19", "num_parameters"] == keras.loc["vgg19", "num_params"]
 
 
+def test_stable_transfer_publishes_four_measures_for_every_pair_and_leaves_its_elementwise_hscore_out():
+    raw = read_published_table("stable_transfer_source_architectures_scores.csv")
+    assert len(raw) == 855 and not raw.duplicated(["target_dataset", "architecture", "metric"]).any()
+    assert list(dict.fromkeys(raw["metric"])) == ["gbc", "leep", "nleep", "logme", "hscore"]
+    suite = get_suite("published:stable-transfer")
+    scores = suite.published_scores
+    assert sorted(set(scores["measure"])) == ["GBC", "LEEP", "LogME", "NLEEP"]
+    assert len(scores) == 9 * 19 * 4 and np.isfinite(scores["score"]).all()
+    truth_pairs = set(zip(suite.ground_truth["task"], suite.ground_truth["checkpoint"], strict=True))
+    assert set(zip(scores["task"], scores["checkpoint"], strict=True)) == truth_pairs
+    # values as published (source rows 0, 38, 76, 114 and 210: resnet50 on sun397, xception on stanford_dogs)
+    got = scores.set_index(["task", "checkpoint", "measure"])["score"]
+    assert got["sun397", "resnet50", "GBC"] == -277.8551330566406
+    assert got["sun397", "resnet50", "LEEP"] == -3.097930908203125
+    assert got["sun397", "resnet50", "NLEEP"] == -1.6807841062545776
+    assert got["sun397", "resnet50", "LogME"] == 1.7732532024383545
+    assert got["stanford_dogs", "xception", "GBC"] == -4.390489101409912
+    assert any("element-wise" in note for note in suite.notes)
+
+
+def test_stable_transfer_measures_evaluated_against_an_independent_recomputation():
+    truth = pd.read_csv(DATA / "stable_transfer_source_architectures_acc.csv")
+    raw = pd.read_csv(DATA / "stable_transfer_source_architectures_scores.csv")
+    expected = {}
+    for metric, name in (("logme", "LogME"), ("nleep", "NLEEP"), ("gbc", "GBC"), ("leep", "LEEP")):
+        taus = []
+        for task, rows in truth.groupby("target_dataset", sort=False):
+            s = raw[(raw.target_dataset == task) & (raw.metric == metric)].set_index("architecture")["score"]
+            a = rows.set_index("architecture")["finetuned_backbone_test_acc"].loc[s.index]
+            taus.append(sps.weightedtau(s.to_numpy(), a.to_numpy()).statistic)
+        expected[name] = float(np.mean(taus))
+    tau = bench("published:stable-transfer", n_bootstrap=0).evaluation.summary["weighted_tau"]
+    for name, value in expected.items():
+        assert tau[name] == pytest.approx(value, abs=1e-12), name
+
+
 def test_every_published_suite_loads_with_its_shape():
     assert set(PUBLISHED_SUITES) <= set(list_suites())
     shapes = {

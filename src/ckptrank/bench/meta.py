@@ -2,10 +2,10 @@
 
 :func:`meta_table` collects one row per (suite, task, checkpoint) from the suites that have
 scores: ckptrank's own scores on neucrab-mini v1 and v2 (from the results store, scored if missing) and the
-published score tables (Model Spider's 9 metrics, mapped to ckptrank's names where ckptrank
-implements the same measure), beside target-blind descriptors (log parameter count, whether the
-checkpoint has a classification head) and the fine-tuned truth. Suites without scores
-(SFDA's group 1, stable-transfer) contribute their descriptors only. Missing values (no head, a
+published score tables (Model Spider's 9 metrics, stable-transfer's GBC, LEEP, NLEEP and LogME, mapped to
+ckptrank's names where ckptrank implements the same measure), beside target-blind descriptors (log
+parameter count, whether the checkpoint has a classification head) and the fine-tuned truth. Suites
+without scores (SFDA's group 1) contribute their descriptors only. Missing values (no head, a
 measure a source did not publish) stay NaN: the rankers treat them as the middle rank.
 
 :func:`held_out_evaluation` fits :class:`ckptrank.rankers.PairwiseRanker` only on tasks other
@@ -57,9 +57,9 @@ DEFAULT_SUITES: tuple[str, ...] = ("neucrab-mini-v1", "published:modelspider", "
 #: the ranker (and from the choice of its regularisation). neucrab-mini v2 has only its linear-probe
 #: truth (fitting on it lowered the held-out figures of the fine-tuning suites, benchmarks/RESULTS.md);
 #: its held-out predictions join the temperature fit of ``p_best``. stable-transfer (19 Keras
-#: architectures, fine-tuning truth) publishes no measure scores, so there the ranker sees only the
-#: parameter count, as on SFDA's group 1, and the temperature is not fitted on it
-#: (:func:`calibrate_shortlist`).
+#: architectures, fine-tuning truth) publishes GBC, LEEP, NLEEP and LogME scores: the only suite with
+#: fine-tuning truth and measure scores that the ranker never saw, so it stays held out; its held-out
+#: predictions join the temperature fit too (:func:`calibrate_shortlist`).
 HELD_OUT_SUITES: tuple[str, ...] = ("neucrab-mini-v2", "published:stable-transfer")
 
 #: Published metric names -> ckptrank measures that compute the same quantity.

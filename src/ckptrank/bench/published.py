@@ -17,7 +17,8 @@ exposed as a suite named ``published:NAME``:
 ``published:emms-vit``         13 ViT-family models x 11 tasks (EMMS / SFDA ViT table)
 ``published:parc``             32 (architecture, source) models x 7 targets (PARC, controlled)
 ``published:stable-transfer``  19 Keras architectures x 9 targets, fine-tuned and linear protocols;
-                               parameter counts of the backbones, from the Keras documentation
+                               published GBC/LEEP/NLEEP/LogME scores; parameter counts of the
+                               backbones, from the Keras documentation
 =============================  ==================================================================
 
 Task names are the lower-case SFDA names (``aircraft``, ``cars``, ``pets``, ...), checkpoint
@@ -487,6 +488,12 @@ def _load_parc() -> Suite:
     )
 
 
+#: The measures of stable-transfer's score table that compute what ckptrank's measures of the same name
+#: compute (its config: GBC with spherical Gaussians on 64 PCA components, as ckptrank's default; NLEEP
+#: with a GMM of 5 components per class). Its ``hscore`` is not the H-score (see the suite's notes).
+_STABLE_TRANSFER_MEASURES = {"gbc": "GBC", "leep": "LEEP", "nleep": "NLEEP", "logme": "LogME"}
+
+
 def _load_stable_transfer() -> Suite:
     raw = read_published_table("stable_transfer_source_architectures_acc.csv")
     parts = []
@@ -508,20 +515,37 @@ def _load_stable_transfer() -> Suite:
     truth = pd.concat(parts, ignore_index=True)
     keras = read_published_table("keras_applications_parameters.csv").set_index("model")
     baselines = pd.DataFrame({"num_parameters": keras["num_params"].astype(float)})
+    published = read_published_table("stable_transfer_source_architectures_scores.csv")
+    published = published[published["metric"].isin(_STABLE_TRANSFER_MEASURES)]
+    scores = pd.DataFrame(
+        {
+            "task": published["target_dataset"],
+            "checkpoint": published["architecture"],
+            "measure": published["metric"].map(_STABLE_TRANSFER_MEASURES),
+            "score": published["score"].astype(float),
+        }
+    ).reset_index(drop=True)
     return Suite(
         name="published:stable-transfer",
         description="google-research stable_transfer: 19 Keras ImageNet architectures x 9 targets, test "
-        "accuracy with a fine-tuned (protocol finetune) and a frozen backbone (protocol linear)",
+        "accuracy with a fine-tuned (protocol finetune) and a frozen backbone (protocol linear), and the "
+        "GBC, LEEP, NLEEP and LogME scores it publishes",
         tasks={t: Task(metric="test accuracy (fraction)") for t in dict.fromkeys(truth["task"])},
         checkpoints={n: SuiteCheckpoint(group="Keras ImageNet") for n in dict.fromkeys(truth["checkpoint"])},
         ground_truth=truth,
         baselines=baselines,
         provenance=_provenance(
-            "stable_transfer_source_architectures_acc.csv", "keras_applications_parameters.csv"
+            "stable_transfer_source_architectures_acc.csv",
+            "stable_transfer_source_architectures_scores.csv",
+            "keras_applications_parameters.csv",
         ),
         default_protocol="finetune",
+        published_scores=scores,
         notes=[
             _SINGLE_SEED,
+            "the published hscore column is left out: stable_transfer's hscore.py multiplies pinv(Cov) and "
+            "the between-class covariance element-wise before the trace, which is not the H-score of Bao "
+            "et al. (published_data/PROVENANCE.md)",
             "num_parameters: the backbone that stable-transfer fine-tunes (the Keras architecture without "
             "its ImageNet classifier, include_top=False; published_data/PROVENANCE.md)",
         ],
