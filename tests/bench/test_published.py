@@ -17,7 +17,7 @@ import pytest
 from scipy import stats as sps
 
 from ckptrank.bench.evaluate import reported_summary
-from ckptrank.bench.harness import bench
+from ckptrank.bench.harness import PUBLISHED_ROW, PUBLISHED_ROW_IN_SAMPLE, bench
 from ckptrank.bench.published import PUBLISHED_SUITES, data_files, read_published_table
 from ckptrank.bench.suite import get_suite, list_suites
 
@@ -248,7 +248,9 @@ def test_modelspider_parameter_count_beats_every_published_metric():
     assert tau["num_parameters"] == pytest.approx(_mean_tau(gt, counted), abs=1e-12)
     assert round(tau["num_parameters"], 3) == 0.680
     assert (round(tau["LogME"], 3), round(tau["H-Score"], 3), round(tau["NCE"], 3)) == (0.675, 0.657, 0.655)
-    measures = ev.measures
+    # the 9 published metrics, after the default ranker's row on them (in-sample: it was fitted on them)
+    assert ev.measures[0] == PUBLISHED_ROW_IN_SAMPLE
+    measures = ev.measures[1:]
     assert len(measures) == 9 and (tau[measures] < tau["num_parameters"]).all()
     # paired comparisons with the parameter count, on the same 80 (task, checkpoint) pairs
     versus = ev.versus("num_parameters").loc[measures]
@@ -374,7 +376,38 @@ def test_published_suite_without_scores_or_baselines_asks_for_a_score_file():
     with pytest.raises(ValueError, match="has no measure 'sfda'; measures: HScore, LEEP, LogME, NCE"):
         bench("published:tllib", measures="sfda")
     result = bench("published:tllib", measures="logme,nce", n_bootstrap=0)
-    assert result.evaluation.measures == ["LogME", "NCE"]
+    # the default ranker's row is always evaluated, as on suites ckptrank scores
+    assert result.evaluation.measures == [PUBLISHED_ROW_IN_SAMPLE, "LogME", "NCE"]
+
+
+def test_the_default_rankers_row_on_a_published_table_is_its_held_out_figure():
+    """stable-transfer was never fitted on: the row's mean weighted tau is the held-out figure that the
+    meta-dataset's evaluation (another code path: meta.held_out_evaluation) recorded in the shipped ranker."""
+    from ckptrank.combine import default_ranker
+
+    result = bench("published:stable-transfer", n_bootstrap=0)
+    ev = result.evaluation
+    assert ev.measures[0] == PUBLISHED_ROW and ev.summary.loc[PUBLISHED_ROW, "kind"] == "default"
+    held = default_ranker().info["held_out"]["leave_one_task_out"]["per_suite"]["published:stable-transfer"]
+    assert ev.summary.loc[PUBLISHED_ROW, "weighted_tau"] == pytest.approx(held["weighted_tau"], abs=1e-12)
+    missing = [n for n in result.notes if n.startswith(f"'{PUBLISHED_ROW}'")]
+    assert len(missing) == 1 and "hscore, nce sit at the middle rank" in missing[0]
+    assert not any("was not scored" in n or "scored no checkpoint" in n for n in result.notes)  # said once
+
+
+def test_the_default_rankers_row_is_in_sample_on_a_table_with_its_training_truth():
+    """LogME's ground truth (published:tllib) is the truth of Model Spider's table, which the ranker was
+    fitted on: the row says so; SFDA's group 1 publishes no scores, so it has no row."""
+    result = bench("published:tllib", n_bootstrap=0)
+    tllib = result.evaluation
+    assert PUBLISHED_ROW_IN_SAMPLE in tllib.measures and PUBLISHED_ROW not in tllib.measures
+    assert any(
+        "80 of the 80 ground-truth results of published:tllib are published:modelspider's" in n
+        for n in result.notes
+    )
+    assert PUBLISHED_ROW_IN_SAMPLE in bench("published:modelspider", n_bootstrap=0).evaluation.measures
+    sfda = bench("published:sfda-group1", n_bootstrap=0).evaluation
+    assert not {PUBLISHED_ROW, PUBLISHED_ROW_IN_SAMPLE} & set(sfda.summary.index)
 
 
 def test_stable_transfer_protocols():

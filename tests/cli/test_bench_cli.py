@@ -99,7 +99,12 @@ def test_published_json_and_csv():
         "bench", "--suite", "published:tllib", "--measures", "LogME", "--bootstrap", "0", "--format", "csv"
     )
     table = pd.read_csv(io.StringIO(result.stdout))
-    assert set(table["measure"]) == {"LogME", "num_parameters", "source_accuracy"}
+    assert set(table["measure"]) == {
+        "LogME",
+        "default ranker (published, in-sample)",  # always evaluated
+        "num_parameters",
+        "source_accuracy",
+    }
     assert {"task", "statistic", "value", "ci_low", "seed_ci_high"} <= set(table.columns)
 
 

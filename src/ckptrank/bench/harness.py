@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ROW",
     "DEFAULT_ROW_IN_SAMPLE",
+    "PUBLISHED_ROW",
+    "PUBLISHED_ROW_IN_SAMPLE",
     "BenchResult",
     "ScoredSuite",
     "bench",
@@ -59,6 +61,10 @@ __all__ = [
 DEFAULT_ROW = "ckptrank rank (default)"
 #: Its name on a suite the default ranker was fitted on (the figure is then in-sample).
 DEFAULT_ROW_IN_SAMPLE = "ckptrank rank (default, in-sample)"
+#: Name of the row that runs the default ranker on a published score table (the measures it lacks sit at
+#: the middle rank, as in the held-out evaluation), and its name on a suite the ranker was fitted on.
+PUBLISHED_ROW = "default ranker (published)"
+PUBLISHED_ROW_IN_SAMPLE = "default ranker (published, in-sample)"
 
 logger = logging.getLogger(__name__)
 
@@ -684,7 +690,11 @@ def _scores_digest(table: pd.DataFrame) -> str:
 
 
 def default_answer(
-    scores: pd.DataFrame, num_parameters: Mapping[str, float] | pd.Series | None = None
+    scores: pd.DataFrame,
+    num_parameters: Mapping[str, float] | pd.Series | None = None,
+    *,
+    partial: bool = False,
+    label: str = DEFAULT_ROW,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The ``rank`` column of ``ckptrank rank`` with default options, per task of a score table.
 
@@ -700,13 +710,18 @@ def default_answer(
         Long table ``task, checkpoint, measure, score[, seconds]``.
     num_parameters : mapping or Series, optional
         Checkpoint -> parameter count (of the part used); missing: unknown.
+    partial : bool, default=False
+        Rank with the default measures the table has, the others at the middle rank (one note
+        names them), instead of refusing: for published score tables, which cannot be re-scored.
+    label : str, default=DEFAULT_ROW
+        The rows' ``measure``.
 
     Returns
     -------
     rows : pandas.DataFrame
-        ``task, checkpoint, measure`` (:data:`DEFAULT_ROW`), ``score`` (minus the final rank, so
+        ``task, checkpoint, measure`` (``label``), ``score`` (minus the final rank, so
         that higher is better), ``seconds`` (the default measures' seconds summed), ``error``.
-        Empty when a default measure is missing from the table.
+        Empty when a default measure is missing from the table (with ``partial``: when all are).
     notes : list of str
     """
     from ckptrank.combine import DEFAULT_MEASURES, answer_column
@@ -716,9 +731,9 @@ def default_answer(
     wanted = [m for m in DEFAULT_MEASURES if m in list_measures()]
     present = set(scores["measure"]) if len(scores) else set()
     missing = [m for m in wanted if m not in present]
-    if missing or not wanted:
+    if (missing and not partial) or len(missing) == len(wanted):
         note = (
-            f"no '{DEFAULT_ROW}' row: the score table has no {', '.join(missing)} score(s), which the "
+            f"no '{label}' row: the score table has no {', '.join(missing)} score(s), which the "
             f"default answer combines ({', '.join(wanted)})"
         )
         return pd.DataFrame(columns=columns), [note]
@@ -726,6 +741,15 @@ def default_answer(
     directions = {m: get_measure(m).higher_is_better for m in wanted}
     rows: list[pd.DataFrame] = []
     notes: list[str] = []
+    if missing:
+        notes.append(
+            f"'{label}': the table has {', '.join(m for m in wanted if m not in missing)} of the default "
+            f"ranker's measures; {', '.join(missing)} sit at the middle rank (as in `ckptrank bench "
+            "--held-out`), so this row is the default ranker on what the table has, not the exact "
+            "`ckptrank rank` column"
+        )
+        said = ("default ranker: {} was not scored", "{} scored no checkpoint")
+        absent = tuple(text.format(m) for m in missing for text in said)
     mine = scores[scores["measure"].isin(wanted)]
     for task, group in mine.groupby("task", sort=False):
         order = list(dict.fromkeys(group["checkpoint"]))
@@ -738,9 +762,13 @@ def default_answer(
                 num_parameters=params.reindex(order).to_numpy(dtype=float),
             )
         except ValueError as err:
-            notes.append(f"{DEFAULT_ROW} on {task}: {err}")
+            notes.append(f"{label} on {task}: {err}")
             continue
-        notes.extend(f"{DEFAULT_ROW} on {task}: {note}" for note in column.notes)
+        notes.extend(
+            f"{label} on {task}: {note}"
+            for note in column.notes
+            if not (missing and note.startswith(absent))  # said once above
+        )
         seconds = (
             group.pivot_table(index="checkpoint", columns="measure", values="seconds", aggfunc="sum")
             .reindex(order)
@@ -753,7 +781,7 @@ def default_answer(
                 {
                     "task": task,
                     "checkpoint": order,
-                    "measure": DEFAULT_ROW,
+                    "measure": label,
                     "score": -column.rank,
                     "seconds": seconds.to_numpy(dtype=float),
                     "error": None,
@@ -764,17 +792,52 @@ def default_answer(
     return frame, notes
 
 
-def _fitted_on_note(suite: Suite) -> str | None:
-    """A note when the default ranker was fitted on this suite (its row here is then in-sample)."""
+def _published_answer(suite: Suite) -> tuple[pd.DataFrame, list[str]]:
+    """The default ranker's row on a suite's published score table (:func:`default_answer`, partial)."""
+    from .published import PUBLISHED_NAMES
+
+    published = suite.published_scores.copy()
+    published["measure"] = published["measure"].map(lambda m: PUBLISHED_NAMES.get(m, m))
+    params = None
+    if suite.baselines is not None and "num_parameters" in suite.baselines:
+        params = suite.baselines["num_parameters"].astype(float).dropna()
+    in_sample = _fitted_on_note(suite, PUBLISHED_ROW_IN_SAMPLE)
+    label = PUBLISHED_ROW_IN_SAMPLE if in_sample else PUBLISHED_ROW
+    answer, notes = default_answer(published, params, partial=True, label=label)
+    if in_sample and len(answer):
+        notes.insert(0, in_sample)
+    return answer, notes
+
+
+def _fitted_on_note(suite: Suite, row: str = DEFAULT_ROW_IN_SAMPLE) -> str | None:
+    """A note when the default ranker was fitted on this suite, or on another suite with the same ground
+    truth for most of this one's (task, checkpoint) pairs (its row here is then in-sample)."""
     from ckptrank.combine import default_ranker
 
     suites = default_ranker().info.get("fitted_on", {}).get("suites", [])
-    if suite.name not in suites:
-        return None
-    return (
-        f"the default ranker was fitted on {suite.name}'s tasks, so its row here ('{DEFAULT_ROW_IN_SAMPLE}') "
-        "is in-sample; its held-out figures are in `ckptrank bench --held-out`"
-    )
+    tail = f"so its row here ('{row}') is in-sample; its held-out figures are in `ckptrank bench --held-out`"
+    if suite.name in suites:
+        return f"the default ranker was fitted on {suite.name}'s tasks, {tail}"
+    mine = _truth_triples(suite)
+    for name in suites:
+        try:
+            other = get_suite(name)
+        except (KeyError, ValueError, OSError):
+            continue
+        shared = len(mine & _truth_triples(other))
+        if mine and shared >= len(mine) / 2:
+            return (
+                f"{shared} of the {len(mine)} ground-truth results of {suite.name} are {name}'s (same task, "
+                f"checkpoint and accuracy), which the default ranker was fitted on, {tail}"
+            )
+    return None
+
+
+def _truth_triples(suite: Suite) -> set[tuple[str, str, float]]:
+    """(task, checkpoint, accuracy rounded to 6 decimals) of every ground-truth row."""
+    gt = suite.ground_truth
+    accuracy = gt["accuracy"].astype(float).round(6)
+    return set(zip(gt["task"].astype(str), gt["checkpoint"].astype(str), accuracy, strict=True))
 
 
 def bench(
@@ -912,6 +975,10 @@ def bench(
             notes.append(
                 f"evaluating the score table published with {suite.name} (pass --scores FILE for your own)"
             )
+            answer, answer_notes = _published_answer(suite)
+            if len(answer):
+                table = pd.concat([answer, table], ignore_index=True)
+            notes.extend(answer_notes)
             if store is not None:
                 used_store, own_store = _open(store)
         else:
@@ -948,7 +1015,9 @@ def bench(
             min_checkpoints=min_checkpoints,
             tolerance=tolerance,
             tasks=tasks,
-            kinds={DEFAULT_ROW: "default", DEFAULT_ROW_IN_SAMPLE: "default"},
+            kinds=dict.fromkeys(
+                (DEFAULT_ROW, DEFAULT_ROW_IN_SAMPLE, PUBLISHED_ROW, PUBLISHED_ROW_IN_SAMPLE), "default"
+            ),
         )
         config.update(
             protocol=suite.resolve_protocol(protocol),

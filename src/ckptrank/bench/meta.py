@@ -36,6 +36,7 @@ from ckptrank.rankers import (
 )
 
 from .evaluate import Evaluation, evaluate
+from .published import PUBLISHED_NAMES
 from .suite import Suite, get_suite
 
 __all__ = [
@@ -62,20 +63,6 @@ DEFAULT_SUITES: tuple[str, ...] = ("neucrab-mini-v1", "published:modelspider", "
 #: predictions join the temperature fit too (:func:`calibrate_shortlist`).
 HELD_OUT_SUITES: tuple[str, ...] = ("neucrab-mini-v2", "published:stable-transfer")
 
-#: Published metric names -> ckptrank measures that compute the same quantity.
-PUBLISHED_NAMES = {
-    "LogME": "logme",
-    "H-Score": "hscore",
-    "HScore": "hscore",
-    "LEEP": "leep",
-    "NLEEP": "nleep",
-    "N-LEEP": "nleep",
-    "NCE": "nce",
-    "GBC": "gbc",
-    "SFDA": "sfda",
-    "TransRate": "transrate",
-    "PARC": "parc",
-}
 
 #: Features the shipped ranker may use: measures scored on more than one suite, and descriptors.
 SHARED_FEATURES: tuple[str, ...] = ("logme", "hscore", "leep", "nce", "nleep", "gbc", PARAMETERS, HAS_HEAD)

@@ -47,7 +47,28 @@ import pandas as pd
 
 from .suite import Suite, SuiteCheckpoint, Task, register_suite
 
-__all__ = ["PUBLISHED_SUITES", "architecture_parameters", "data_files", "read_published_table"]
+__all__ = [
+    "PUBLISHED_NAMES",
+    "PUBLISHED_SUITES",
+    "architecture_parameters",
+    "data_files",
+    "read_published_table",
+]
+
+#: Published metric names -> ckptrank measures that compute the same quantity.
+PUBLISHED_NAMES = {
+    "LogME": "logme",
+    "H-Score": "hscore",
+    "HScore": "hscore",
+    "LEEP": "leep",
+    "NLEEP": "nleep",
+    "N-LEEP": "nleep",
+    "NCE": "nce",
+    "GBC": "gbc",
+    "SFDA": "sfda",
+    "TransRate": "transrate",
+    "PARC": "parc",
+}
 
 _PACKAGE = "ckptrank.bench"
 _FOLDER = "published_data"

@@ -592,6 +592,11 @@ def _details_table(result: BenchResult) -> str:
 def _display_name(name: str, kind: str) -> str:
     if kind != "default":
         return str(name)
+    if "(published" in str(name):
+        what = "the default ranker on the published scores (not the exact ckptrank rank column)"
+        if "in-sample" in str(name):
+            what += ", in-sample here (it was fitted on these tasks, see --held-out)"
+        return what
     if "in-sample" in str(name):
         return (
             "the default ranker (ckptrank rank; in-sample here: it was fitted on these tasks, see --held-out)"

@@ -207,7 +207,10 @@ def _summary_table(result: BenchResult, dropped: frozenset[str] = frozenset()) -
         if not kept:
             continue
         if header == "measure":
-            table.add_column(header, min_width=12 if wrap else None, no_wrap=not wrap)
+            # wrapped, a long name (the default ranker's rows) gives way to the paired comparison
+            table.add_column(
+                header, min_width=12 if wrap else None, max_width=16 if wrap else None, no_wrap=not wrap
+            )
         elif header == _VERSUS:
             table.add_column(header, min_width=22 if wrap else None, no_wrap=not wrap)
         else:
