@@ -144,8 +144,8 @@ def test_held_out_summary_names_both_bases():
         },
     )
     assert held_out_summary(both) == (
-        "held-out weighted tau 0.48 [0.35, 0.58] over 41 tasks it was not fitted on (0.70 on the 21 where it "
-        "had measure scores, as here; on the others it saw only model size)"
+        "held-out weighted tau 0.70 on the 21 tasks where it had measure scores, as here (0.48 [0.35, 0.58] "
+        "over 41 tasks it was not fitted on, including 20 where it saw only model size)"
     )
     plain = PairwiseRanker(features=["logme"], info={"held_out": {"leave_one_task_out": held}})
     assert (

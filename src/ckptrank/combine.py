@@ -264,28 +264,31 @@ def default_ranker() -> PairwiseRanker:
 
 
 def held_out_summary(ranker: PairwiseRanker) -> str:
-    """``"held-out weighted tau 0.53 [0.39, 0.63] over 41 tasks it was not fitted on (0.50 on the 30 ..."``.
+    """``"held-out weighted tau 0.50 on the 30 tasks where it had measure scores, as here (0.53 [0.39, ..."``.
 
-    The figure is the leave-one-task-out mean over the training suites' tasks and every task of the
-    suites it was never fitted on (``info["held_out_only"]``); in brackets, where recorded, its mean
-    over the tasks where it had measure scores, as ``ckptrank rank`` always has. ``""`` when the
-    ranker records no held-out figure.
+    Leads with the mean over the held-out tasks where the ranker had measure scores, as ``ckptrank
+    rank`` always has, where recorded; then the leave-one-task-out mean over every task it was not
+    fitted on (the training suites' tasks, each held out in turn, and every task of the suites it was
+    never fitted on, ``info["held_out_only"]``) with its interval. ``""`` when the ranker records no
+    held-out figure.
     """
     held = ranker.info.get("held_out", {}).get("leave_one_task_out", {})
     try:
-        text = (
-            f"held-out weighted tau {held['weighted_tau']:.2f} [{held['ci_low']:.2f}, {held['ci_high']:.2f}] "
+        overall = (
+            f"{held['weighted_tau']:.2f} [{held['ci_low']:.2f}, {held['ci_high']:.2f}] "
             f"over {held['n_tasks']} tasks it was not fitted on"
         )
     except (KeyError, TypeError, ValueError):
         return ""
     measured = held.get("with_measures") or {}
-    if measured.get("weighted_tau") is not None and measured.get("n_tasks", 0) < held["n_tasks"]:
-        text += (
-            f" ({measured['weighted_tau']:.2f} on the {measured['n_tasks']} where it had measure scores, "
-            "as here; on the others it saw only model size)"
+    n_measured = measured.get("n_tasks", 0)
+    if measured.get("weighted_tau") is not None and 0 < n_measured < held["n_tasks"]:
+        return (
+            f"held-out weighted tau {measured['weighted_tau']:.2f} on the {n_measured} tasks where it had "
+            f"measure scores, as here ({overall}, including {held['n_tasks'] - n_measured} where it saw "
+            "only model size)"
         )
-    return text
+    return f"held-out weighted tau {overall}"
 
 
 def answer_column(

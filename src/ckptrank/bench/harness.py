@@ -713,6 +713,8 @@ def default_answer(
     partial : bool, default=False
         Rank with the default measures the table has, the others at the middle rank (one note
         names them), instead of refusing: for published score tables, which cannot be re-scored.
+        The table must still have at least half of the default measures; with fewer, the row
+        would be little more than the parameter count, and there is none (with a note).
     label : str, default=DEFAULT_ROW
         The rows' ``measure``.
 
@@ -721,7 +723,8 @@ def default_answer(
     rows : pandas.DataFrame
         ``task, checkpoint, measure`` (``label``), ``score`` (minus the final rank, so
         that higher is better), ``seconds`` (the default measures' seconds summed), ``error``.
-        Empty when a default measure is missing from the table (with ``partial``: when all are).
+        Empty when a default measure is missing from the table (with ``partial``: when more than
+        half are).
     notes : list of str
     """
     from ckptrank.combine import DEFAULT_MEASURES, answer_column
@@ -731,7 +734,7 @@ def default_answer(
     wanted = [m for m in DEFAULT_MEASURES if m in list_measures()]
     present = set(scores["measure"]) if len(scores) else set()
     missing = [m for m in wanted if m not in present]
-    if (missing and not partial) or len(missing) == len(wanted):
+    if (missing and not partial) or not wanted or 2 * len(missing) > len(wanted):
         note = (
             f"no '{label}' row: the score table has no {', '.join(missing)} score(s), which the "
             f"default answer combines ({', '.join(wanted)})"
@@ -810,8 +813,11 @@ def _published_answer(suite: Suite) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _fitted_on_note(suite: Suite, row: str = DEFAULT_ROW_IN_SAMPLE) -> str | None:
-    """A note when the default ranker was fitted on this suite, or on another suite with the same ground
-    truth for most of this one's (task, checkpoint) pairs (its row here is then in-sample)."""
+    """A note when the default ranker's row on this suite is in-sample, else None.
+
+    In-sample: the ranker was fitted on this suite, or on another whose ground truth (of the
+    protocol it was fitted on) holds at least half of this suite's results.
+    """
     from ckptrank.combine import default_ranker
 
     suites = default_ranker().info.get("fitted_on", {}).get("suites", [])
@@ -824,7 +830,7 @@ def _fitted_on_note(suite: Suite, row: str = DEFAULT_ROW_IN_SAMPLE) -> str | Non
             other = get_suite(name)
         except (KeyError, ValueError, OSError):
             continue
-        shared = len(mine & _truth_triples(other))
+        shared = len(mine & _truth_triples(other, other.resolve_protocol(None)))
         if mine and shared >= len(mine) / 2:
             return (
                 f"{shared} of the {len(mine)} ground-truth results of {suite.name} are {name}'s (same task, "
@@ -833,9 +839,11 @@ def _fitted_on_note(suite: Suite, row: str = DEFAULT_ROW_IN_SAMPLE) -> str | Non
     return None
 
 
-def _truth_triples(suite: Suite) -> set[tuple[str, str, float]]:
-    """(task, checkpoint, accuracy rounded to 6 decimals) of every ground-truth row."""
+def _truth_triples(suite: Suite, protocol: str | None = None) -> set[tuple[str, str, float]]:
+    """(task, checkpoint, accuracy rounded to 6 decimals) of the ground-truth rows (of one protocol)."""
     gt = suite.ground_truth
+    if protocol is not None and "protocol" in gt:
+        gt = gt[gt["protocol"] == protocol]
     accuracy = gt["accuracy"].astype(float).round(6)
     return set(zip(gt["task"].astype(str), gt["checkpoint"].astype(str), accuracy, strict=True))
 
@@ -870,7 +878,8 @@ def bench(
     scores : str, path or DataFrame, optional
         An external score table (see :func:`ckptrank.bench.evaluate.read_scores`) evaluated
         instead of scoring. Without it, a suite that cannot be scored here evaluates its
-        published score table, or only its static baselines.
+        published score table, with the default ranker's row on it (:data:`PUBLISHED_ROW`, when the
+        table has at least half of the ranker's measures), or only its static baselines.
     store : ResultsStore, str or path, optional
         Results store for the scores and the evaluation. Default: :func:`open_store`'s default
         when scoring; not used when evaluating a given or published table.

@@ -610,7 +610,10 @@ def recommendation(evaluation: Evaluation) -> str:
     Among the rows that beat their best target-blind baseline (paired interval of the difference
     above 0), the one of highest mean weighted tau is recommended, or the default ranker when it
     is among them and the other is not better than it (paired). When nothing beats the baseline,
-    the sentence says so plainly and names the baseline, which costs nothing.
+    the sentence says so plainly and names the baseline, which costs nothing. A row of the default
+    ranker on tasks it was fitted on (``in-sample``) is never recommended: its figure flatters it.
+    Its row on a published score table (which lacks some of its measures) competes like a measure,
+    without the preference that the exact ``ckptrank rank`` column gets.
 
     Parameters
     ----------
@@ -625,7 +628,8 @@ def recommendation(evaluation: Evaluation) -> str:
     summary = evaluation.summary
     conf = round(100 * evaluation.config.get("confidence", 0.95))
     rows = summary[summary["weighted_tau"].apply(_finite)]
-    candidates = rows[rows["kind"] != "baseline"]
+    in_sample = [n for n in rows.index if rows.loc[n, "kind"] == "default" and "in-sample" in str(n)]
+    candidates = rows[(rows["kind"] != "baseline") & ~rows.index.isin(in_sample)]
     baselines = rows[rows["kind"] == "baseline"]
     if candidates.empty:
         if baselines.empty:
@@ -658,7 +662,9 @@ def recommendation(evaluation: Evaluation) -> str:
     if len(better):
         pick = better["weighted_tau"].astype(float).idxmax()
         clause = ""
-        defaults = [n for n in better.index if better.loc[n, "kind"] == "default"]
+        defaults = [
+            n for n in better.index if better.loc[n, "kind"] == "default" and "(published" not in str(n)
+        ]
         if defaults and pick != defaults[0]:
             versus = evaluation.comparison(str(pick), str(defaults[0]))
             if versus is not None and versus["verdict"] != "better":

@@ -660,8 +660,9 @@ def bench_command(
     (parameter count, source accuracy), compared with the best baseline on the same (task,
     checkpoint) pairs (paired bootstrap; a mark only when the interval excludes 0), with the
     ground truth's seed agreement and reliability and a random-init sanity check. Published
-    suites (published:*) evaluate their published score table, or --scores FILE, and show
-    recomputed vs reported values with disagreements flagged.
+    suites (published:*) evaluate their published score table (with the default ranker's row on
+    it, the measures the table lacks at the middle rank), or --scores FILE, and show recomputed vs
+    reported values with disagreements flagged.
     """
 
     def run() -> None:
