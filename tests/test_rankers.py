@@ -153,3 +153,16 @@ def test_held_out_summary_names_both_bases():
         == "held-out weighted tau 0.48 [0.35, 0.58] over 41 tasks it was not fitted on"
     )
     assert held_out_summary(PairwiseRanker(features=["logme"])) == ""
+    # every held-out task had measure scores: one figure, the overall one with its interval
+    every = PairwiseRanker(
+        features=["logme"],
+        info={
+            "held_out": {
+                "leave_one_task_out": held | {"with_measures": {"weighted_tau": 0.4801, "n_tasks": 41}}
+            }
+        },
+    )
+    assert (
+        held_out_summary(every)
+        == "held-out weighted tau 0.48 [0.35, 0.58] over 41 tasks it was not fitted on"
+    )

@@ -398,7 +398,7 @@ def test_the_default_rankers_row_on_a_published_table_is_its_held_out_figure():
 
 def test_the_default_rankers_row_is_in_sample_on_a_table_with_its_training_truth():
     """LogME's ground truth (published:tllib) is the truth of Model Spider's table, which the ranker was
-    fitted on: the row says so; SFDA's group 1 publishes no scores, so it has no row."""
+    fitted on: the row says so, and the recommendation passes over it."""
     result = bench("published:tllib", n_bootstrap=0)
     tllib = result.evaluation
     assert PUBLISHED_ROW_IN_SAMPLE in tllib.measures and PUBLISHED_ROW not in tllib.measures
@@ -458,3 +458,62 @@ def test_stable_transfer_protocols():
     assert linear.config["protocol"] == "linear"
     with pytest.raises(ValueError, match="no ground truth for protocol 'full'"):
         bench("published:stable-transfer", scores=linear.scores, protocol="full")
+
+
+def test_in_sample_is_judged_on_the_protocol_evaluated_and_the_one_fitted_on():
+    """A suite holding v1's fitted ('full') truth is in-sample when that protocol is evaluated, not when
+    its other protocol is; v1's 'linear' truth alone, which the ranker was not fitted on, is not."""
+    from ckptrank.bench.harness import _fitted_on_note
+
+    v1 = get_suite("neucrab-mini-v1").ground_truth
+    full = v1[v1["protocol"] == "full"]
+    other = full.assign(protocol="other", accuracy=full["accuracy"] + 1.0)
+    both = Suite(
+        name="test:v1-copy", ground_truth=pd.concat([full, other, other.assign(seed=other["seed"] + 10)])
+    )
+    assert "are neucrab-mini-v1's" in _fitted_on_note(both, protocol="full")
+    assert _fitted_on_note(both, protocol="other") is None
+    linear = Suite(name="test:v1-linear", ground_truth=v1[v1["protocol"] == "linear"])
+    assert _fitted_on_note(linear) is None
+
+
+class _StubEvaluation:
+    """What :func:`recommendation` reads: a summary, the confidence and a paired comparison (a tie)."""
+
+    def __init__(self, rows: dict[str, tuple[str, float]]) -> None:
+        self.config = {"confidence": 0.95}
+        self.summary = pd.DataFrame(
+            [
+                {
+                    "weighted_tau": tau,
+                    "kind": kind,
+                    "n_tasks": 4,
+                    "best_baseline": None if kind == "baseline" else "num_parameters",
+                    "best_baseline_tau": 0.1,
+                    "diff_vs_baseline": tau - 0.1,
+                    "diff_ci_low": 0.05,
+                    "diff_ci_high": 0.6,
+                    "verdict": None if kind == "baseline" else "better",
+                }
+                for tau, kind in ((t, k) for k, t in rows.values())
+            ],
+            index=list(rows),
+        )
+
+    def comparison(self, a: str, b: str) -> dict[str, object]:
+        return {"verdict": "tie", "ci_low": -0.1, "ci_high": 0.2}
+
+
+def test_the_rankers_published_row_competes_like_a_measure_the_exact_default_keeps_its_preference():
+    published = _StubEvaluation(
+        {PUBLISHED_ROW: ("default", 0.5), "NLEEP": ("measure", 0.6), "num_parameters": ("baseline", 0.1)}
+    )
+    assert recommendation(published).startswith("Use NLEEP:")
+    exact = _StubEvaluation(
+        {
+            "ckptrank rank (default)": ("default", 0.5),
+            "nleep": ("measure", 0.6),
+            "num_parameters": ("baseline", 0.1),
+        }
+    )
+    assert recommendation(exact).startswith("Use the default ranker (ckptrank rank):")

@@ -735,9 +735,10 @@ def default_answer(
     present = set(scores["measure"]) if len(scores) else set()
     missing = [m for m in wanted if m not in present]
     if (missing and not partial) or not wanted or 2 * len(missing) > len(wanted):
+        need = "every one" if not partial else "at least half"
         note = (
-            f"no '{label}' row: the score table has no {', '.join(missing)} score(s), which the "
-            f"default answer combines ({', '.join(wanted)})"
+            f"no '{label}' row: the score table has no {', '.join(missing)} score(s), of the measures the "
+            f"default answer combines ({', '.join(wanted)}); it needs {need} of them"
         )
         return pd.DataFrame(columns=columns), [note]
     params = pd.Series({} if num_parameters is None else dict(num_parameters.items()), dtype=float)
@@ -795,8 +796,9 @@ def default_answer(
     return frame, notes
 
 
-def _published_answer(suite: Suite) -> tuple[pd.DataFrame, list[str]]:
-    """The default ranker's row on a suite's published score table (:func:`default_answer`, partial)."""
+def _published_answer(suite: Suite, protocol: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The default ranker's row on a suite's published score table (:func:`default_answer`, partial),
+    evaluated against the truth of ``protocol``."""
     from .published import PUBLISHED_NAMES
 
     published = suite.published_scores.copy()
@@ -804,7 +806,7 @@ def _published_answer(suite: Suite) -> tuple[pd.DataFrame, list[str]]:
     params = None
     if suite.baselines is not None and "num_parameters" in suite.baselines:
         params = suite.baselines["num_parameters"].astype(float).dropna()
-    in_sample = _fitted_on_note(suite, PUBLISHED_ROW_IN_SAMPLE)
+    in_sample = _fitted_on_note(suite, PUBLISHED_ROW_IN_SAMPLE, protocol)
     label = PUBLISHED_ROW_IN_SAMPLE if in_sample else PUBLISHED_ROW
     answer, notes = default_answer(published, params, partial=True, label=label)
     if in_sample and len(answer):
@@ -812,11 +814,14 @@ def _published_answer(suite: Suite) -> tuple[pd.DataFrame, list[str]]:
     return answer, notes
 
 
-def _fitted_on_note(suite: Suite, row: str = DEFAULT_ROW_IN_SAMPLE) -> str | None:
+def _fitted_on_note(
+    suite: Suite, row: str = DEFAULT_ROW_IN_SAMPLE, protocol: str | None = None
+) -> str | None:
     """A note when the default ranker's row on this suite is in-sample, else None.
 
     In-sample: the ranker was fitted on this suite, or on another whose ground truth (of the
-    protocol it was fitted on) holds at least half of this suite's results.
+    protocol it was fitted on) holds at least half of this suite's results of ``protocol`` (the
+    protocol evaluated; None: every protocol).
     """
     from ckptrank.combine import default_ranker
 
@@ -824,13 +829,14 @@ def _fitted_on_note(suite: Suite, row: str = DEFAULT_ROW_IN_SAMPLE) -> str | Non
     tail = f"so its row here ('{row}') is in-sample; its held-out figures are in `ckptrank bench --held-out`"
     if suite.name in suites:
         return f"the default ranker was fitted on {suite.name}'s tasks, {tail}"
-    mine = _truth_triples(suite)
+    mine = _truth_triples(suite, protocol)
     for name in suites:
         try:
             other = get_suite(name)
+            theirs = _truth_triples(other, other.resolve_protocol(None))
         except (KeyError, ValueError, OSError):
             continue
-        shared = len(mine & _truth_triples(other, other.resolve_protocol(None)))
+        shared = len(mine & theirs)
         if mine and shared >= len(mine) / 2:
             return (
                 f"{shared} of the {len(mine)} ground-truth results of {suite.name} are {name}'s (same task, "
@@ -956,7 +962,7 @@ def bench(
                     f"'{DEFAULT_ROW}' ranks the pre-trained checkpoints only (the random-init controls are "
                     "left out of its input, as of every headline figure)"
                 )
-            in_sample = _fitted_on_note(suite)
+            in_sample = _fitted_on_note(suite, protocol=suite.resolve_protocol(protocol))
             if in_sample and len(answer):
                 answer_notes.insert(0, in_sample)
                 answer["measure"] = DEFAULT_ROW_IN_SAMPLE
@@ -984,7 +990,7 @@ def bench(
             notes.append(
                 f"evaluating the score table published with {suite.name} (pass --scores FILE for your own)"
             )
-            answer, answer_notes = _published_answer(suite)
+            answer, answer_notes = _published_answer(suite, suite.resolve_protocol(protocol))
             if len(answer):
                 table = pd.concat([answer, table], ignore_index=True)
             notes.extend(answer_notes)
