@@ -797,8 +797,10 @@ def default_answer(
 
 
 def _published_answer(suite: Suite, protocol: str | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """The default ranker's row on a suite's published score table (:func:`default_answer`, partial),
-    evaluated against the truth of ``protocol``."""
+    """The default ranker's row on a suite's published score table (:func:`default_answer`, partial).
+
+    ``protocol`` is the protocol evaluated, which decides whether the row is in-sample.
+    """
     from .published import PUBLISHED_NAMES
 
     published = suite.published_scores.copy()
