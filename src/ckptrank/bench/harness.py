@@ -742,7 +742,7 @@ def default_answer(
         )
         return pd.DataFrame(columns=columns), [note]
     params = pd.Series({} if num_parameters is None else dict(num_parameters.items()), dtype=float)
-    directions = {m: get_measure(m).higher_is_better for m in wanted}
+    directions = {m: get_measure(m).higher_is_better for m in wanted if m not in missing}
     rows: list[pd.DataFrame] = []
     notes: list[str] = []
     if missing:
@@ -752,16 +752,16 @@ def default_answer(
             "--held-out`), so this row is the default ranker on what the table has, not the exact "
             "`ckptrank rank` column"
         )
-        said = ("default ranker: {} was not scored", "{} scored no checkpoint")
-        absent = tuple(text.format(m) for m in missing for text in said)
-    mine = scores[scores["measure"].isin(wanted)]
+        absent = tuple(f"default ranker: {m} was not scored" for m in missing)
+    given = [m for m in wanted if m not in missing]
+    mine = scores[scores["measure"].isin(given)]
     for task, group in mine.groupby("task", sort=False):
         order = list(dict.fromkeys(group["checkpoint"]))
         wide = group.pivot_table(index="checkpoint", columns="measure", values="score", dropna=False)
-        wide = wide.reindex(index=order, columns=wanted)
+        wide = wide.reindex(index=order, columns=given)
         try:
             column = answer_column(
-                {m: wide[m].to_numpy(dtype=float) for m in wanted},
+                {m: wide[m].to_numpy(dtype=float) for m in given},
                 directions,
                 num_parameters=params.reindex(order).to_numpy(dtype=float),
             )

@@ -628,11 +628,9 @@ def _with_measures(held: HeldOut) -> dict[str, float | int | None]:
 
 def _calibration_summary(table: pd.DataFrame) -> dict[str, float | int | None]:
     """Coverage, mean shortlist size and mean zoo size of some rows of a calibration table (None: no row)."""
-    return {
-        "n_tasks": len(table),
-        "coverage": float(table["covered"].mean()) if len(table) else None,
-        "mean_size": float(table["size"].mean()) if len(table) else None,
-        "mean_checkpoints": float(table["n_checkpoints"].mean()) if len(table) else None,
+    means = {"coverage": "covered", "mean_size": "size", "mean_checkpoints": "n_checkpoints"}
+    return {"n_tasks": len(table)} | {
+        key: float(table[column].mean()) if len(table) else None for key, column in means.items()
     }
 
 
