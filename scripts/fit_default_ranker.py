@@ -1,13 +1,16 @@
 """Fit the default ranker shipped with ckptrank and record its held-out figures.
 
 Usage: ``python scripts/fit_default_ranker.py [--out src/ckptrank/default_ranker.json] [--suites A,B,...]
-[--held-out-suites C,...]``
+[--held-out-suites C,...] [--features F,...] [--balance task|suite] [--nonnegative]``
 
 ``--suites`` fits on other suites than the shipped ones to compare held-out figures; write such a trial
 elsewhere (``--out /tmp/trial.json``), never over the shipped file. ``--held-out-suites`` (default
-neucrab-mini-v2 and published:stable-transfer, :data:`ckptrank.bench.meta.HELD_OUT_SUITES`) are evaluated
-but never fitted on; ``""`` for none. The temperature of ``p_best`` is fitted on the held-out tasks where
-the ranker had measure scores (:func:`ckptrank.bench.meta.calibrate_shortlist`).
+neucrab-mini-v2 and published:stable-transfer, :data:`ckptrank.bench.meta.HELD_OUT_SUITES`) are
+evaluated but never fitted on; ``""`` for none. ``--features`` (default the shipped ones,
+:data:`ckptrank.bench.meta.SHARED_FEATURES`), ``--balance`` and ``--nonnegative``
+(:class:`ckptrank.bench.meta.Design`) try other designs. The temperature of ``p_best`` is fitted on
+the held-out tasks where the ranker had measure scores
+(:func:`ckptrank.bench.meta.calibrate_shortlist`).
 
 Builds the meta-dataset (:func:`ckptrank.bench.meta.meta_table`: neucrab-mini v1 and v2 scored through
 the results store, the published Model Spider and stable-transfer scores, SFDA group 1's
@@ -25,7 +28,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ckptrank.bench.meta import DEFAULT_SUITES, HELD_OUT_SUITES, LEARNED, fit_default_ranker, meta_table
+from ckptrank.bench.meta import (
+    DEFAULT_SUITES,
+    HELD_OUT_SUITES,
+    LEARNED,
+    SHARED_FEATURES,
+    Design,
+    fit_default_ranker,
+    meta_table,
+)
 
 
 def main() -> None:
@@ -38,14 +49,25 @@ def main() -> None:
         default=",".join(HELD_OUT_SUITES),
         help="comma-separated suites evaluated but never fitted on",
     )
+    parser.add_argument("--features", default=",".join(SHARED_FEATURES), help="comma-separated features")
+    parser.add_argument("--balance", choices=("task", "suite"), default="task", help="what weighs the same")
+    parser.add_argument(
+        "--nonnegative", action="store_true", help="constrain every weight but has_head's to be >= 0"
+    )
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     start = time.perf_counter()
     train = [name.strip() for name in args.suites.split(",") if name.strip()]
     held_out = [name.strip() for name in args.held_out_suites.split(",") if name.strip() not in ("", *train)]
     rows, truth = meta_table([*train, *held_out])
+    features = [name.strip() for name in args.features.split(",") if name.strip()]
     ranker, by_task, by_suite = fit_default_ranker(
-        rows, truth, n_bootstrap=args.bootstrap, train_suites=train
+        rows,
+        truth,
+        features=features,
+        n_bootstrap=args.bootstrap,
+        train_suites=train,
+        design=Design(balance=args.balance, nonnegative=args.nonnegative),
     )
     for title, held in (("leave one task out", by_task), ("leave one suite out", by_suite)):
         ev = held.evaluation

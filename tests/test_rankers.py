@@ -166,3 +166,55 @@ def test_held_out_summary_names_both_bases():
         held_out_summary(every)
         == "held-out weighted tau 0.48 [0.35, 0.58] over 41 tasks it was not fitted on"
     )
+
+
+def _plain_tasks(rng, n_tasks=6, n=9):
+    """Truth = 1.5 a + 0.5 b - 0.4 c + noise, features as raw values (no centring needed here)."""
+    tasks = []
+    for _ in range(n_tasks):
+        X = rng.normal(size=(n, 3))
+        tasks.append((X, X @ np.array([1.5, 0.5, -0.4]) + 0.8 * rng.normal(size=n)))
+    return tasks
+
+
+def test_nonnegative_fit_equals_scikit_learn_where_the_bound_is_inactive():
+    tasks = _plain_tasks(np.random.default_rng(1))
+    free = PairwiseRanker(features=["a", "b", "c"], C=3.0).fit(tasks)
+    assert free.weights[0] > 0 and free.weights[2] < 0
+    bounded = PairwiseRanker(features=["a", "b", "c"], C=3.0, nonnegative=["a"]).fit(tasks)
+    np.testing.assert_allclose(bounded.weights, free.weights, atol=2e-5)
+
+
+def test_nonnegative_fit_at_the_bound_is_scikit_learns_fit_without_that_feature():
+    tasks = _plain_tasks(np.random.default_rng(2))
+    bounded = PairwiseRanker(features=["a", "b", "c"], C=3.0, nonnegative=["a", "b", "c"]).fit(tasks)
+    assert bounded.weights[2] == 0.0
+    # with c's weight at 0, a and b take the unconstrained optimum of the loss without c
+    without_c = PairwiseRanker(features=["a", "b"], C=3.0).fit([(X[:, :2], y) for X, y in tasks])
+    np.testing.assert_allclose(bounded.weights[:2], without_c.weights, atol=2e-5)
+
+
+def test_a_task_weight_of_two_is_the_task_given_twice():
+    tasks = _plain_tasks(np.random.default_rng(3), n_tasks=4)
+    weighted = PairwiseRanker(features=["a", "b", "c"], C=1.0).fit(tasks, task_weights=[2, 1, 1, 1])
+    repeated = PairwiseRanker(features=["a", "b", "c"], C=1.0).fit([tasks[0], *tasks])
+    np.testing.assert_allclose(weighted.weights, repeated.weights, atol=1e-4)
+
+
+def test_bad_task_weights_and_unknown_nonnegative_names_are_clear_errors():
+    tasks = _plain_tasks(np.random.default_rng(4), n_tasks=2)
+    with pytest.raises(ValueError, match="task_weights must be 2 positive finite numbers, got 1"):
+        PairwiseRanker(features=["a", "b", "c"]).fit(tasks, task_weights=[1.0])
+    with pytest.raises(ValueError, match="task_weights must be 2 positive finite numbers"):
+        PairwiseRanker(features=["a", "b", "c"]).fit(tasks, task_weights=[1.0, 0.0])
+    with pytest.raises(ValueError, match=r"nonnegative names \['z'\] that are not features"):
+        PairwiseRanker(features=["a", "b", "c"], nonnegative=["z"]).fit(tasks)
+
+
+def test_json_round_trip_keeps_the_nonnegative_features_and_old_files_have_none(tmp_path):
+    ranker = PairwiseRanker(features=["a", "b"], weights=np.array([0.5, 0.0]), nonnegative=["a", "b"])
+    again = PairwiseRanker.load(ranker.save(tmp_path / "r.json"))
+    assert again.nonnegative == ["a", "b"]
+    plain = PairwiseRanker(features=["a"], weights=np.array([1.0]))
+    assert "nonnegative" not in json.loads(plain.save(tmp_path / "p.json").read_text())
+    assert PairwiseRanker.load(tmp_path / "p.json").nonnegative == []

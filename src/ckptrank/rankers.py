@@ -11,8 +11,12 @@ scale of a measure there), a missing value is 0 (the middle), and a logistic reg
 differences of two checkpoints' features predicts which of them fine-tunes better (the
 pairwise approach of RankNet / ranking SVMs, fitted with scikit-learn). Its prediction is the
 linear score ``w . x``, so a ranker is a weighted average of rank positions whose weights can be
-read, printed and checked. It is saved as a small JSON file (weights, features, the data it was
-fitted on and its held-out figures), never as a pickle.
+read, printed and checked. Two options of the fit: per-task weights (so that, for example, every
+benchmark suite weighs the same whatever its number of tasks), and weights constrained to be
+non-negative for chosen features (a measure or a size is a higher-predicts-better signal; a
+negative weight beside a correlated measure is a fit to collinearity), solved with scipy's
+L-BFGS-B on the same penalised loss as scikit-learn's. It is saved as a small JSON file (weights,
+features, the data it was fitted on and its held-out figures), never as a pickle.
 """
 
 from __future__ import annotations
@@ -152,29 +156,49 @@ class PairwiseRanker:
         Inverse L2 regularisation strength of the logistic regression.
     info : dict
         What it was fitted on and how well it did held out (free-form, JSON-ready).
+    nonnegative : list of str
+        Features whose weights the fit constrains to be >= 0 (empty: an unconstrained
+        scikit-learn fit).
     """
 
     features: list[str]
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     C: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
+    nonnegative: list[str] = field(default_factory=list)
 
-    def fit(self, tasks: Sequence[tuple[np.ndarray, np.ndarray]], min_gap: float = 0.0) -> PairwiseRanker:
+    def fit(
+        self,
+        tasks: Sequence[tuple[np.ndarray, np.ndarray]],
+        min_gap: float = 0.0,
+        task_weights: Sequence[float] | None = None,
+    ) -> PairwiseRanker:
         """Fit on tasks, each ``(X, truth)``: X of shape (n_checkpoints, n_features), truth (n_checkpoints,).
 
         Every pair of checkpoints of a task whose truths differ by more than ``min_gap`` gives
         two samples (the difference and its negation, so no intercept is needed); each task
-        weighs the same in total, whatever its number of checkpoints.
+        weighs the same in total, whatever its number of checkpoints, times its entry of
+        ``task_weights`` (default 1).
 
         Raises
         ------
         ValueError
-            No pair to learn from.
+            No pair to learn from; ``task_weights`` of another length than ``tasks`` or not
+            positive and finite; a ``nonnegative`` name that is not a feature.
         """
-        from sklearn.linear_model import LogisticRegression
-
+        unknown = sorted(set(self.nonnegative) - set(self.features))
+        if unknown:
+            raise ValueError(f"nonnegative names {unknown} that are not features {self.features}")
+        if task_weights is None:
+            task_weights = [1.0] * len(tasks)
+        task_weights = [float(w) for w in task_weights]
+        if len(task_weights) != len(tasks) or not all(math.isfinite(w) and w > 0 for w in task_weights):
+            raise ValueError(
+                f"task_weights must be {len(tasks)} positive finite numbers, got {len(task_weights)}: "
+                f"{task_weights[:5]}"
+            )
         rows, labels, weights = [], [], []
-        for X, truth in tasks:
+        for (X, truth), task_weight in zip(tasks, task_weights, strict=True):
             X = np.asarray(X, dtype=float)
             truth = np.asarray(truth, dtype=float)
             i, j = np.triu_indices(len(truth), k=1)
@@ -186,12 +210,20 @@ class PairwiseRanker:
             sign = np.sign(gap[keep])
             rows += [diff, -diff]
             labels += [sign > 0, sign < 0]
-            w = np.full(int(keep.sum()), 1.0 / keep.sum())
+            w = np.full(int(keep.sum()), task_weight / keep.sum())
             weights += [w, w]
         if not rows:
             raise ValueError("no pair of checkpoints with different ground truth to fit the ranker on")
+        X_all, y_all, w_all = np.vstack(rows), np.concatenate(labels), np.concatenate(weights)
+        if self.nonnegative:
+            self.weights = _constrained_logistic(
+                X_all, y_all, w_all, self.C, [name in self.nonnegative for name in self.features]
+            )
+            return self
+        from sklearn.linear_model import LogisticRegression
+
         model = LogisticRegression(C=self.C, fit_intercept=False, max_iter=2000, tol=1e-6)
-        model.fit(np.vstack(rows), np.concatenate(labels), sample_weight=np.concatenate(weights))
+        model.fit(X_all, y_all, sample_weight=w_all)
         self.weights = model.coef_[0].astype(float)
         return self
 
@@ -204,13 +236,16 @@ class PairwiseRanker:
         return self.predict(feature_matrix(table, self.features))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": "pairwise-logistic",
             "features": list(self.features),
             "weights": [float(w) for w in self.weights],
             "C": float(self.C),
             "info": self.info,
         }
+        if self.nonnegative:
+            out["nonnegative"] = list(self.nonnegative)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PairwiseRanker:
@@ -223,7 +258,11 @@ class PairwiseRanker:
                 f"ranker file holds {weights.size} weights for {len(features)} features; it is damaged"
             )
         return cls(
-            features=features, weights=weights, C=float(data.get("C", 1.0)), info=dict(data.get("info", {}))
+            features=features,
+            weights=weights,
+            C=float(data.get("C", 1.0)),
+            info=dict(data.get("info", {})),
+            nonnegative=[str(f) for f in data.get("nonnegative", [])],
         )
 
     def save(self, path: str | Path) -> Path:
@@ -256,6 +295,51 @@ class PairwiseRanker:
         """``"w1 * f1 + w2 * f2 ..."``, largest weights first."""
         order = np.argsort(-np.abs(self.weights))
         return " + ".join(f"{self.weights[k]:.2f}*{self.features[k]}" for k in order if self.weights[k] != 0)
+
+
+def _constrained_logistic(
+    X: np.ndarray, positive: np.ndarray, sample_weight: np.ndarray, C: float, nonnegative: Sequence[bool]
+) -> np.ndarray:
+    """Weights minimising scikit-learn's penalised logistic loss without intercept, some bounded >= 0.
+
+    ``0.5 * ||w||^2 + C * sum_i s_i * log(1 + exp(-y_i * x_i . w))`` with ``y_i = +1`` where
+    ``positive`` and ``-1`` elsewhere, solved by scipy's L-BFGS-B with the bound ``w_j >= 0`` where
+    ``nonnegative[j]``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    positive : ndarray of shape (n_samples,), bool
+    sample_weight : ndarray of shape (n_samples,)
+    C : float
+    nonnegative : sequence of bool, length n_features
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+    """
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    signed = np.where(np.asarray(positive, dtype=bool), 1.0, -1.0)[:, None] * np.asarray(X, dtype=float)
+    s = np.asarray(sample_weight, dtype=float)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = signed @ w
+        value = 0.5 * float(w @ w) + C * float(s @ np.logaddexp(0.0, -margin))
+        grad = w - C * (signed.T @ (s * expit(-margin)))
+        return value, grad
+
+    bounds = [(0.0, None) if flag else (None, None) for flag in nonnegative]
+    result = minimize(
+        loss,
+        np.zeros(signed.shape[1]),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 10_000, "gtol": 1e-10, "ftol": 1e-15},
+    )
+    return np.asarray(result.x, dtype=float)
 
 
 def digest(payload: Any) -> str:

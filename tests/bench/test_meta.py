@@ -6,8 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ckptrank.bench.meta import BEST_SINGLE, LEARNED, held_out_evaluation, meta_table
+from ckptrank.bench.meta import (
+    BEST_SINGLE,
+    LEARNED,
+    Design,
+    _fit,
+    _inner_folds,
+    _task_tables,
+    fit_default_ranker,
+    held_out_evaluation,
+    meta_table,
+)
 from ckptrank.bench.suite import Suite, Task, register_suite, unregister_suite
+from ckptrank.rankers import HAS_HEAD, PairwiseRanker
 
 N_CKPT = 8
 
@@ -234,3 +245,45 @@ def test_the_temperature_is_fitted_on_tasks_with_measure_scores_and_checks_the_o
     assert temperature == pytest.approx(_fit_temperature(data)) and temperature != pytest.approx(every)
     with pytest.raises(ValueError, match="fit_on must be"):
         calibrate_shortlist(held, fit_on="some")
+
+
+def test_suite_balance_is_each_suites_tasks_repeated_to_equal_totals(suites):
+    """Suite a has 4 tasks, b 3: balancing the suites equals giving a's tasks 3 copies and b's 4."""
+    rows, _ = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    features = ["logme", "nce", "log_parameters"]
+    tables = _task_tables(rows, features)
+    keys = list(tables)
+    balanced = _fit(tables, keys, features, 1.0, Design(balance="suite"))
+    copies = [(tables[k][1], tables[k][0]["truth"].to_numpy(dtype=float)) for k in keys]
+    repeated = [
+        task for key, task in zip(keys, copies, strict=True) for _ in range(3 if "meta-a" in key else 4)
+    ]
+    # total weight 7 (one per task) against 24 (one per copy): the same loss with C scaled by 7 / 24
+    reference = PairwiseRanker(features=features, C=7 / 24).fit(repeated)
+    np.testing.assert_allclose(balanced.weights, reference.weights, atol=1e-4)
+    assert not np.allclose(balanced.weights, _fit(tables, keys, features, 1.0).weights, atol=1e-3)
+
+
+def test_inner_folds_hold_out_a_suite_or_a_task(suites):
+    rows, _ = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    tables = _task_tables(rows, ["logme"])
+    keys = list(tables)
+    assert _inner_folds(tables, keys, Design(balance="suite")) == [keys[:4], keys[4:]]
+    assert _inner_folds(tables, keys, Design()) == [[k] for k in keys]
+    # a single training suite cannot be held out: one task at a time
+    assert _inner_folds(tables, keys[:4], Design(balance="suite")) == [[k] for k in keys[:4]]
+    with pytest.raises(ValueError, match="balance must be 'task' or 'suite', got 'checkpoint'"):
+        Design(balance="checkpoint")
+
+
+def test_a_suite_balanced_non_negative_design_is_evaluated_and_recorded(suites):
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    features = ["logme", "nce", "log_parameters", HAS_HEAD]
+    design = Design(balance="suite", nonnegative=True)
+    ranker, by_task, _ = fit_default_ranker(rows, truth, features=features, n_bootstrap=0, design=design)
+    assert ranker.nonnegative == ["logme", "nce", "log_parameters"]
+    weights = by_task.chosen[[f"w:{f}" for f in ranker.nonnegative]].to_numpy()
+    assert (weights >= 0).all() and (ranker.weights[:3] >= 0).all()
+    assert by_task.evaluation.summary.loc[LEARNED, "weighted_tau"] > 0.6
+    assert ranker.info["design"] == {"balance": "suite", "nonnegative": True}
+    assert ranker.info["regularisation"].startswith("C chosen by leave-one-suite-out")

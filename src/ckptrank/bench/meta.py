@@ -43,6 +43,8 @@ __all__ = [
     "DEFAULT_SUITES",
     "HELD_OUT_SUITES",
     "SHARED_FEATURES",
+    "SHIPPED_DESIGN",
+    "Design",
     "HeldOut",
     "calibrate_shortlist",
     "fit_default_ranker",
@@ -249,25 +251,90 @@ def _weighted_tau(score: np.ndarray, truth: np.ndarray) -> float:
     return float(stats.weighted_tau(score, truth))
 
 
+@dataclass(frozen=True)
+class Design:
+    """How a ranker is fitted: what :func:`held_out_evaluation` varies besides the features.
+
+    Attributes
+    ----------
+    balance : {"task", "suite"}
+        ``"task"``: every training task weighs the same (the shipped ranker). ``"suite"``: every
+        training suite weighs the same in total, its tasks equally within it; the regularisation
+        is then chosen by an inner leave one suite out (leave one task out while the training
+        tasks come from a single suite).
+    nonnegative : bool
+        Constrain the weights of every feature but ``has_head`` to be >= 0.
+    """
+
+    balance: str = "task"
+    nonnegative: bool = False
+
+    def __post_init__(self) -> None:
+        if self.balance not in ("task", "suite"):
+            raise ValueError(f"balance must be 'task' or 'suite', got {self.balance!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"balance": self.balance, "nonnegative": self.nonnegative}
+
+
+#: The shipped ranker's design.
+SHIPPED_DESIGN = Design()
+
+
+def _suite_of(tables: dict[str, tuple[pd.DataFrame, np.ndarray]], key: str) -> str:
+    return str(tables[key][0]["suite"].iloc[0])
+
+
 def _fit(
-    tables: dict[str, tuple[pd.DataFrame, np.ndarray]], keys: Sequence[str], features: Sequence[str], C: float
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    keys: Sequence[str],
+    features: Sequence[str],
+    C: float,
+    design: Design = SHIPPED_DESIGN,
 ) -> PairwiseRanker:
     data = [(tables[k][1], tables[k][0]["truth"].to_numpy(dtype=float)) for k in keys]
-    return PairwiseRanker(features=list(features), C=C).fit(data)
+    task_weights = None
+    if design.balance == "suite":
+        suites = [_suite_of(tables, k) for k in keys]
+        counts = {name: suites.count(name) for name in suites}
+        # every suite weighs len(keys) / n_suites in total, so C means what it means task-balanced
+        task_weights = [len(keys) / (len(counts) * counts[name]) for name in suites]
+    nonnegative = [f for f in features if f != HAS_HEAD] if design.nonnegative else []
+    return PairwiseRanker(features=list(features), C=C, nonnegative=nonnegative).fit(
+        data, task_weights=task_weights
+    )
+
+
+def _inner_folds(
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]], keys: Sequence[str], design: Design
+) -> list[list[str]]:
+    """The held-out groups of keys of the inner cross-validation that chooses the regularisation."""
+    if design.balance == "suite":
+        by_suite: dict[str, list[str]] = {}
+        for key in keys:
+            by_suite.setdefault(_suite_of(tables, key), []).append(key)
+        if len(by_suite) >= 2:
+            return list(by_suite.values())
+    return [[key] for key in keys]
 
 
 def _choose_regularisation(
-    tables: dict[str, tuple[pd.DataFrame, np.ndarray]], keys: Sequence[str], features: Sequence[str]
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    keys: Sequence[str],
+    features: Sequence[str],
+    design: Design = SHIPPED_DESIGN,
 ) -> float:
-    """C with the best inner leave-one-task-out mean weighted tau on the training tasks."""
+    """C with the best inner held-out mean weighted tau on the training tasks (see :class:`Design`)."""
     best_C, best = C_GRID[0], -np.inf
+    folds = _inner_folds(tables, keys, design)
     for C in C_GRID:
         taus = []
-        for held in keys:
-            train = [k for k in keys if k != held]
-            ranker = _fit(tables, train, features, C)
-            group, X = tables[held]
-            taus.append(_weighted_tau(ranker.predict(X), group["truth"].to_numpy(dtype=float)))
+        for fold in folds:
+            train = [k for k in keys if k not in fold]
+            ranker = _fit(tables, train, features, C, design)
+            for held in fold:
+                group, X = tables[held]
+                taus.append(_weighted_tau(ranker.predict(X), group["truth"].to_numpy(dtype=float)))
         value = float(np.nanmean(taus))
         if value > best + 1e-12:
             best_C, best = C, value
@@ -355,6 +422,7 @@ def held_out_evaluation(
     n_bootstrap: int = 1000,
     random_state: int = 0,
     train_suites: Sequence[str] | None = None,
+    design: Design = SHIPPED_DESIGN,
 ) -> HeldOut:
     """Leave-one-task-out (``scheme="task"``) or leave-one-suite-out (``"suite"``) evaluation.
 
@@ -374,6 +442,8 @@ def held_out_evaluation(
         names or aliases (``neucrab-mini`` is ``neucrab-mini-v2``). Tasks of the other suites are
         evaluated but never trained on (see :data:`HELD_OUT_SUITES`), and the final ranker is
         fitted on the training suites only.
+    design : Design
+        How the ranker is fitted (default: the shipped ranker's way).
 
     Returns
     -------
@@ -410,8 +480,8 @@ def held_out_evaluation(
                 f"{', '.join(sorted({suite_of[k] for k in pool}))}); leave one suite out needs two"
             )
         group, X = tables[held]
-        C = _choose_regularisation(tables, train, features)
-        ranker = _fit(tables, train, features, C)
+        C = _choose_regularisation(tables, train, features, design)
+        ranker = _fit(tables, train, features, C, design)
         single = _best_single(tables, train, candidates, group)
         entries = {LEARNED: ranker.predict(X)}
         if single is not None:
@@ -469,8 +539,8 @@ def held_out_evaluation(
         task_order=keys,
         kinds={LEARNED: "ranker", BEST_SINGLE: "ranker", CONSENSUS: "ranker"},
     )
-    final_C = _choose_regularisation(tables, pool, features)
-    final = _fit(tables, pool, features, final_C)
+    final_C = _choose_regularisation(tables, pool, features, design)
+    final = _fit(tables, pool, features, final_C, design)
     return HeldOut(evaluation=evaluation, scores=scores, chosen=pd.DataFrame(chosen), final=final)
 
 
@@ -525,6 +595,7 @@ def fit_default_ranker(
     features: Sequence[str] = SHARED_FEATURES,
     n_bootstrap: int = 1000,
     train_suites: Sequence[str] | None = None,
+    design: Design = SHIPPED_DESIGN,
 ) -> tuple[PairwiseRanker, HeldOut, HeldOut]:
     """The ranker fitted on every training task, with its leave-one-task-out and leave-one-suite-out
     figures and the calibration of its probability of being the best (:func:`calibrate_shortlist`).
@@ -539,6 +610,8 @@ def fit_default_ranker(
         The suites it is fitted on (default: every suite in ``rows``); the others are held out
         entirely: evaluated, never fitted on (their tasks with measure scores also enter the
         temperature fit, :func:`calibrate_shortlist`).
+    design : Design
+        How the ranker is fitted.
 
     Returns
     -------
@@ -560,6 +633,7 @@ def fit_default_ranker(
         scheme="task",
         n_bootstrap=n_bootstrap,
         train_suites=train_suites,
+        design=design,
     )
     by_suite = held_out_evaluation(
         rows,
@@ -568,6 +642,7 @@ def fit_default_ranker(
         scheme="suite",
         n_bootstrap=n_bootstrap,
         train_suites=train_suites,
+        design=design,
     )
     ranker = by_task.final
     temperature, calibration = calibrate_shortlist(by_task)
@@ -587,7 +662,13 @@ def fit_default_ranker(
             "controls": "random-initialised controls left out",
         },
         "held_out_only": sorted(set(pretrained["suite"]) - set(used["suite"])),
-        "regularisation": "C chosen by leave-one-task-out on the training tasks from " + str(list(C_GRID)),
+        "design": design.describe(),
+        "regularisation": (
+            "C chosen by leave-one-"
+            + ("suite" if design.balance == "suite" else "task")
+            + "-out on the training tasks from "
+            + str(list(C_GRID))
+        ),
         "held_out": {
             "leave_one_task_out": summarise(by_task) | {"with_measures": _with_measures(by_task)},
             "leave_one_suite_out": summarise(by_suite) | {"with_measures": _with_measures(by_suite)},
