@@ -9,7 +9,7 @@ Both rankings run on a warm feature cache (one untimed warm-up call fills it), a
 that the load of a busy machine is shared fairly, and the medians are compared:
 
 * new: ``rank(data, models)``: the default measures (logme, hscore, leep, nce, nleep, gbc) combined
-  by the learned default ranker, with ``p_best`` and the shortlist from the ranker's held-out
+  by the default ranker, with ``p_best`` and the shortlist from the ranker's held-out
   error and ``DEFAULT_RESAMPLES`` (5) resamples of the target set;
 * new without resamples: ``rank(data, models, resamples=0)``: the same ranking, ``p_best`` from the
   ranker's held-out error alone;

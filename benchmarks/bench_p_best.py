@@ -5,11 +5,9 @@ Usage::
     python benchmarks/bench_p_best.py              # 5 resamples, as ``ckptrank rank`` by default
     python benchmarks/bench_p_best.py --resamples 20
 
-On every task of the meta-dataset the ranker is the one fitted without that task (leave one task
-out, :func:`ckptrank.bench.meta.held_out_evaluation`; the tasks of neucrab-mini-v2 and
-published:stable-transfer, suites it is never fitted on, are ranked by the ranker fitted on all the
-training suites) and the temperature of
-``p_best`` is fitted without the task too (:func:`ckptrank.bench.meta.calibrate_shortlist`). The 90%
+On every task of the meta-dataset the ranker is the shipped default, the label-free agreement
+ranker, fitted on no task (:func:`ckptrank.bench.meta.default_held_out`); the temperature of
+``p_best`` is fitted without the task (:func:`ckptrank.bench.meta.calibrate_shortlist`). The 90%
 shortlist of each task is then checked: does it hold the checkpoint that did best?
 
 * ``ranker error only``: ``p_best = softmax(score / T)`` from the full target set (all 41 tasks;
@@ -38,7 +36,7 @@ def _resampled_probabilities(
     suite_name: str,
     task: str,
     names: list[str],
-    weights: dict[str, float],
+    features: list[str],
     temperature: float,
     resamples: int,
 ):
@@ -47,16 +45,15 @@ def _resampled_probabilities(
     from ckptrank.bench.suite import get_suite
     from ckptrank.combine import DEFAULT_MEASURES, answer_column
     from ckptrank.measures import get_measure, snap_saturated
-    from ckptrank.rankers import PairwiseRanker
+    from ckptrank.rankers import AgreementRanker
     from ckptrank.ranking import iter_runs, make_cache
     from ckptrank.specs import resolve_measure_options
 
     suite = get_suite(suite_name)
     spec = suite.tasks[task]
     dataset = targets.load_target(spec.data, spec.per_class, spec.seed)
-    ranker = PairwiseRanker(
-        features=list(weights),
-        weights=np.asarray(list(weights.values())),
+    ranker = AgreementRanker(
+        features=list(features),
         info={"p_best": {"temperature": temperature, "shortlist_level": 0.9}},
     )
     measures = [m for m in ranker.features if m in DEFAULT_MEASURES]
@@ -128,11 +125,11 @@ def main() -> None:
     pd.set_option("display.width", 200)
 
     from ckptrank.bench.meta import (
+        AGREEMENT_FEATURES,
         DEFAULT_SUITES,
         HELD_OUT_SUITES,
-        SHARED_FEATURES,
         calibrate_shortlist,
-        held_out_evaluation,
+        default_held_out,
         meta_table,
     )
     from ckptrank.bench.suite import get_suite
@@ -140,9 +137,7 @@ def main() -> None:
     rows, truth = meta_table([*DEFAULT_SUITES, *HELD_OUT_SUITES])
     # suites whose target data ckptrank can load and re-score (the published suites give scores only)
     scorable = [name for name in dict.fromkeys(rows["suite"]) if get_suite(name).can_score]
-    held = held_out_evaluation(
-        rows, truth, features=SHARED_FEATURES, scheme="task", n_bootstrap=200, train_suites=DEFAULT_SUITES
-    )
+    held = default_held_out(rows, truth, scheme="task", n_bootstrap=200)
     _, calibration = calibrate_shortlist(held)
     calibration = calibration.set_index("task")
     table = []
@@ -160,11 +155,10 @@ def main() -> None:
         }
         suite, _, task = key.rpartition("/")
         if suite in scorable and args.resamples > 0:
-            weights = {f: float(chosen[f"w:{f}"]) for f in SHARED_FEATURES}
             group = rows[(rows["key"] == key) & ~rows["control"]]
             names = [str(n) for n in group["checkpoint"]]
             p, seconds = _resampled_probabilities(
-                suite, task, names, weights, float(entry["temperature"]), args.resamples
+                suite, task, names, list(AGREEMENT_FEATURES), float(entry["temperature"]), args.resamples
             )
             total_seconds += seconds
             best = int(np.argmax(group["truth"].to_numpy(dtype=float)))

@@ -1,15 +1,19 @@
 """Fit the default ranker shipped with ckptrank and record its held-out figures.
 
 Usage: ``python scripts/fit_default_ranker.py [--out src/ckptrank/default_ranker.json] [--suites A,B,...]
-[--held-out-suites C,...] [--features F,...] [--balance task|suite] [--nonnegative]``
+[--held-out-suites C,...] [--kind agreement|pairwise] [--features F,...] [--balance task|suite]
+[--nonnegative]``
 
 ``--suites`` fits on other suites than the shipped ones to compare held-out figures; write such a trial
 elsewhere (``--out /tmp/trial.json``), never over the shipped file. ``--held-out-suites`` (default
 neucrab-mini-v2 and published:stable-transfer, :data:`ckptrank.bench.meta.HELD_OUT_SUITES`) are
-evaluated but never fitted on; ``""`` for none. ``--features`` (default the shipped ones,
-:data:`ckptrank.bench.meta.SHARED_FEATURES`), ``--balance`` and ``--nonnegative``
-(:class:`ckptrank.bench.meta.Design`) try other designs. The temperature of ``p_best`` is fitted on
-the held-out tasks where the ranker had measure scores
+evaluated but never fitted on; ``""`` for none. ``--kind pairwise`` evaluates the learned pairwise ranker
+(the default until round 6) instead of the shipped label-free agreement ranker; ``--features``
+(default :data:`ckptrank.bench.meta.AGREEMENT_FEATURES`, or
+:data:`ckptrank.bench.meta.SHARED_FEATURES` for a pairwise ranker), ``--balance`` and
+``--nonnegative`` (:class:`ckptrank.bench.meta.Design`) try other designs. For the agreement ranker,
+which is fitted on no task, ``--suites`` are those of the learned pairwise ranker it is compared with.
+The temperature of ``p_best`` is fitted on the held-out tasks where the ranker had measure scores
 (:func:`ckptrank.bench.meta.calibrate_shortlist`).
 
 Builds the meta-dataset (:func:`ckptrank.bench.meta.meta_table`: neucrab-mini v1 and v2 scored through
@@ -32,7 +36,6 @@ from ckptrank.bench.meta import (
     DEFAULT_SUITES,
     HELD_OUT_SUITES,
     LEARNED,
-    SHARED_FEATURES,
     Design,
     fit_default_ranker,
     meta_table,
@@ -49,7 +52,8 @@ def main() -> None:
         default=",".join(HELD_OUT_SUITES),
         help="comma-separated suites evaluated but never fitted on",
     )
-    parser.add_argument("--features", default=",".join(SHARED_FEATURES), help="comma-separated features")
+    parser.add_argument("--kind", choices=("agreement", "pairwise"), default="agreement", help="which ranker")
+    parser.add_argument("--features", default="", help="comma-separated features (default: the kind's)")
     parser.add_argument("--balance", choices=("task", "suite"), default="task", help="what weighs the same")
     parser.add_argument(
         "--nonnegative", action="store_true", help="constrain every weight but has_head's to be >= 0"
@@ -60,14 +64,14 @@ def main() -> None:
     train = [name.strip() for name in args.suites.split(",") if name.strip()]
     held_out = [name.strip() for name in args.held_out_suites.split(",") if name.strip() not in ("", *train)]
     rows, truth = meta_table([*train, *held_out])
-    features = [name.strip() for name in args.features.split(",") if name.strip()]
+    features = [name.strip() for name in args.features.split(",") if name.strip()] or None
     ranker, by_task, by_suite = fit_default_ranker(
         rows,
         truth,
         features=features,
         n_bootstrap=args.bootstrap,
         train_suites=train,
-        design=Design(balance=args.balance, nonnegative=args.nonnegative),
+        design=Design(kind=args.kind, balance=args.balance, nonnegative=args.nonnegative),
     )
     for title, held in (("leave one task out", by_task), ("leave one suite out", by_suite)):
         ev = held.evaluation
@@ -79,7 +83,7 @@ def main() -> None:
             print(f"-- paired vs {LEARNED} ({scope})")
             print(ev.versus(LEARNED, scope=scope).round(3).to_string())
     ranker.save(args.out)
-    print(f"ranker: {ranker.describe()} (C={ranker.C})")
+    print(f"ranker: {ranker.describe()}" + (f" (C={ranker.C})" if hasattr(ranker, "C") else ""))
     print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
 
 

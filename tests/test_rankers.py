@@ -10,7 +10,15 @@ from scipy.stats import rankdata
 
 from ckptrank.combine import DEFAULT_MEASURES, answer_column, default_ranker
 from ckptrank.measures import get_measure, list_measures
-from ckptrank.rankers import HAS_HEAD, PARAMETERS, PairwiseRanker, centred_ranks, feature_matrix
+from ckptrank.rankers import (
+    HAS_HEAD,
+    PARAMETERS,
+    AgreementRanker,
+    PairwiseRanker,
+    centred_ranks,
+    feature_matrix,
+    ranker_from_dict,
+)
 
 
 def test_centred_ranks_exact():
@@ -62,13 +70,17 @@ def test_no_pairs_to_learn_from_is_one_clear_error():
 
 def test_shipped_default_ranker_matches_the_default_measures_and_records_its_figures():
     ranker = default_ranker()
+    assert isinstance(ranker, AgreementRanker)
     measures = [f for f in ranker.features if f not in (PARAMETERS, HAS_HEAD)]
-    assert tuple(measures) == DEFAULT_MEASURES
+    assert tuple(measures) == DEFAULT_MEASURES and ranker.features[-1] == PARAMETERS
     assert set(measures) <= set(list_measures(kind="static"))
-    assert np.isfinite(ranker.weights).all() and len(ranker.weights) == len(ranker.features)
     held = ranker.info["held_out"]["leave_one_task_out"]
     assert held["n_tasks"] >= 8 and held["ci_low"] <= held["weighted_tau"] <= held["ci_high"]
-    assert len(ranker.info["fitted_on"]["sha256"]) == 64
+    # label-free: fitted on no task, so every suite it was evaluated on is held out entirely
+    assert ranker.info["fitted_on"]["suites"] == [] and ranker.info["fitted_on"]["n_pairs"] == 0
+    assert ranker.info["held_out_only"] == ranker.info["evaluated_on"]["suites"]
+    assert len(ranker.info["evaluated_on"]["sha256"]) == 64
+    assert ranker.info["p_best"]["temperature"] > 0
 
 
 def test_answer_column_applies_the_ranker_with_notes_for_missing_inputs():
@@ -218,3 +230,72 @@ def test_json_round_trip_keeps_the_nonnegative_features_and_old_files_have_none(
     plain = PairwiseRanker(features=["a"], weights=np.array([1.0]))
     assert "nonnegative" not in json.loads(plain.save(tmp_path / "p.json").read_text())
     assert PairwiseRanker.load(tmp_path / "p.json").nonnegative == []
+
+
+def test_agreement_ranker_weighs_by_agreement_and_lets_size_disagree():
+    """Two measures that agree, size reversed: the correlation matrix is [[1, 1, -1], [1, 1, -1],
+    [-1, -1, 1]], whose leading eigenvector is (1, 1, -1) / sqrt(3)."""
+    ranker = AgreementRanker(features=["logme", "nleep", PARAMETERS])
+    table = {
+        "logme": np.array([1.0, 2.0, 3.0, 4.0]),
+        "nleep": np.array([10.0, 20.0, 30.0, 40.0]),
+        PARAMETERS: np.array([9.0, 8.0, 7.0, 6.0]),
+    }
+    loadings = ranker.loadings(table)
+    assert loadings == pytest.approx({"logme": 3**-0.5, "nleep": 3**-0.5, PARAMETERS: -(3**-0.5)})
+    z = (np.arange(4) - 1.5) / np.std(np.arange(4) - 1.5)  # the standardised ranks
+    np.testing.assert_allclose(ranker.score_table(table), 3 * z / 3**0.5)
+    # measures that disagree with the truth cannot be detected without labels: the sign follows them
+    flipped = {k: -v for k, v in table.items()}
+    np.testing.assert_allclose(ranker.score_table(flipped), -ranker.score_table(table))
+
+
+def test_agreement_ranker_leaves_out_what_cannot_be_compared():
+    ranker = AgreementRanker(features=["logme", "leep", "nleep", PARAMETERS])
+    table = {
+        "logme": np.array([1.0, 3.0, 2.0, 4.0, 5.0]),
+        "leep": np.array([np.nan, np.nan, np.nan, 1.0, 2.0]),  # two headed checkpoints: left out
+        "nleep": np.full(5, 0.5),  # constant: left out
+        PARAMETERS: np.array([1.0, 2.0, 3.0, 4.0, np.nan]),  # unknown size: the middle rank
+    }
+    loadings = ranker.loadings(table)
+    assert set(loadings) == {"logme", PARAMETERS}
+    # two columns: equal weights, signed by their correlation (positive here)
+    assert loadings["logme"] == pytest.approx(2**-0.5) and loadings[PARAMETERS] == pytest.approx(2**-0.5)
+    # no measure to compare with: the parameter count decides (the parameter-count baseline)
+    only_size = {"logme": np.array([np.nan, 1.0, np.nan, np.nan, 2.0]), PARAMETERS: table[PARAMETERS]}
+    assert ranker.loadings(only_size) == {}
+    np.testing.assert_allclose(ranker.score_table(only_size), centred_ranks(table[PARAMETERS]))
+    # two checkpoints, no correlation to read: the measures' mean centred rank, size left out
+    two = {"logme": np.array([1.0, 2.0]), "nleep": np.array([5.0, 3.0]), PARAMETERS: np.array([9.0, 1.0])}
+    np.testing.assert_allclose(ranker.score_table(two), [0.0, 0.0])
+    two["nleep"] = np.array([3.0, 5.0])
+    np.testing.assert_allclose(ranker.score_table(two), [-1.0, 1.0])
+
+
+def test_ranker_files_by_kind(tmp_path):
+    agreement = AgreementRanker(features=["logme", PARAMETERS], info={"p_best": {"temperature": 2.0}})
+    again = ranker_from_dict(json.loads(agreement.save(tmp_path / "a.json").read_text()))
+    assert isinstance(again, AgreementRanker) and again.features == ["logme", PARAMETERS]
+    assert again.info == {"p_best": {"temperature": 2.0}}
+    pairwise = PairwiseRanker(features=["a"], weights=np.ones(1))
+    assert isinstance(ranker_from_dict(pairwise.to_dict()), PairwiseRanker)
+    with pytest.raises(ValueError, match="unknown ranker kind 'forest'"):
+        ranker_from_dict({"kind": "forest"})
+    with pytest.raises(ValueError, match="lists no features; it is damaged"):
+        ranker_from_dict({"kind": "agreement", "features": []})
+
+
+def test_answer_column_with_the_agreement_ranker_notes_its_weights():
+    ranker = AgreementRanker(features=["logme", "nleep", PARAMETERS])
+    scores = {"logme": np.array([1.0, 2.0, 3.0, 4.0]), "nleep": np.array([1.0, 2.0, 4.0, 3.0])}
+    column = answer_column(
+        scores,
+        {"logme": True, "nleep": True},
+        num_parameters=np.array([1e9, 1e8, 1e7, 1e6]),
+        ranker=ranker,
+    )
+    assert column.rank.tolist() == [4.0, 3.0, 2.0, 1.0]  # size agrees with the measures in reverse
+    note = next(n for n in column.notes if n.startswith("default ranker: weights on this task"))
+    assert f"{PARAMETERS} -" in note and "larger networks rank lower" in note
+    assert column.method.startswith("default ranker (label-free agreement of logme, nleep, log_parameters)")

@@ -1,9 +1,10 @@
 """How per-measure scores become the ``rank`` column that ``ckptrank rank`` prints.
 
-:func:`answer_column` makes the default answer: the learned default ranker shipped with the
-package (:func:`default_ranker`, a :class:`ckptrank.rankers.PairwiseRanker` fitted on the
-benchmark suites; see ``ckptrank/default_ranker.json`` for its training data and held-out
-figures) applied to the scores of :data:`DEFAULT_MEASURES` and the checkpoints' descriptors.
+:func:`answer_column` makes the default answer: the default ranker shipped with the package
+(:func:`default_ranker`, a :class:`ckptrank.rankers.AgreementRanker`, label-free, chosen over the
+learned :class:`ckptrank.rankers.PairwiseRanker` by a pre-registered held-out comparison; see
+``ckptrank/default_ranker.json`` for its held-out figures and ``benchmarks/RESULTS.md``) applied to
+the scores of :data:`DEFAULT_MEASURES` and the checkpoints' parameter counts.
 :func:`consensus_column` averages the ranks of the measures a user asked for (``--measures``).
 :func:`ckptrank.ranking.rank` calls them, and the benchmark harness calls the same functions on
 the benchmark's scores, so ``ckptrank bench`` evaluates exactly the column a user sees (never a
@@ -11,10 +12,12 @@ re-implementation of it).
 
 Default ranker
     Within the task, each feature (the default measures' scores, log10 of the parameter count
-    of the part of the network used, has a head) becomes a centred rank in [-1, 1]; a measure
-    that failed or skipped a checkpoint is missing there (the middle rank, 0) and said so in a
-    note, never a silent decision. The ranker's score is the weighted sum; the final rank
-    orders it, ties sharing the smaller rank.
+    of the part of the network used) becomes a centred rank in [-1, 1]; a measure that failed or
+    skipped a checkpoint is missing there (the middle rank, 0) and said so in a note, never a
+    silent decision. Each feature's weight on this task is its agreement with the others (the
+    leading eigenvector of their rank correlations; a note lists the weights), so the size of a
+    network counts for as much as, and in the direction that, it agrees with what the measures
+    say about the target data. The final rank orders the score, ties sharing the smaller rank.
 
 Consensus rank
     For each measure, the checkpoints it scored are ranked 1 (predicted best) .. M, ties
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ckptrank.rankers import PairwiseRanker
+    from ckptrank.rankers import Ranker
 
 __all__ = [
     "DEFAULT_MEASURES",
@@ -234,7 +237,7 @@ def consensus_column(
 
 
 @functools.cache
-def default_ranker() -> PairwiseRanker:
+def default_ranker() -> Ranker:
     """The ranker shipped with the package (read once per process; JSON, never a pickle).
 
     Raises
@@ -244,7 +247,7 @@ def default_ranker() -> PairwiseRanker:
     """
     from importlib import resources
 
-    from ckptrank.rankers import PairwiseRanker
+    from ckptrank.rankers import ranker_from_dict
 
     resource = resources.files("ckptrank").joinpath(DEFAULT_RANKER_FILE)
     try:
@@ -256,14 +259,14 @@ def default_ranker() -> PairwiseRanker:
     import json
 
     try:
-        return PairwiseRanker.from_dict(json.loads(text))
+        return ranker_from_dict(json.loads(text))
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(
             f"the default ranker file {DEFAULT_RANKER_FILE} is damaged ({err}); reinstall ckptrank"
         ) from None
 
 
-def held_out_summary(ranker: PairwiseRanker) -> str:
+def held_out_summary(ranker: Ranker) -> str:
     """``"held-out weighted tau 0.50 on the 30 tasks where it had measure scores, as here (0.53 [0.39, ..."``.
 
     Leads with the mean over the held-out tasks where the ranker had measure scores, as ``ckptrank
@@ -298,7 +301,7 @@ def answer_column(
     num_parameters: np.ndarray,
     has_head: np.ndarray | None = None,
     ok: np.ndarray | None = None,
-    ranker: PairwiseRanker | None = None,
+    ranker: Ranker | None = None,
     resampled: Mapping[str, np.ndarray] | None = None,
 ) -> RankColumn:
     """The default answer: the default ranker over the default measures and the descriptors.
@@ -316,7 +319,7 @@ def answer_column(
         1 / 0 / NaN; default: whether LEEP scored the checkpoint (when LEEP scored any).
     ok : ndarray of bool, optional
         Checkpoints that ran (default all); the others get NaN.
-    ranker : PairwiseRanker, optional
+    ranker : PairwiseRanker or AgreementRanker, optional
         Default :func:`default_ranker`.
     resampled : mapping, optional
         Measure -> raw scores of shape (n_resamples, n_checkpoints) on resamples of
@@ -331,7 +334,7 @@ def answer_column(
         ``ranker_score`` holds the ranker's score, ``rank`` its order, ``consensus`` the
         consensus of the measures (shown for reference), ``method`` names the ranker.
     """
-    from ckptrank.rankers import HAS_HEAD, PARAMETERS
+    from ckptrank.rankers import HAS_HEAD, PARAMETERS, AgreementRanker
 
     ranker = ranker or default_ranker()
     column = consensus_column(scores, higher_is_better, ok)
@@ -381,9 +384,14 @@ def answer_column(
     score = np.full(n, np.nan)
     if ran.any():
         score[ran] = ranker.score_table({k: v[ran] for k, v in table.items()})
+        if isinstance(ranker, AgreementRanker):
+            notes.append(_agreement_note(ranker.loadings({k: v[ran] for k, v in table.items()})))
     resampled_scores = _resampled_scores(table, ran, ranker, resampled or {}, higher_is_better)
     p_best, shortlist = _decisions(score, ranker, resampled_scores)
-    method = "default ranker (learned, pairwise logistic over " + ", ".join(ranker.features) + ")"
+    if isinstance(ranker, AgreementRanker):
+        method = "default ranker (label-free agreement of " + ", ".join(ranker.features) + ")"
+    else:
+        method = "default ranker (learned, pairwise logistic over " + ", ".join(ranker.features) + ")"
     summary = held_out_summary(ranker)
     if summary:
         method += f"; {summary}"
@@ -400,10 +408,33 @@ def answer_column(
     )
 
 
+#: Start of the note that lists the agreement ranker's weights on a task.
+WEIGHTS_NOTE = "default ranker: weights on this task"
+#: Added to it where the parameter count's weight is negative.
+SIZE_DISAGREES = "the parameter count disagrees with the measures here"
+
+
+def _agreement_note(loadings: Mapping[str, float]) -> str:
+    """``"default ranker: weights on this task (...): nleep +0.48, ..."`` from the agreement ranker."""
+    from ckptrank.rankers import PARAMETERS
+
+    if not loadings:
+        return (
+            "default ranker: no measure could be compared with the others here (fewer than 3 checkpoints "
+            "or scores); the ranking falls back to the parameter count, or to the measures' mean rank"
+        )
+    ordered = sorted(loadings.items(), key=lambda item: -abs(item[1]))
+    text = ", ".join(f"{name} {weight:+.2f}" for name, weight in ordered)
+    note = f"{WEIGHTS_NOTE}, from each feature's agreement with the others: {text}"
+    if loadings.get(PARAMETERS, 0.0) < 0:
+        note += f" ({SIZE_DISAGREES}, so larger networks rank lower)"
+    return note
+
+
 def _resampled_scores(
     table: Mapping[str, np.ndarray],
     ran: np.ndarray,
-    ranker: PairwiseRanker,
+    ranker: Ranker,
     resampled: Mapping[str, np.ndarray],
     higher_is_better: Mapping[str, bool],
 ) -> np.ndarray | None:
@@ -428,7 +459,7 @@ def _resampled_scores(
 
 
 def _decisions(
-    score: np.ndarray, ranker: PairwiseRanker, resampled: np.ndarray | None = None
+    score: np.ndarray, ranker: Ranker, resampled: np.ndarray | None = None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``p_best`` over the checkpoints that ran (:func:`ckptrank.rankers.probability_best`) and the shortlist.
 

@@ -341,10 +341,11 @@ def explain(result: DemoResult, width: int | None = None) -> str:
     if "p_best" in frame and frame["p_best"].notna().any():
         out.append(
             _wrap(
-                "rank = the default ranker: a small model learned on the benchmark suites that weighs these "
-                "measures with the checkpoint's size and whether it has a head "
-                f"({frame.attrs.get('ranker', '')}). p(best) = its probability that the checkpoint "
-                "fine-tunes best; ★ marks the shortlist holding the best with 90% probability.",
+                "rank = the default ranker: it weighs these measures and the checkpoint's size by how "
+                "well each agrees with the others on your data (a note lists the weights), so size counts "
+                f"only where the measures bear it out ({frame.attrs.get('ranker', '')}). p(best) = its "
+                "probability that the checkpoint fine-tunes best; ★ marks the shortlist holding the best "
+                "with 90% probability.",
                 width,
                 bullet,
             )

@@ -17,6 +17,14 @@ non-negative for chosen features (a measure or a size is a higher-predicts-bette
 negative weight beside a correlated measure is a fit to collinearity), solved with scipy's
 L-BFGS-B on the same penalised loss as scikit-learn's. It is saved as a small JSON file (weights,
 features, the data it was fitted on and its held-out figures), never as a pickle.
+
+:class:`AgreementRanker` is label-free: on the task it ranks, it weighs each feature by its
+agreement with the others, read from their within-task rank correlations (the leading
+eigenvector of the correlation matrix, in the spirit of the spectral meta-learner of Parisi et
+al., PNAS 2014). Nothing in it is fitted on a benchmark task, so whether the size of a network
+helps is decided on the user's own task: by how well the size agrees with what the measures say
+about the target data there. It is the default ranker (``benchmarks/RESULTS.md`` gives the
+pre-registered comparison that chose it over the learned pairwise ranker).
 """
 
 from __future__ import annotations
@@ -34,10 +42,13 @@ import numpy as np
 __all__ = [
     "HAS_HEAD",
     "PARAMETERS",
+    "AgreementRanker",
     "PairwiseRanker",
+    "Ranker",
     "centred_ranks",
     "feature_matrix",
     "probability_best",
+    "ranker_from_dict",
     "shortlist_size",
 ]
 
@@ -267,20 +278,7 @@ class PairwiseRanker:
 
     def save(self, path: str | Path) -> Path:
         """Write the ranker as JSON (atomically)."""
-        import os
-        import tempfile
-
-        path = Path(path)
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return _save_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> PairwiseRanker:
@@ -340,6 +338,153 @@ def _constrained_logistic(
         options={"maxiter": 10_000, "gtol": 1e-10, "ftol": 1e-15},
     )
     return np.asarray(result.x, dtype=float)
+
+
+#: Fewest finite values a feature needs on a task to enter :class:`AgreementRanker`'s correlations.
+MIN_AGREEMENT_VALUES = 3
+
+
+@dataclass
+class AgreementRanker:
+    """Label-free ranker: features weighted by their within-task agreement (see the module docstring).
+
+    On one task, over the checkpoints given: each feature becomes a centred rank (a missing
+    value is the middle rank, 0); a feature with fewer than :data:`MIN_AGREEMENT_VALUES` finite
+    values, or constant, is left out; the others are standardised, and the score is their
+    projection on the leading eigenvector of their correlation matrix, signed so that the
+    measures' entries (every feature but :data:`PARAMETERS` and :data:`HAS_HEAD`) sum to more
+    than 0. Size therefore gets a weight, and a sign, from its agreement with the measures on
+    this task. With no usable measure the score is the parameter count's centred rank (the
+    parameter-count baseline); with fewer than 3 checkpoints (no correlation to read) the score
+    is the mean centred rank of the measures.
+
+    Attributes
+    ----------
+    features : list of str
+        Measures (signed so that higher predicts better) and :data:`PARAMETERS`.
+    info : dict
+        Its held-out figures and the temperature of ``p_best`` (free-form, JSON-ready).
+    """
+
+    features: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    kind = "agreement"
+
+    def loadings(self, table: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """The weight of each used feature on this task (the leading eigenvector's entries).
+
+        Parameters
+        ----------
+        table : mapping
+            Feature -> values of shape (n_checkpoints,), higher = better (NaN: missing).
+
+        Returns
+        -------
+        dict
+            Feature -> weight on the standardised centred ranks (features left out are absent);
+            ``{}`` when the score falls back to the parameter count.
+        """
+        return self._fit_task(table)[1]
+
+    def score_table(self, table: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Scores of one task's checkpoints, shape (n_checkpoints,) (higher = predicted better)."""
+        return self._fit_task(table)[0]
+
+    def _fit_task(self, table: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        n = len(next(iter(table.values()))) if table else 0
+        measures = [f for f in self.features if f not in (PARAMETERS, HAS_HEAD)]
+        columns, names = [], []
+        for name in self.features:
+            if name == HAS_HEAD or name not in table:
+                continue
+            values = np.asarray(table[name], dtype=float)
+            if np.isfinite(values).sum() < MIN_AGREEMENT_VALUES:
+                continue
+            ranks = centred_ranks(values)
+            spread = ranks.std()
+            if spread == 0:
+                continue
+            columns.append((ranks - ranks.mean()) / spread)
+            names.append(name)
+        used_measures = [name for name in names if name in measures]
+        if not used_measures:
+            if n < MIN_AGREEMENT_VALUES:
+                present = [centred_ranks(np.asarray(table[m], dtype=float)) for m in measures if m in table]
+                if present:
+                    return np.mean(present, axis=0), {}
+            size = table.get(PARAMETERS)
+            return (np.zeros(n) if size is None else centred_ranks(np.asarray(size, dtype=float))), {}
+        Z = np.column_stack(columns)
+        if Z.shape[1] == 1:
+            vector = np.ones(1)
+        else:
+            _, vectors = np.linalg.eigh(np.corrcoef(Z, rowvar=False))
+            vector = vectors[:, -1]
+        if sum(v for v, name in zip(vector, names, strict=True) if name in measures) < 0:
+            vector = -vector
+        return Z @ vector, {name: float(v) for name, v in zip(names, vector, strict=True)}
+
+    def describe(self) -> str:
+        return (
+            "label-free agreement of "
+            + ", ".join(self.features)
+            + " (leading eigenvector of their within-task rank correlations)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "features": list(self.features), "info": self.info}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AgreementRanker:
+        if data.get("kind") != cls.kind:
+            raise ValueError(f"not an agreement ranker file (kind {data.get('kind')!r})")
+        features = [str(f) for f in data["features"]]
+        if not features:
+            raise ValueError("agreement ranker file lists no features; it is damaged")
+        return cls(features=features, info=dict(data.get("info", {})))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the ranker as JSON (atomically)."""
+        return _save_json(self.to_dict(), path)
+
+
+#: Either kind of ranker (both score one task's table and carry ``features`` and ``info``).
+Ranker = PairwiseRanker | AgreementRanker
+
+
+def ranker_from_dict(data: Mapping[str, Any]) -> Ranker:
+    """The ranker a JSON-ready dict describes, by its ``kind``.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind, or a damaged file.
+    """
+    kind = data.get("kind")
+    if kind == "pairwise-logistic":
+        return PairwiseRanker.from_dict(data)
+    if kind == AgreementRanker.kind:
+        return AgreementRanker.from_dict(data)
+    raise ValueError(f"unknown ranker kind {kind!r} (known: pairwise-logistic, {AgreementRanker.kind})")
+
+
+def _save_json(payload: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` as indented JSON with sorted keys, atomically (a temporary file, then rename)."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def digest(payload: Any) -> str:

@@ -7,8 +7,8 @@ checkpoint with the per-measure scores, the rank and two target-blind baselines 
 count, and the source accuracy the checkpoint's card states).
 
 Rank column
-    With the default measures, :func:`ckptrank.combine.answer_column` (the learned default
-    ranker over the measures and the descriptors); with measures the user chose,
+    With the default measures, :func:`ckptrank.combine.answer_column` (the default ranker over
+    the measures and the parameter count); with measures the user chose,
     :func:`ckptrank.combine.consensus_column` (their mean rank). The benchmark evaluates the
     same functions.
 

@@ -346,26 +346,29 @@ def test_default_row_is_the_rank_column_of_the_default_ranker(feature_suite, tmp
     shown = result.scores
     assert set(shown["measure"]) == {DEFAULT_ROW, "knn"}
     shipped = json.loads(resources.files("ckptrank").joinpath("default_ranker.json").read_text())
-    weights = dict(zip(shipped["features"], shipped["weights"], strict=True))
+    assert shipped["kind"] == "agreement"
     params = feature_suite.baselines["num_parameters"]
     scored = score_suite(feature_suite, list(DEFAULT_MEASURES), store=tmp_path / "r.sqlite")
     for task, rows in scored.scores.groupby("task"):
         wide = rows.pivot(index="checkpoint", columns="measure", values="score")
-        total = np.zeros(len(wide))
-        for feature, weight in weights.items():
+        columns, is_measure = [], []
+        for feature in shipped["features"]:
             if feature == "log_parameters":
                 values = np.log10(params.loc[wide.index].to_numpy(dtype=float))
-            elif feature == "has_head":  # these features have no head anywhere: unknown, the middle
-                continue
             else:
                 values = wide[feature].to_numpy(dtype=float)
                 values = values if get_measure(feature).higher_is_better else -values
             finite = np.isfinite(values)
+            if finite.sum() < 3 or np.ptp(values[finite]) == 0:
+                continue  # no head anywhere here: LEEP and NCE are left out
             centred = np.zeros(len(values))
-            if finite.sum() >= 2:
-                centred[finite] = 2 * (rankdata(values[finite]) - 1) / (finite.sum() - 1) - 1
-            total += weight * centred
-        expected = -rankdata(-total, method="min")
+            centred[finite] = 2 * (rankdata(values[finite]) - 1) / (finite.sum() - 1) - 1
+            columns.append((centred - centred.mean()) / centred.std())
+            is_measure.append(feature != "log_parameters")
+        Z = np.column_stack(columns)
+        vector = np.linalg.eigh(np.corrcoef(Z, rowvar=False))[1][:, -1]
+        vector = vector if vector[np.array(is_measure)].sum() > 0 else -vector
+        expected = -rankdata(-(Z @ vector), method="min")
         got = shown[(shown["task"] == task) & (shown["measure"] == DEFAULT_ROW)].set_index("checkpoint")
         np.testing.assert_array_equal(got.loc[wide.index, "score"].to_numpy(dtype=float), expected)
 

@@ -8,17 +8,20 @@ import pytest
 
 from ckptrank.bench.meta import (
     BEST_SINGLE,
+    DEFAULT_DESIGN,
     LEARNED,
+    PAIRWISE,
     Design,
     _fit,
     _inner_folds,
     _task_tables,
+    default_held_out,
     fit_default_ranker,
     held_out_evaluation,
     meta_table,
 )
 from ckptrank.bench.suite import Suite, Task, register_suite, unregister_suite
-from ckptrank.rankers import HAS_HEAD, PairwiseRanker
+from ckptrank.rankers import HAS_HEAD, AgreementRanker, PairwiseRanker
 
 N_CKPT = 8
 
@@ -204,7 +207,12 @@ def test_a_held_out_suite_is_evaluated_but_never_fitted_on(suites):
     finally:
         unregister_suite(third.name)
     ranker, _, by_suite = fit_default_ranker(
-        rows, truth, features=features, n_bootstrap=0, train_suites=["test:meta-a", "test:meta-c"]
+        rows,
+        truth,
+        features=features,
+        n_bootstrap=0,
+        train_suites=["test:meta-a", "test:meta-c"],
+        design=Design(),
     )
     assert ranker.info["fitted_on"]["suites"] == ["test:meta-a", "test:meta-c"]
     assert ranker.info["held_out_only"] == ["test:meta-b"]
@@ -285,5 +293,52 @@ def test_a_suite_balanced_non_negative_design_is_evaluated_and_recorded(suites):
     weights = by_task.chosen[[f"w:{f}" for f in ranker.nonnegative]].to_numpy()
     assert (weights >= 0).all() and (ranker.weights[:3] >= 0).all()
     assert by_task.evaluation.summary.loc[LEARNED, "weighted_tau"] > 0.6
-    assert ranker.info["design"] == {"balance": "suite", "nonnegative": True}
+    assert ranker.info["design"] == {"kind": "pairwise", "balance": "suite", "nonnegative": True}
     assert ranker.info["regularisation"].startswith("C chosen by leave-one-suite-out")
+
+
+def test_the_agreement_ranker_is_held_out_everywhere_and_compared_with_the_pairwise_ranker(suites):
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    features = ["logme", "nce", "log_parameters"]
+    by_task = default_held_out(rows, truth, features=features, n_bootstrap=0, train_suites=["test:meta-a"])
+    # leave one suite out: the pairwise ranker needs two training suites
+    both = ["test:meta-a", "test:meta-b"]
+    by_suite = default_held_out(
+        rows, truth, scheme="suite", features=features, n_bootstrap=0, train_suites=both
+    )
+    learned = by_task.scores[by_task.scores["measure"] == LEARNED]
+    # its scores are AgreementRanker's on each task's own rows, the same under both schemes
+    for key, group in rows.groupby("key"):
+        got = learned[learned["task"] == key]["score"].to_numpy()
+        expected = AgreementRanker(features=features).score_table({f: group[f].to_numpy() for f in features})
+        np.testing.assert_allclose(got, expected)
+    suite_scores = by_suite.scores[by_suite.scores["measure"] == LEARNED]["score"].to_numpy()
+    np.testing.assert_allclose(learned["score"].to_numpy(), suite_scores)
+    # beside it, the learned pairwise ranker fitted on suite a only (b is never fitted on)
+    pairwise = by_task.scores[by_task.scores["measure"] == PAIRWISE]
+    only_a = default_held_out(
+        rows, truth, features=features, n_bootstrap=0, design=Design(), train_suites=["test:meta-a"]
+    )
+    reference = only_a.scores[only_a.scores["measure"] == LEARNED]
+    np.testing.assert_allclose(pairwise["score"].to_numpy(), reference["score"].to_numpy())
+    assert PAIRWISE in by_task.evaluation.summary.index
+
+
+def test_fit_default_ranker_makes_the_agreement_ranker_fitted_on_nothing(suites):
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    ranker, by_task, _ = fit_default_ranker(
+        rows,
+        truth,
+        features=["logme", "nce", "log_parameters"],
+        n_bootstrap=0,
+        train_suites=["test:meta-a", "test:meta-b"],
+    )
+    assert isinstance(ranker, AgreementRanker) and DEFAULT_DESIGN.kind == "agreement"
+    assert ranker.info["fitted_on"]["suites"] == [] and ranker.info["held_out_only"] == [
+        "test:meta-a",
+        "test:meta-b",
+    ]
+    assert ranker.info["regularisation"].startswith("none: label-free")
+    assert ranker.info["p_best"]["temperature"] > 0
+    # one informative measure among two noise columns: weaker than a fitted ranker, still above chance
+    assert by_task.evaluation.summary.loc[LEARNED, "weighted_tau"] > 0.2

@@ -249,8 +249,8 @@ def test_modelspider_parameter_count_beats_every_published_metric():
     assert tau["num_parameters"] == pytest.approx(_mean_tau(gt, counted), abs=1e-12)
     assert round(tau["num_parameters"], 3) == 0.680
     assert (round(tau["LogME"], 3), round(tau["H-Score"], 3), round(tau["NCE"], 3)) == (0.675, 0.657, 0.655)
-    # the 9 published metrics, after the default ranker's row on them (in-sample: it was fitted on them)
-    assert ev.measures[0] == PUBLISHED_ROW_IN_SAMPLE
+    # the 9 published metrics, after the default ranker's row on them
+    assert ev.measures[0] == PUBLISHED_ROW  # held out: the default ranker is fitted on no task
     measures = ev.measures[1:]
     assert len(measures) == 9 and (tau[measures] < tau["num_parameters"]).all()
     # paired comparisons with the parameter count, on the same 80 (task, checkpoint) pairs
@@ -378,7 +378,7 @@ def test_published_suite_without_scores_or_baselines_asks_for_a_score_file():
         bench("published:tllib", measures="sfda")
     result = bench("published:tllib", measures="logme,nce", n_bootstrap=0)
     # the default ranker's row is always evaluated, as on suites ckptrank scores
-    assert result.evaluation.measures == [PUBLISHED_ROW_IN_SAMPLE, "LogME", "NCE"]
+    assert result.evaluation.measures == [PUBLISHED_ROW, "LogME", "NCE"]
 
 
 def test_the_default_rankers_row_on_a_published_table_is_its_held_out_figure():
@@ -391,14 +391,28 @@ def test_the_default_rankers_row_on_a_published_table_is_its_held_out_figure():
     assert ev.measures[0] == PUBLISHED_ROW and ev.summary.loc[PUBLISHED_ROW, "kind"] == "default"
     held = default_ranker().info["held_out"]["leave_one_task_out"]["per_suite"]["published:stable-transfer"]
     assert ev.summary.loc[PUBLISHED_ROW, "weighted_tau"] == pytest.approx(held["weighted_tau"], abs=1e-12)
-    missing = [n for n in result.notes if n.startswith(f"'{PUBLISHED_ROW}'")]
-    assert len(missing) == 1 and "hscore, nce sit at the middle rank" in missing[0]
+    missing = [n for n in result.notes if n.startswith(f"'{PUBLISHED_ROW}'") and "left out" in n]
+    assert len(missing) == 1 and "hscore, nce are left out of it" in missing[0]
+    weights = [n for n in result.notes if n.startswith(f"'{PUBLISHED_ROW}'") and "agreement" in n]
+    assert len(weights) == 1 and weights[0].endswith("counted against size, on 6 of 9 task(s)")
     assert not any("was not scored" in n or "scored no checkpoint" in n for n in result.notes)  # said once
 
 
-def test_the_default_rankers_row_is_in_sample_on_a_table_with_its_training_truth():
-    """LogME's ground truth (published:tllib) is the truth of Model Spider's table, which the ranker was
-    fitted on: the row says so, and the recommendation passes over it."""
+def test_the_default_rankers_row_is_in_sample_on_a_table_with_its_training_truth(monkeypatch):
+    """A default ranker fitted on Model Spider's table (as the learned pairwise ranker, the default until
+    round 6, was; its weights) is in-sample there and on LogME's table (published:tllib), whose truth is
+    Model Spider's: the row says so, and the recommendation passes over it."""
+    import ckptrank.combine as combine
+    from ckptrank.rankers import HAS_HEAD, PARAMETERS, PairwiseRanker
+
+    assert combine.default_ranker().info["fitted_on"]["suites"] == []  # the shipped one: held out everywhere
+    assert PUBLISHED_ROW in bench("published:modelspider", n_bootstrap=0).evaluation.measures
+    fitted = PairwiseRanker(
+        features=[*combine.DEFAULT_MEASURES, PARAMETERS, HAS_HEAD],
+        weights=np.array([0.26, 0.69, -0.36, 1.27, 0.59, -0.16, 1.50, -0.20]),
+        info={"fitted_on": {"suites": ["published:modelspider"]}},
+    )
+    monkeypatch.setattr(combine, "default_ranker", lambda: fitted)
     result = bench("published:tllib", n_bootstrap=0)
     tllib = result.evaluation
     assert PUBLISHED_ROW_IN_SAMPLE in tllib.measures and PUBLISHED_ROW not in tllib.measures
@@ -442,7 +456,7 @@ def test_the_default_rankers_row_needs_half_of_its_measures_in_the_table():
     ev = half.evaluation
     assert ev.measures[0] == PUBLISHED_ROW  # 3 of 6, no parameter counts: the measures alone decide
     assert ev.summary.loc[PUBLISHED_ROW, "weighted_tau"] == pytest.approx(1.0)
-    assert any("leep, nleep, gbc sit at the middle rank" in n for n in half.notes)
+    assert any("leep, nleep, gbc are left out of it" in n for n in half.notes)
     assert any("the parameter count of 6 checkpoint(s) is unknown" in n for n in half.notes)
 
 
@@ -460,10 +474,17 @@ def test_stable_transfer_protocols():
         bench("published:stable-transfer", scores=linear.scores, protocol="full")
 
 
-def test_in_sample_is_judged_on_the_protocol_evaluated_and_the_one_fitted_on():
-    """A suite holding v1's fitted ('full') truth is in-sample when that protocol is evaluated, not when
-    its other protocol is; v1's 'linear' truth alone, which the ranker was not fitted on, is not."""
+def test_in_sample_is_judged_on_the_protocol_evaluated_and_the_one_fitted_on(monkeypatch):
+    """For a default ranker fitted on v1 (as the learned pairwise ranker was), a suite holding v1's
+    fitted ('full') truth is in-sample when that protocol is evaluated, not when its other protocol is;
+    v1's 'linear' truth alone, which the ranker was not fitted on, is not."""
+    import ckptrank.combine as combine
     from ckptrank.bench.harness import _fitted_on_note
+    from ckptrank.rankers import PairwiseRanker
+
+    assert _fitted_on_note(get_suite("neucrab-mini-v1")) is None  # the shipped ranker: fitted on nothing
+    fitted = PairwiseRanker(features=["logme"], info={"fitted_on": {"suites": ["neucrab-mini-v1"]}})
+    monkeypatch.setattr(combine, "default_ranker", lambda: fitted)
 
     v1 = get_suite("neucrab-mini-v1").ground_truth
     full = v1[v1["protocol"] == "full"]

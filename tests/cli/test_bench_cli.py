@@ -101,7 +101,7 @@ def test_published_json_and_csv():
     table = pd.read_csv(io.StringIO(result.stdout))
     assert set(table["measure"]) == {
         "LogME",
-        "default ranker (published, in-sample)",  # always evaluated
+        "default ranker (published)",  # always evaluated
         "num_parameters",
         "source_accuracy",
     }

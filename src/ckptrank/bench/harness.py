@@ -727,7 +727,7 @@ def default_answer(
         half are).
     notes : list of str
     """
-    from ckptrank.combine import DEFAULT_MEASURES, answer_column
+    from ckptrank.combine import DEFAULT_MEASURES, SIZE_DISAGREES, WEIGHTS_NOTE, answer_column
     from ckptrank.measures import get_measure, list_measures
 
     columns = ["task", "checkpoint", "measure", "score", "seconds", "error"]
@@ -748,13 +748,14 @@ def default_answer(
     if missing:
         notes.append(
             f"'{label}': the table has {', '.join(m for m in wanted if m not in missing)} of the default "
-            f"ranker's measures; {', '.join(missing)} sit at the middle rank (as in `ckptrank bench "
+            f"ranker's measures; {', '.join(missing)} are left out of it (as in `ckptrank bench "
             "--held-out`), so this row is the default ranker on what the table has, not the exact "
             "`ckptrank rank` column"
         )
         absent = tuple(f"default ranker: {m} was not scored" for m in missing)
     given = [m for m in wanted if m not in missing]
     mine = scores[scores["measure"].isin(given)]
+    n_weighted = n_size_disagrees = 0
     for task, group in mine.groupby("task", sort=False):
         order = list(dict.fromkeys(group["checkpoint"]))
         wide = group.pivot_table(index="checkpoint", columns="measure", values="score", dropna=False)
@@ -768,11 +769,12 @@ def default_answer(
         except ValueError as err:
             notes.append(f"{label} on {task}: {err}")
             continue
-        notes.extend(
-            f"{label} on {task}: {note}"
-            for note in column.notes
-            if not (missing and note.startswith(absent))  # said once above
-        )
+        for note in column.notes:
+            if note.startswith(WEIGHTS_NOTE):  # per task; summed up once below
+                n_weighted += 1
+                n_size_disagrees += SIZE_DISAGREES in note
+            elif not (missing and note.startswith(absent)):  # said once above
+                notes.append(f"{label} on {task}: {note}")
         seconds = (
             group.pivot_table(index="checkpoint", columns="measure", values="seconds", aggfunc="sum")
             .reindex(order)
@@ -791,6 +793,12 @@ def default_answer(
                     "error": None,
                 }
             )
+        )
+    if n_weighted:
+        notes.append(
+            f"'{label}': the default ranker weighs each feature by its agreement with the others on each "
+            "task (`ckptrank rank` lists the weights); the parameter count disagreed with the measures, and "
+            f"so counted against size, on {n_size_disagrees} of {n_weighted} task(s)"
         )
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
     return frame, notes

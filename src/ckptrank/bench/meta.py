@@ -29,7 +29,9 @@ import pandas as pd
 from ckptrank.rankers import (
     HAS_HEAD,
     PARAMETERS,
+    AgreementRanker,
     PairwiseRanker,
+    Ranker,
     feature_matrix,
     probability_best,
     shortlist_size,
@@ -40,13 +42,17 @@ from .published import PUBLISHED_NAMES
 from .suite import Suite, get_suite
 
 __all__ = [
+    "AGREEMENT_FEATURES",
+    "DEFAULT_DESIGN",
     "DEFAULT_SUITES",
     "HELD_OUT_SUITES",
+    "PAIRWISE",
+    "PAIRWISE_DESIGN",
     "SHARED_FEATURES",
-    "SHIPPED_DESIGN",
     "Design",
     "HeldOut",
     "calibrate_shortlist",
+    "default_held_out",
     "fit_default_ranker",
     "held_out_evaluation",
     "meta_table",
@@ -253,10 +259,14 @@ def _weighted_tau(score: np.ndarray, truth: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Design:
-    """How a ranker is fitted: what :func:`held_out_evaluation` varies besides the features.
+    """How a ranker is made: what :func:`held_out_evaluation` varies besides the features.
 
     Attributes
     ----------
+    kind : {"pairwise", "agreement"}
+        ``"pairwise"``: :class:`ckptrank.rankers.PairwiseRanker`, fitted on the training tasks.
+        ``"agreement"``: :class:`ckptrank.rankers.AgreementRanker`, label-free, fitted on no task
+        (``balance`` and ``nonnegative`` do not apply; ``has_head`` is not one of its features).
     balance : {"task", "suite"}
         ``"task"``: every training task weighs the same (the shipped ranker). ``"suite"``: every
         training suite weighs the same in total, its tasks equally within it; the regularisation
@@ -268,17 +278,28 @@ class Design:
 
     balance: str = "task"
     nonnegative: bool = False
+    kind: str = "pairwise"
 
     def __post_init__(self) -> None:
+        if self.kind not in ("pairwise", "agreement"):
+            raise ValueError(f"kind must be 'pairwise' or 'agreement', got {self.kind!r}")
         if self.balance not in ("task", "suite"):
             raise ValueError(f"balance must be 'task' or 'suite', got {self.balance!r}")
 
     def describe(self) -> dict[str, Any]:
-        return {"balance": self.balance, "nonnegative": self.nonnegative}
+        if self.kind == "agreement":
+            return {"kind": self.kind}
+        return {"kind": self.kind, "balance": self.balance, "nonnegative": self.nonnegative}
 
 
-#: The shipped ranker's design.
-SHIPPED_DESIGN = Design()
+#: The learned pairwise ranker's design (the default ranker until round 6, benchmarks/RESULTS.md).
+PAIRWISE_DESIGN = Design()
+
+#: The shipped default ranker's design: label-free agreement of the measures and the size.
+DEFAULT_DESIGN = Design(kind="agreement")
+
+#: Features of the shipped agreement ranker: the six default measures and log-parameters.
+AGREEMENT_FEATURES: tuple[str, ...] = tuple(f for f in SHARED_FEATURES if f != HAS_HEAD)
 
 
 def _suite_of(tables: dict[str, tuple[pd.DataFrame, np.ndarray]], key: str) -> str:
@@ -290,7 +311,7 @@ def _fit(
     keys: Sequence[str],
     features: Sequence[str],
     C: float,
-    design: Design = SHIPPED_DESIGN,
+    design: Design = PAIRWISE_DESIGN,
 ) -> PairwiseRanker:
     data = [(tables[k][1], tables[k][0]["truth"].to_numpy(dtype=float)) for k in keys]
     task_weights = None
@@ -322,7 +343,7 @@ def _choose_regularisation(
     tables: dict[str, tuple[pd.DataFrame, np.ndarray]],
     keys: Sequence[str],
     features: Sequence[str],
-    design: Design = SHIPPED_DESIGN,
+    design: Design = PAIRWISE_DESIGN,
 ) -> float:
     """C with the best inner held-out mean weighted tau on the training tasks (see :class:`Design`)."""
     best_C, best = C_GRID[0], -np.inf
@@ -397,20 +418,23 @@ class HeldOut:
     chosen : pandas.DataFrame
         Per held-out task and scheme: the regularisation chosen, the best single measure chosen
         on the training tasks, the ranker's weights.
-    final : PairwiseRanker
-        The ranker fitted on every task (what would ship).
+    final : PairwiseRanker or AgreementRanker
+        The ranker fitted on every task (what would ship; an agreement ranker is fitted on none).
     """
 
     evaluation: Evaluation
     scores: pd.DataFrame
     chosen: pd.DataFrame
-    final: PairwiseRanker
+    final: Ranker
     notes: list[str] = field(default_factory=list)
 
 
-LEARNED = "learned ranker"
+#: Row of the ranker under evaluation.
+LEARNED = "ranker"
 BEST_SINGLE = "best single measure (chosen on training tasks)"
-CONSENSUS = "previous default (consensus of logme, sfda, reg_hscore, nleep, leep)"
+CONSENSUS = "consensus of logme, sfda, reg_hscore, nleep, leep (earlier default)"
+#: Row of the learned pairwise ranker's held-out predictions beside the default agreement ranker.
+PAIRWISE = "learned pairwise ranker (default until round 6)"
 
 
 def held_out_evaluation(
@@ -422,7 +446,8 @@ def held_out_evaluation(
     n_bootstrap: int = 1000,
     random_state: int = 0,
     train_suites: Sequence[str] | None = None,
-    design: Design = SHIPPED_DESIGN,
+    design: Design = PAIRWISE_DESIGN,
+    comparators: pd.DataFrame | None = None,
 ) -> HeldOut:
     """Leave-one-task-out (``scheme="task"``) or leave-one-suite-out (``"suite"``) evaluation.
 
@@ -443,7 +468,11 @@ def held_out_evaluation(
         evaluated but never trained on (see :data:`HELD_OUT_SUITES`), and the final ranker is
         fitted on the training suites only.
     design : Design
-        How the ranker is fitted (default: the shipped ranker's way).
+        How the ranker is made (default: the learned pairwise ranker). An agreement ranker is
+        fitted on no task, so its scores are the same under both schemes.
+    comparators : pandas.DataFrame, optional
+        More held-out predictions to compare on the same pairs (``task`` key, ``checkpoint``,
+        ``measure``, ``score``), such as another ranker's :attr:`HeldOut.scores` renamed.
 
     Returns
     -------
@@ -480,10 +509,19 @@ def held_out_evaluation(
                 f"{', '.join(sorted({suite_of[k] for k in pool}))}); leave one suite out needs two"
             )
         group, X = tables[held]
-        C = _choose_regularisation(tables, train, features, design)
-        ranker = _fit(tables, train, features, C, design)
+        if design.kind == "agreement":
+            C = None
+            agreement = AgreementRanker(features=[f for f in features if f != HAS_HEAD])
+            table = {f: group[f].to_numpy(dtype=float) for f in agreement.features if f in group}
+            loadings = agreement.loadings(table)
+            weights = [loadings.get(f, 0.0) for f in features]
+            entries = {LEARNED: agreement.score_table(table)}
+        else:
+            C = _choose_regularisation(tables, train, features, design)
+            ranker = _fit(tables, train, features, C, design)
+            weights = list(ranker.weights)
+            entries = {LEARNED: ranker.predict(X)}
         single = _best_single(tables, train, candidates, group)
-        entries = {LEARNED: ranker.predict(X)}
         if single is not None:
             entries[BEST_SINGLE] = group[single].to_numpy(dtype=float)
         consensus = _consensus(group)
@@ -512,7 +550,7 @@ def held_out_evaluation(
                     .any()
                     .any()
                 ),
-                **{f"w:{f}": w for f, w in zip(features, ranker.weights, strict=True)},
+                **{f"w:{f}": w for f, w in zip(features, weights, strict=True)},
             }
         )
     scores = pd.concat(predictions, ignore_index=True)
@@ -527,6 +565,11 @@ def held_out_evaluation(
         }
     )
     scores = pd.concat([scores, param_scores], ignore_index=True)
+    extra_kinds = {}
+    if comparators is not None and len(comparators):
+        extra = comparators[comparators["task"].isin(keys)][["task", "checkpoint", "measure", "score"]]
+        scores = pd.concat([scores, extra], ignore_index=True)
+        extra_kinds = dict.fromkeys(extra["measure"].unique(), "ranker")
     tracks = {k: suite_of[k] for k in keys}
     truth = ground_truth[ground_truth["task"].isin(keys)]
     truth = truth[~truth["checkpoint"].isin(set(rows.loc[rows["control"], "checkpoint"]))]
@@ -537,10 +580,13 @@ def held_out_evaluation(
         random_state=random_state,
         tracks=tracks,
         task_order=keys,
-        kinds={LEARNED: "ranker", BEST_SINGLE: "ranker", CONSENSUS: "ranker"},
+        kinds={LEARNED: "ranker", BEST_SINGLE: "ranker", CONSENSUS: "ranker", **extra_kinds},
     )
-    final_C = _choose_regularisation(tables, pool, features, design)
-    final = _fit(tables, pool, features, final_C, design)
+    final: Ranker
+    if design.kind == "agreement":
+        final = AgreementRanker(features=[f for f in features if f != HAS_HEAD])
+    else:
+        final = _fit(tables, pool, features, _choose_regularisation(tables, pool, features, design), design)
     return HeldOut(evaluation=evaluation, scores=scores, chosen=pd.DataFrame(chosen), final=final)
 
 
@@ -588,37 +634,100 @@ def summarise(held: HeldOut) -> dict[str, Any]:
     return out
 
 
-def fit_default_ranker(
+def default_held_out(
     rows: pd.DataFrame,
     ground_truth: pd.DataFrame,
     *,
-    features: Sequence[str] = SHARED_FEATURES,
+    scheme: str = "task",
     n_bootstrap: int = 1000,
+    features: Sequence[str] | None = None,
+    design: Design = DEFAULT_DESIGN,
     train_suites: Sequence[str] | None = None,
-    design: Design = SHIPPED_DESIGN,
-) -> tuple[PairwiseRanker, HeldOut, HeldOut]:
-    """The ranker fitted on every training task, with its leave-one-task-out and leave-one-suite-out
-    figures and the calibration of its probability of being the best (:func:`calibrate_shortlist`).
+) -> HeldOut:
+    """The held-out evaluation of a default ranker, beside the learned pairwise ranker's.
+
+    For the agreement ranker (:data:`DEFAULT_DESIGN`, fitted on no task) the comparators are the
+    learned pairwise ranker's held-out predictions (row :data:`PAIRWISE`: fitted on
+    ``train_suites``, default :data:`DEFAULT_SUITES`, without the held-out task or suite; never on
+    :data:`HELD_OUT_SUITES`), the best single measure chosen on the other tasks of every suite, the
+    parameter count and the earlier consensus. For a pairwise design it is
+    :func:`held_out_evaluation` with ``train_suites`` (default :data:`DEFAULT_SUITES`).
 
     Parameters
     ----------
     rows, ground_truth : pandas.DataFrame
         From :func:`meta_table`.
-    features : sequence of str
+    scheme : {"task", "suite"}
     n_bootstrap : int
-    train_suites : sequence of str, optional
-        The suites it is fitted on (default: every suite in ``rows``); the others are held out
-        entirely: evaluated, never fitted on (their tasks with measure scores also enter the
-        temperature fit, :func:`calibrate_shortlist`).
+    features : sequence of str, optional
+        Default :data:`AGREEMENT_FEATURES` for an agreement ranker, :data:`SHARED_FEATURES` else.
     design : Design
-        How the ranker is fitted.
+    train_suites : sequence of str, optional
 
     Returns
     -------
-    ranker : PairwiseRanker
-        ``info`` records the training tasks, a digest of the training data, the regularisation,
-        the suites held out entirely, both held-out summaries (:func:`summarise`) and the
-        temperature of ``p_best`` with its held-out calibration.
+    HeldOut
+    """
+    trained_on = DEFAULT_SUITES if train_suites is None else tuple(train_suites)
+    if design.kind != "agreement":
+        return held_out_evaluation(
+            rows,
+            ground_truth,
+            features=SHARED_FEATURES if features is None else features,
+            scheme=scheme,
+            n_bootstrap=n_bootstrap,
+            train_suites=trained_on,
+            design=design,
+        )
+    pairwise = held_out_evaluation(
+        rows, ground_truth, features=SHARED_FEATURES, scheme=scheme, n_bootstrap=0, train_suites=trained_on
+    )
+    learned = pairwise.scores[pairwise.scores["measure"] == LEARNED].assign(measure=PAIRWISE)
+    return held_out_evaluation(
+        rows,
+        ground_truth,
+        features=AGREEMENT_FEATURES if features is None else features,
+        scheme=scheme,
+        n_bootstrap=n_bootstrap,
+        design=design,
+        comparators=learned,
+    )
+
+
+def fit_default_ranker(
+    rows: pd.DataFrame,
+    ground_truth: pd.DataFrame,
+    *,
+    features: Sequence[str] | None = None,
+    n_bootstrap: int = 1000,
+    train_suites: Sequence[str] | None = None,
+    design: Design = DEFAULT_DESIGN,
+) -> tuple[Ranker, HeldOut, HeldOut]:
+    """The default ranker with its leave-one-task-out and leave-one-suite-out figures and the
+    calibration of its probability of being the best (:func:`calibrate_shortlist`).
+
+    Parameters
+    ----------
+    rows, ground_truth : pandas.DataFrame
+        From :func:`meta_table`.
+    features : sequence of str, optional
+        Default :data:`AGREEMENT_FEATURES` for an agreement ranker, :data:`SHARED_FEATURES` else.
+    n_bootstrap : int
+    train_suites : sequence of str, optional
+        A pairwise ranker: the suites it is fitted on (default: every suite in ``rows``); the
+        others are held out entirely, evaluated and never fitted on (their tasks with measure
+        scores also enter the temperature fit, :func:`calibrate_shortlist`). The agreement ranker
+        is fitted on no suite; there ``train_suites`` (default :data:`DEFAULT_SUITES`) are those
+        of the learned pairwise ranker it is compared with (:func:`default_held_out`).
+    design : Design
+        How the ranker is made (default: the shipped agreement ranker).
+
+    Returns
+    -------
+    ranker : PairwiseRanker or AgreementRanker
+        ``info`` records the tasks it was fitted on (none for the agreement ranker) with a digest
+        of their data, the regularisation, the suites held out entirely, both held-out summaries
+        (:func:`summarise`) and the temperature of ``p_best`` with its held-out calibration.
     by_task, by_suite : HeldOut
     """
     import datetime
@@ -626,33 +735,45 @@ def fit_default_ranker(
     import ckptrank
     from ckptrank.rankers import digest
 
-    by_task = held_out_evaluation(
-        rows,
-        ground_truth,
-        features=features,
-        scheme="task",
-        n_bootstrap=n_bootstrap,
-        train_suites=train_suites,
-        design=design,
-    )
-    by_suite = held_out_evaluation(
-        rows,
-        ground_truth,
-        features=features,
-        scheme="suite",
-        n_bootstrap=n_bootstrap,
-        train_suites=train_suites,
-        design=design,
-    )
+    agreement = design.kind == "agreement"
+    if features is None:
+        features = AGREEMENT_FEATURES if agreement else SHARED_FEATURES
+    if agreement:
+        by_task, by_suite = (
+            default_held_out(
+                rows,
+                ground_truth,
+                scheme=scheme,
+                n_bootstrap=n_bootstrap,
+                features=features,
+                design=design,
+                train_suites=train_suites,
+            )
+            for scheme in ("task", "suite")
+        )
+    else:
+        by_task, by_suite = (
+            held_out_evaluation(
+                rows,
+                ground_truth,
+                features=features,
+                scheme=scheme,
+                n_bootstrap=n_bootstrap,
+                train_suites=train_suites,
+                design=design,
+            )
+            for scheme in ("task", "suite")
+        )
     ranker = by_task.final
     temperature, calibration = calibrate_shortlist(by_task)
     pretrained = rows[~rows["control"]]
-    used = (
-        pretrained
-        if train_suites is None
-        else pretrained[pretrained["suite"].isin(_suite_names(train_suites))]
-    )
-    columns = ["key", "checkpoint", "truth", *[f for f in features if f in used]]
+    if agreement:
+        used = pretrained.iloc[:0]
+    elif train_suites is None:
+        used = pretrained
+    else:
+        used = pretrained[pretrained["suite"].isin(_suite_names(train_suites))]
+    columns = ["key", "checkpoint", "truth", *[f for f in features if f in pretrained]]
     ranker.info = {
         "fitted_on": {
             "suites": sorted(set(used["suite"])),
@@ -661,10 +782,18 @@ def fit_default_ranker(
             "sha256": digest(used[columns].round(10).to_dict(orient="list")),
             "controls": "random-initialised controls left out",
         },
+        "evaluated_on": {
+            "suites": sorted(set(pretrained["suite"])),
+            "n_tasks": int(pretrained["key"].nunique()),
+            "n_pairs": len(pretrained),
+            "sha256": digest(pretrained[columns].round(10).to_dict(orient="list")),
+        },
         "held_out_only": sorted(set(pretrained["suite"]) - set(used["suite"])),
         "design": design.describe(),
         "regularisation": (
-            "C chosen by leave-one-"
+            "none: label-free, fitted on no task"
+            if agreement
+            else "C chosen by leave-one-"
             + ("suite" if design.balance == "suite" else "task")
             + "-out on the training tasks from "
             + str(list(C_GRID))
@@ -675,9 +804,13 @@ def fit_default_ranker(
         },
         "p_best": {
             "method": "softmax(ranker score in rank steps / temperature), ckptrank.rankers.probability_best; "
-            "temperature fitted by maximum likelihood of the true best on the held-out scores (leave one "
-            "task out, and every task of the suites held out entirely) of the tasks where the ranker had "
-            "measure scores, as ckptrank rank always has",
+            "temperature fitted by maximum likelihood of the true best on the held-out scores ("
+            + (
+                "the ranker is fitted on no task, so every score is held out"
+                if agreement
+                else "leave one task out, and every task of the suites held out entirely"
+            )
+            + ") of the tasks where the ranker had measure scores, as ckptrank rank always has",
             "temperature": temperature,
             "shortlist_level": 0.9,
             "held_out_coverage": float(calibration["covered"].mean()),

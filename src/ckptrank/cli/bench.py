@@ -772,7 +772,7 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
         HELD_OUT_SUITES,
         LEARNED,
         calibrate_shortlist,
-        held_out_evaluation,
+        default_held_out,
         meta_table,
     )
     from ckptrank.bench.store import default_store_path
@@ -781,9 +781,7 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
     rows, truth = meta_table([*DEFAULT_SUITES, *HELD_OUT_SUITES], store=store)
     out: dict[str, Any] = {}
     for scheme, title in (("task", "leave one task out"), ("suite", "leave one suite out")):
-        held = held_out_evaluation(
-            rows, truth, scheme=scheme, n_bootstrap=bootstrap, train_suites=DEFAULT_SUITES
-        )
+        held = default_held_out(rows, truth, scheme=scheme, n_bootstrap=bootstrap)
         if scheme == "task":
             _, calibration = calibrate_shortlist(held)
             calibration["suite"] = calibration["task"].str.rpartition("/")[0]
@@ -801,9 +799,10 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
             continue
         table = Table(
             title=f"default ranker, held out ({title}): mean weighted tau",
-            caption=f"{LEARNED} vs each comparator on the same (task, checkpoint) pairs: diff [95% paired "
-            "bootstrap interval], ✓/✗ when it excludes 0, ≈ otherwise. The best single measure is chosen on "
-            "the training tasks only.",
+            caption=f"{LEARNED} = the default ranker, vs each comparator on the same (task, checkpoint) "
+            "pairs: diff [95% paired bootstrap interval], ✓/✗ when it excludes 0, ≈ otherwise. The default "
+            "ranker is label-free (fitted on no task), so both schemes give it the same figures; the learned "
+            "pairwise ranker and the best single measure are chosen without the held-out task (or suite).",
             caption_justify="left",
         )
         table.add_column("ranker / comparator")

@@ -842,11 +842,11 @@ def rank_command(
     """Rank checkpoints for your target task by transferability measures.
 
     Every checkpoint runs once over the target training data (features are cached), each measure
-    scores it, and the default ranker (learned on the benchmark, held-out figures in its caption)
-    orders them, with each one's probability of being the best and the shortlist to fine-tune;
-    with --measures, the consensus (mean rank) of those measures orders them. A checkpoint that
-    fails to load is reported and the others are still ranked; the exit code is 0 unless every
-    checkpoint failed.
+    scores it, and the default ranker (the measures and the size weighted by their agreement on
+    your data; held-out figures in its caption) orders them, with each one's probability of being
+    the best and the shortlist to fine-tune; with --measures, the consensus (mean rank) of those
+    measures orders them. A checkpoint that fails to load is reported and the others are still
+    ranked; the exit code is 0 unless every checkpoint failed.
     """
 
     def run() -> None:
