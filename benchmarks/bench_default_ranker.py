@@ -68,7 +68,7 @@ def main() -> None:
     )
     resamples = int(frame.attrs["config"]["resamples"])
     for label, times in (
-        (f"new default (learned ranker, {resamples} resamples)", new),
+        (f"new default (default ranker, {resamples} resamples)", new),
         ("new default without resamples (resamples=0)", bare),
         ("previous default (consensus)", previous),
     ):

@@ -18,10 +18,10 @@ The temperature of ``p_best`` is fitted on the held-out tasks where the ranker h
 
 Builds the meta-dataset (:func:`ckptrank.bench.meta.meta_table`: neucrab-mini v1 and v2 scored through
 the results store, the published Model Spider and stable-transfer scores, SFDA group 1's
-descriptors), evaluates
-the ranker leave-one-task-out and leave-one-suite-out against the best single measure chosen
-on the training tasks, the parameter count and the previous default, then writes the ranker
-fitted on every task with those figures. Prints the held-out tables.
+descriptors), evaluates the ranker leave-one-task-out and leave-one-suite-out against the best
+single measure chosen on the training tasks, the parameter count, the earlier consensus and (for the
+agreement ranker) the learned pairwise ranker, then writes the ranker (a pairwise ranker fitted on
+every training task) with those figures and its temperature of ``p_best``. Prints the held-out tables.
 """
 
 from __future__ import annotations
@@ -46,7 +46,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("src/ckptrank/default_ranker.json"))
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--suites", default=",".join(DEFAULT_SUITES), help="comma-separated suites to fit on")
+    parser.add_argument(
+        "--suites",
+        default=",".join(DEFAULT_SUITES),
+        help="comma-separated suites the pairwise ranker is fitted on",
+    )
     parser.add_argument(
         "--held-out-suites",
         default=",".join(HELD_OUT_SUITES),

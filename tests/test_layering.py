@@ -18,7 +18,7 @@ layer units                                      role
                                                  (``measures/_beff_*.py``) that the ``beff`` measures need
 5     ``capacitance``                            public namespace of the neural-capacitance toolkit; it
                                                  imports ``measures``, ``measures`` never imports it
-6     ``rankers``, ``combine``, ``ensemble``,    learned rankers, consensus, ensemble selection, the
+6     ``rankers``, ``combine``, ``ensemble``,    rankers, consensus, ensemble selection, the
       ``pipeline``                               units of work (extract one checkpoint, score it)
 7     ``specs``, ``targets``                     what the user asked for (checkpoint specs, measures and
                                                  their options), the target data

@@ -54,8 +54,8 @@ __all__ = [
     "measure_ranks",
 ]
 
-#: Measures scored when none are requested: the measures the default ranker combines (it was
-#: fitted on measures that both ckptrank's suites and the published score tables provide).
+#: Measures scored when none are requested: the measures the default ranker combines (measures that
+#: both ckptrank's suites and the published score tables provide, so that it is evaluated on both).
 DEFAULT_MEASURES: tuple[str, ...] = ("logme", "hscore", "leep", "nce", "nleep", "gbc")
 
 #: Resamples of the target set (80% subsamples, :func:`ckptrank.pipeline.resample_indices`) behind
@@ -310,13 +310,16 @@ def answer_column(
     ----------
     scores : mapping
         Measure -> raw scores of shape (n_checkpoints,) (NaN: not scored); at least the
-        ranker's measures should be present (a missing one is the middle rank, with a note).
+        ranker's measures should be present (a missing one is left out, with a note; a checkpoint
+        a measure did not score is the middle rank of that measure).
     higher_is_better : mapping
         Measure -> direction.
     num_parameters : ndarray of shape (n_checkpoints,)
         Parameters of the part of each network used (NaN: unknown).
     has_head : ndarray of shape (n_checkpoints,), optional
-        1 / 0 / NaN; default: whether LEEP scored the checkpoint (when LEEP scored any).
+        1 / 0 / NaN; default: whether LEEP scored the checkpoint (when LEEP scored any). A feature
+        of a pairwise ranker that lists it; for every ranker it decides which missing LEEP and
+        NCE scores deserve a note (a checkpoint without a head cannot have them).
     ok : ndarray of bool, optional
         Checkpoints that ran (default all); the others get NaN.
     ranker : PairwiseRanker or AgreementRanker, optional
@@ -383,9 +386,11 @@ def answer_column(
         table[name] = np.where(ran, values, np.nan)
     score = np.full(n, np.nan)
     if ran.any():
-        score[ran] = ranker.score_table({k: v[ran] for k, v in table.items()})
         if isinstance(ranker, AgreementRanker):
-            notes.append(_agreement_note(ranker.loadings({k: v[ran] for k, v in table.items()})))
+            score[ran], loadings = ranker.score_with_loadings({k: v[ran] for k, v in table.items()})
+            notes.extend(_agreement_notes(loadings))
+        else:
+            score[ran] = ranker.score_table({k: v[ran] for k, v in table.items()})
     resampled_scores = _resampled_scores(table, ran, ranker, resampled or {}, higher_is_better)
     p_best, shortlist = _decisions(score, ranker, resampled_scores)
     if isinstance(ranker, AgreementRanker):
@@ -412,23 +417,41 @@ def answer_column(
 WEIGHTS_NOTE = "default ranker: weights on this task"
 #: Added to it where the parameter count's weight is negative.
 SIZE_DISAGREES = "the parameter count disagrees with the measures here"
+#: Below this ratio of |sum| to the sum of |weights| of the measures, their weights nearly cancel: they
+#: split into two camps of about equal weight, and which one the ranking follows is close to arbitrary.
+SPLIT_RATIO = 0.25
 
 
-def _agreement_note(loadings: Mapping[str, float]) -> str:
-    """``"default ranker: weights on this task (...): nleep +0.48, ..."`` from the agreement ranker."""
+def _agreement_notes(loadings: Mapping[str, float]) -> list[str]:
+    """The agreement ranker's weights on a task, and a warning where the measures split evenly.
+
+    ``["default ranker: weights on this task, from each feature's agreement with the others: nleep
+    +0.48, logme +0.45, ..."]``, one more note when the measures' weights nearly cancel
+    (:data:`SPLIT_RATIO`), or one note saying that the ranking fell back (``loadings`` empty).
+    """
     from ckptrank.rankers import PARAMETERS
 
     if not loadings:
-        return (
-            "default ranker: no measure could be compared with the others here (fewer than 3 checkpoints "
-            "or scores); the ranking falls back to the parameter count, or to the measures' mean rank"
-        )
+        return [
+            "default ranker: no measure could be compared with the others here (fewer than 3 checkpoints, or "
+            "no measure scored 3); the ranking is the measures' mean rank, or else the parameter count's"
+        ]
     ordered = sorted(loadings.items(), key=lambda item: -abs(item[1]))
     text = ", ".join(f"{name} {weight:+.2f}" for name, weight in ordered)
     note = f"{WEIGHTS_NOTE}, from each feature's agreement with the others: {text}"
     if loadings.get(PARAMETERS, 0.0) < 0:
-        note += f" ({SIZE_DISAGREES}, so larger networks rank lower)"
-    return note
+        note += f" ({SIZE_DISAGREES}: size counts against a checkpoint)"
+    notes = [note]
+    measures = np.array([w for name, w in loadings.items() if name != PARAMETERS])
+    if measures.size >= 2 and abs(measures.sum()) < SPLIT_RATIO * np.abs(measures).sum():
+        positive = [name for name, w in ordered if name != PARAMETERS and w > 0]
+        negative = [name for name, w in ordered if name != PARAMETERS and w < 0]
+        notes.append(
+            f"default ranker: the measures split into two camps here ({', '.join(positive)} against "
+            f"{', '.join(negative)}) whose weights nearly cancel, so the ranking follows the first camp on a "
+            "narrow margin and may be reversed; compare the measures' own columns before you fine-tune"
+        )
+    return notes
 
 
 def _resampled_scores(

@@ -35,7 +35,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -90,10 +90,13 @@ def centred_ranks(values: np.ndarray) -> np.ndarray:
 def probability_best(scores: np.ndarray, temperature: float) -> np.ndarray:
     """Probability that each checkpoint is the best: ``softmax(score * (m - 1) / 2 / temperature)``.
 
-    The ranker's score is a weighted sum of centred ranks in [-1, 1], whose step between two
-    neighbours is ``2 / (m - 1)`` for ``m`` checkpoints; multiplying by ``(m - 1) / 2`` puts the
-    score in rank steps, so one temperature (fitted on held-out benchmark tasks) applies to a
-    zoo of any size instead of growing overconfident when it has few checkpoints.
+    A pairwise ranker's score is a weighted sum of centred ranks in [-1, 1], whose step between
+    two neighbours is ``2 / (m - 1)`` for ``m`` checkpoints; multiplying by ``(m - 1) / 2`` puts
+    the score in rank steps, so one temperature (fitted on held-out benchmark tasks) applies to a
+    zoo of any size instead of growing overconfident when it has few checkpoints. The agreement
+    ranker's score sums standardised centred ranks, so the same scaling keeps it free of the zoo's
+    size too; its spread grows with the leading eigenvalue (how strongly and how many features
+    agree), so ``p_best`` is sharper where the features agree more.
 
     Parameters
     ----------
@@ -353,10 +356,17 @@ class AgreementRanker:
     values, or constant, is left out; the others are standardised, and the score is their
     projection on the leading eigenvector of their correlation matrix, signed so that the
     measures' entries (every feature but :data:`PARAMETERS` and :data:`HAS_HEAD`) sum to more
-    than 0. Size therefore gets a weight, and a sign, from its agreement with the measures on
-    this task. With no usable measure the score is the parameter count's centred rank (the
-    parameter-count baseline); with fewer than 3 checkpoints (no correlation to read) the score
-    is the mean centred rank of the measures.
+    than 0 (where they sum to 0 up to round-off, the measures split into two camps of equal
+    weight, and the measure with the largest weight, the first of equals, counts positively). Size therefore
+    gets a weight, and a sign, from its agreement with the measures on this task. With no
+    usable measure the score is the parameter count's centred rank (the parameter-count
+    baseline). With fewer than 3 checkpoints (no correlation to read) it is the mean centred
+    rank of the measures that score both, else the parameter count's. ``has_head`` is never a
+    feature of it.
+
+    The score's scale is the projection's: its variance is the leading eigenvalue, so it grows
+    with how strongly, and how many, features agree; ``p_best`` (:func:`probability_best`) is
+    sharper where they agree more. The fallbacks are on the centred-rank scale.
 
     Attributes
     ----------
@@ -369,31 +379,38 @@ class AgreementRanker:
     features: list[str]
     info: dict[str, Any] = field(default_factory=dict)
 
-    kind = "agreement"
+    kind: ClassVar[str] = "agreement"
 
     def loadings(self, table: Mapping[str, np.ndarray]) -> dict[str, float]:
-        """The weight of each used feature on this task (the leading eigenvector's entries).
+        """The weight of each used feature on this task (see :meth:`score_with_loadings`)."""
+        return self.score_with_loadings(table)[1]
+
+    def score_table(self, table: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Scores of one task's checkpoints (see :meth:`score_with_loadings`)."""
+        return self.score_with_loadings(table)[0]
+
+    def score_with_loadings(self, table: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        """Scores of one task's checkpoints and the weight of each feature used.
 
         Parameters
         ----------
         table : mapping
-            Feature -> values of shape (n_checkpoints,), higher = better (NaN: missing).
+            Feature -> values of shape (n_checkpoints,), higher = better (NaN: missing). Names
+            that are not features (``has_head`` among them) are ignored.
 
         Returns
         -------
-        dict
-            Feature -> weight on the standardised centred ranks (features left out are absent);
-            ``{}`` when the score falls back to the parameter count.
+        score : ndarray of shape (n_checkpoints,)
+            Higher = predicted better.
+        loadings : dict
+            Feature -> its entry of the leading eigenvector (its weight on the standardised
+            centred ranks); the features left out are absent. ``{}`` where the score falls back
+            to the parameter count or to the measures' mean centred rank.
         """
-        return self._fit_task(table)[1]
-
-    def score_table(self, table: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Scores of one task's checkpoints, shape (n_checkpoints,) (higher = predicted better)."""
-        return self._fit_task(table)[0]
-
-    def _fit_task(self, table: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
         n = len(next(iter(table.values()))) if table else 0
         measures = [f for f in self.features if f not in (PARAMETERS, HAS_HEAD)]
+        if n < MIN_AGREEMENT_VALUES:
+            return self._without_correlation(table, measures, n), {}
         columns, names = [], []
         for name in self.features:
             if name == HAS_HEAD or name not in table:
@@ -407,12 +424,8 @@ class AgreementRanker:
                 continue
             columns.append((ranks - ranks.mean()) / spread)
             names.append(name)
-        used_measures = [name for name in names if name in measures]
-        if not used_measures:
-            if n < MIN_AGREEMENT_VALUES:
-                present = [centred_ranks(np.asarray(table[m], dtype=float)) for m in measures if m in table]
-                if present:
-                    return np.mean(present, axis=0), {}
+        is_measure = np.array([name in measures for name in names], dtype=bool)
+        if not is_measure.any():
             size = table.get(PARAMETERS)
             return (np.zeros(n) if size is None else centred_ranks(np.asarray(size, dtype=float))), {}
         Z = np.column_stack(columns)
@@ -421,11 +434,31 @@ class AgreementRanker:
         else:
             _, vectors = np.linalg.eigh(np.corrcoef(Z, rowvar=False))
             vector = vectors[:, -1]
-        if sum(v for v, name in zip(vector, names, strict=True) if name in measures) < 0:
+        margin = float(vector[is_measure].sum())
+        if abs(margin) <= 1e-9 * float(np.abs(vector).sum()):  # an exact split, up to round-off:
+            # orient by the measure with the largest weight (the first of equals)
+            largest = np.flatnonzero(is_measure)[np.argmax(np.round(np.abs(vector[is_measure]), 9))]
+            margin = float(vector[largest])
+        if margin < 0:
             vector = -vector
         return Z @ vector, {name: float(v) for name, v in zip(names, vector, strict=True)}
 
+    def _without_correlation(
+        self, table: Mapping[str, np.ndarray], measures: Sequence[str], n: int
+    ) -> np.ndarray:
+        """Score of fewer than 3 checkpoints: the measures' mean centred rank, else the parameter count's."""
+        scored = [
+            centred_ranks(np.asarray(table[m], dtype=float))
+            for m in measures
+            if m in table and np.isfinite(np.asarray(table[m], dtype=float)).sum() >= 2
+        ]
+        if scored:
+            return np.mean(scored, axis=0)
+        size = table.get(PARAMETERS)
+        return np.zeros(n) if size is None else centred_ranks(np.asarray(size, dtype=float))
+
     def describe(self) -> str:
+        """One line naming the features and how they are weighed."""
         return (
             "label-free agreement of "
             + ", ".join(self.features)
@@ -433,10 +466,18 @@ class AgreementRanker:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``kind``, ``features``, ``info``)."""
         return {"kind": self.kind, "features": list(self.features), "info": self.info}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AgreementRanker:
+        """The ranker of :meth:`to_dict`'s form.
+
+        Raises
+        ------
+        ValueError
+            Another kind, or no features.
+        """
         if data.get("kind") != cls.kind:
             raise ValueError(f"not an agreement ranker file (kind {data.get('kind')!r})")
         features = [str(f) for f in data["features"]]

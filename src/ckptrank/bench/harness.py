@@ -59,10 +59,11 @@ __all__ = [
 
 #: Name of the row that evaluates the ``rank`` column of ``ckptrank rank`` with default options.
 DEFAULT_ROW = "ckptrank rank (default)"
-#: Its name on a suite the default ranker was fitted on (the figure is then in-sample).
+#: Its name on a suite the default ranker was fitted on (the figure is then in-sample; the shipped
+#: agreement ranker is fitted on none, a fitted ranker file may be).
 DEFAULT_ROW_IN_SAMPLE = "ckptrank rank (default, in-sample)"
-#: Name of the row that runs the default ranker on a published score table (the measures it lacks sit at
-#: the middle rank, as in the held-out evaluation), and its name on a suite the ranker was fitted on.
+#: Name of the row that runs the default ranker on a published score table (the measures it lacks are
+#: left out, as in the held-out evaluation), and its name on a suite the ranker was fitted on.
 PUBLISHED_ROW = "default ranker (published)"
 PUBLISHED_ROW_IN_SAMPLE = "default ranker (published, in-sample)"
 
@@ -711,8 +712,8 @@ def default_answer(
     num_parameters : mapping or Series, optional
         Checkpoint -> parameter count (of the part used); missing: unknown.
     partial : bool, default=False
-        Rank with the default measures the table has, the others at the middle rank (one note
-        names them), instead of refusing: for published score tables, which cannot be re-scored.
+        Rank with the default measures the table has, the others left out (one note names
+        them), instead of refusing: for published score tables, which cannot be re-scored.
         The table must still have at least half of the default measures; with fewer, the row
         would be little more than the parameter count, and there is none (with a note).
     label : str, default=DEFAULT_ROW

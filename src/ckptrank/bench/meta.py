@@ -1,4 +1,4 @@
-"""The meta-dataset and the held-out evaluation of rankers learned from it.
+"""The meta-dataset and the held-out evaluation of rankers on it.
 
 :func:`meta_table` collects one row per (suite, task, checkpoint) from the suites that have
 scores: ckptrank's own scores on neucrab-mini v1 and v2 (from the results store, scored if missing) and the
@@ -6,11 +6,15 @@ published score tables (Model Spider's 9 metrics, stable-transfer's GBC, LEEP, N
 ckptrank's names where ckptrank implements the same measure), beside target-blind descriptors (log
 parameter count, whether the checkpoint has a classification head) and the fine-tuned truth. Suites
 without scores (SFDA's group 1) contribute their descriptors only. Missing values (no head, a
-measure a source did not publish) stay NaN: the rankers treat them as the middle rank.
+measure a source did not publish) stay NaN: the pairwise ranker treats them as the middle rank, the
+agreement ranker leaves a feature with fewer than 3 scores out.
 
 :func:`held_out_evaluation` fits :class:`ckptrank.rankers.PairwiseRanker` only on tasks other
 than the one it ranks (leave one task out, and leave one suite out; suites outside
-``train_suites`` are never fitted on) and evaluates it with
+``train_suites`` are never fitted on), or applies the label-free
+:class:`ckptrank.rankers.AgreementRanker` (the default ranker, fitted on no task;
+:func:`default_held_out` sets the learned pairwise ranker's held-out predictions beside it), and
+evaluates it with
 :func:`ckptrank.bench.evaluate.evaluate` beside (a) the best single measure chosen on the
 training tasks only, (b) the parameter count and (c) today's consensus of the default measures,
 so every comparison is paired on the same (task, checkpoint) pairs and bootstrap resamples.
@@ -59,11 +63,13 @@ __all__ = [
     "summarise",
 ]
 
-#: Suites the default ranker is fitted on (each with its default protocol).
+#: Suites the learned pairwise ranker (the default until round 6) is fitted on, each with its default
+#: protocol; the default agreement ranker is fitted on none and evaluated on these and
+#: :data:`HELD_OUT_SUITES`.
 DEFAULT_SUITES: tuple[str, ...] = ("neucrab-mini-v1", "published:modelspider", "published:sfda-group1")
 
-#: Suites the default ranker is evaluated on but never fitted on: every task there is held out from
-#: the ranker (and from the choice of its regularisation). neucrab-mini v2 has only its linear-probe
+#: Suites the learned pairwise ranker is evaluated on but never fitted on: every task there is held
+#: out from it (and from the choice of its regularisation). neucrab-mini v2 has only its linear-probe
 #: truth (fitting on it lowered the held-out figures of the fine-tuning suites, benchmarks/RESULTS.md);
 #: its held-out predictions join the temperature fit of ``p_best``. stable-transfer (19 Keras
 #: architectures, fine-tuning truth) publishes GBC, LEEP, NLEEP and LogME scores: the only suite with
@@ -72,10 +78,10 @@ DEFAULT_SUITES: tuple[str, ...] = ("neucrab-mini-v1", "published:modelspider", "
 HELD_OUT_SUITES: tuple[str, ...] = ("neucrab-mini-v2", "published:stable-transfer")
 
 
-#: Features the shipped ranker may use: measures scored on more than one suite, and descriptors.
+#: Features of the learned pairwise ranker: measures scored on more than one suite, and descriptors.
 SHARED_FEATURES: tuple[str, ...] = ("logme", "hscore", "leep", "nce", "nleep", "gbc", PARAMETERS, HAS_HEAD)
 
-#: Descriptor columns of the meta-dataset (not features of the shipped ranker).
+#: Descriptor columns of the meta-dataset (not features of either ranker).
 SOURCE_ACCURACY = "source_accuracy"
 SOURCE_CLASSES = "source_classes"
 SATURATED = "saturated"
@@ -285,8 +291,14 @@ class Design:
             raise ValueError(f"kind must be 'pairwise' or 'agreement', got {self.kind!r}")
         if self.balance not in ("task", "suite"):
             raise ValueError(f"balance must be 'task' or 'suite', got {self.balance!r}")
+        if self.kind == "agreement" and (self.balance != "task" or self.nonnegative):
+            raise ValueError(
+                "the agreement ranker is fitted on no task: balance and nonnegative apply to the pairwise "
+                "ranker only"
+            )
 
     def describe(self) -> dict[str, Any]:
+        """JSON-ready form, recorded in a ranker file's ``info["design"]``."""
         if self.kind == "agreement":
             return {"kind": self.kind}
         return {"kind": self.kind, "balance": self.balance, "nonnegative": self.nonnegative}
@@ -303,6 +315,7 @@ AGREEMENT_FEATURES: tuple[str, ...] = tuple(f for f in SHARED_FEATURES if f != H
 
 
 def _suite_of(tables: dict[str, tuple[pd.DataFrame, np.ndarray]], key: str) -> str:
+    """The suite of a task key of :func:`_task_tables`."""
     return str(tables[key][0]["suite"].iloc[0])
 
 
@@ -565,7 +578,7 @@ def held_out_evaluation(
         }
     )
     scores = pd.concat([scores, param_scores], ignore_index=True)
-    extra_kinds = {}
+    extra_kinds: dict[str, str] = {}
     if comparators is not None and len(comparators):
         extra = comparators[comparators["task"].isin(keys)][["task", "checkpoint", "measure", "score"]]
         scores = pd.concat([scores, extra], ignore_index=True)

@@ -642,10 +642,11 @@ def bench_command(
         bool,
         typer.Option(
             "--held-out",
-            help="Evaluate the default ranker on tasks it was not fitted on: leave one task out and leave "
-            "one suite out over neucrab-mini-v1 and the published suites, and on neucrab-mini-v2 and "
-            "published:stable-transfer, which it is never fitted on; paired with the best single measure "
-            "(chosen on the training tasks), the parameter count and the previous default.",
+            help="Evaluate the default ranker (label-free, fitted on no task) on the 41 benchmark tasks with "
+            "truth (neucrab-mini v1 and v2, the published suites), paired with the learned pairwise ranker "
+            "(the default until round 6) left one task out and one suite out, the best single measure "
+            "chosen on the other tasks, the parameter count and the earlier consensus; with the held-out "
+            "calibration of p(best).",
         ),
     ] = False,
     executor: ExecutorOpt = "local",
@@ -661,7 +662,7 @@ def bench_command(
     checkpoint) pairs (paired bootstrap; a mark only when the interval excludes 0), with the
     ground truth's seed agreement and reliability and a random-init sanity check. Published
     suites (published:*) evaluate their published score table (with the default ranker's row on
-    it, the measures the table lacks at the middle rank), or --scores FILE, and show recomputed vs
+    it, the measures the table lacks left out), or --scores FILE, and show recomputed vs
     reported values with disagreements flagged.
     """
 
