@@ -274,7 +274,8 @@ class Design:
         ``"agreement"``: :class:`ckptrank.rankers.AgreementRanker`, label-free, fitted on no task
         (``balance`` and ``nonnegative`` do not apply; ``has_head`` is not one of its features).
     balance : {"task", "suite"}
-        ``"task"``: every training task weighs the same (the shipped ranker). ``"suite"``: every
+        ``"task"``: every training task weighs the same (the learned pairwise ranker that was the
+        default until round 6). ``"suite"``: every
         training suite weighs the same in total, its tasks equally within it; the regularisation
         is then chosen by an inner leave one suite out (leave one task out while the training
         tasks come from a single suite).
@@ -526,9 +527,9 @@ def held_out_evaluation(
             C = None
             agreement = AgreementRanker(features=[f for f in features if f != HAS_HEAD])
             table = {f: group[f].to_numpy(dtype=float) for f in agreement.features if f in group}
-            loadings = agreement.loadings(table)
+            score, loadings = agreement.score_with_loadings(table)
             weights = [loadings.get(f, 0.0) for f in features]
-            entries = {LEARNED: agreement.score_table(table)}
+            entries = {LEARNED: score}
         else:
             C = _choose_regularisation(tables, train, features, design)
             ranker = _fit(tables, train, features, C, design)
