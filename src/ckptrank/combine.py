@@ -386,11 +386,12 @@ def answer_column(
         table[name] = np.where(ran, values, np.nan)
     score = np.full(n, np.nan)
     if ran.any():
+        ran_table = {k: v[ran] for k, v in table.items()}
         if isinstance(ranker, AgreementRanker):
-            score[ran], loadings = ranker.score_with_loadings({k: v[ran] for k, v in table.items()})
+            score[ran], loadings = ranker.score_with_loadings(ran_table)
             notes.extend(_agreement_notes(loadings))
         else:
-            score[ran] = ranker.score_table({k: v[ran] for k, v in table.items()})
+            score[ran] = ranker.score_table(ran_table)
     resampled_scores = _resampled_scores(table, ran, ranker, resampled or {}, higher_is_better)
     p_best, shortlist = _decisions(score, ranker, resampled_scores)
     if isinstance(ranker, AgreementRanker):

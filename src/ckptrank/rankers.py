@@ -426,8 +426,7 @@ class AgreementRanker:
             names.append(name)
         is_measure = np.array([name in measures for name in names], dtype=bool)
         if not is_measure.any():
-            size = table.get(PARAMETERS)
-            return (np.zeros(n) if size is None else centred_ranks(np.asarray(size, dtype=float))), {}
+            return _size_ranks(table, n), {}
         Z = np.column_stack(columns)
         if Z.shape[1] == 1:
             vector = np.ones(1)
@@ -452,10 +451,7 @@ class AgreementRanker:
             for m in measures
             if m in table and np.isfinite(np.asarray(table[m], dtype=float)).sum() >= 2
         ]
-        if scored:
-            return np.mean(scored, axis=0)
-        size = table.get(PARAMETERS)
-        return np.zeros(n) if size is None else centred_ranks(np.asarray(size, dtype=float))
+        return np.mean(scored, axis=0) if scored else _size_ranks(table, n)
 
     def describe(self) -> str:
         """One line naming the features and how they are weighed."""
@@ -488,6 +484,12 @@ class AgreementRanker:
     def save(self, path: str | Path) -> Path:
         """Write the ranker as JSON (atomically)."""
         return _save_json(self.to_dict(), path)
+
+
+def _size_ranks(table: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """Centred ranks of the parameter count, shape (n,) (zeros without one): the size-only fallback."""
+    size = table.get(PARAMETERS)
+    return np.zeros(n) if size is None else centred_ranks(np.asarray(size, dtype=float))
 
 
 #: Either kind of ranker (both score one task's table and carry ``features`` and ``info``).

@@ -752,32 +752,20 @@ def fit_default_ranker(
     agreement = design.kind == "agreement"
     if features is None:
         features = AGREEMENT_FEATURES if agreement else SHARED_FEATURES
-    if agreement:
-        by_task, by_suite = (
-            default_held_out(
-                rows,
-                ground_truth,
-                scheme=scheme,
-                n_bootstrap=n_bootstrap,
-                features=features,
-                design=design,
-                train_suites=train_suites,
-            )
-            for scheme in ("task", "suite")
+    # the agreement ranker is evaluated beside the learned pairwise ranker (default_held_out)
+    evaluation = default_held_out if agreement else held_out_evaluation
+    by_task, by_suite = (
+        evaluation(
+            rows,
+            ground_truth,
+            features=features,
+            scheme=scheme,
+            n_bootstrap=n_bootstrap,
+            train_suites=train_suites,
+            design=design,
         )
-    else:
-        by_task, by_suite = (
-            held_out_evaluation(
-                rows,
-                ground_truth,
-                features=features,
-                scheme=scheme,
-                n_bootstrap=n_bootstrap,
-                train_suites=train_suites,
-                design=design,
-            )
-            for scheme in ("task", "suite")
-        )
+        for scheme in ("task", "suite")
+    )
     ranker = by_task.final
     temperature, calibration = calibrate_shortlist(by_task)
     pretrained = rows[~rows["control"]]
