@@ -133,6 +133,71 @@ def test_stable_transfer_measures_evaluated_against_an_independent_recomputation
         assert tau[name] == pytest.approx(value, abs=1e-12), name
 
 
+def test_segmentation_suite_publishes_four_measures_for_every_pair_and_no_static_baseline():
+    raw = read_published_table("stable_transfer_source_datasets_table.csv")
+    assert len(raw) == 5 * 17 * 16 and raw.iloc[:, 0].tolist() == list(range(len(raw)))  # the source's index
+    assert list(dict.fromkeys(raw["Transferability Metric"])) == ["leep", "nleep", "gbc", "hscore", "logme"]
+    assert not (raw["Source Dataset"] == raw["Target Dataset"]).any()  # never its own source
+    # every metric's block states the same test mean IoU for a pair
+    iou = raw.pivot_table(
+        index=["Target Dataset", "Source Dataset"], columns="Transferability Metric", values="Test Mean IoU"
+    )
+    assert iou.shape == (272, 5) and (iou.max(axis=1) == iou.min(axis=1)).all()
+    suite = get_suite("published:stable-transfer-segmentation")
+    assert suite.baselines is None and suite.default_protocol == "finetune"
+    scores = suite.published_scores
+    assert sorted(set(scores["measure"])) == ["GBC", "LEEP", "LogME", "NLEEP"]
+    assert len(scores) == 272 * 4 and np.isfinite(scores["score"]).all()
+    truth_pairs = set(zip(suite.ground_truth["task"], suite.ground_truth["checkpoint"], strict=True))
+    assert set(zip(scores["task"], scores["checkpoint"], strict=True)) == truth_pairs
+    # values as published: source rows 0 (leep, city -> isprs) and 54 (leep, coco -> pvoc)
+    got = scores.set_index(["task", "checkpoint", "measure"])["score"]
+    assert got["isprs", "city", "LEEP"] == -1.231469988822937
+    assert got["pvoc", "coco", "LEEP"] == -0.3993972539901733
+    gt = suite.ground_truth.set_index(["task", "checkpoint"])["accuracy"]
+    assert gt["isprs", "city"] == 0.4564622938632965 and gt["pvoc", "coco"] == 0.7060430645942688
+    assert any("element-wise" in note for note in suite.notes)
+
+
+def test_segmentation_measures_evaluated_against_an_independent_recomputation():
+    raw = pd.read_csv(DATA / "stable_transfer_source_datasets_table.csv", index_col=0)
+    expected = {}
+    for metric, name in (("logme", "LogME"), ("nleep", "NLEEP"), ("gbc", "GBC"), ("leep", "LEEP")):
+        block = raw[raw["Transferability Metric"] == metric]
+        taus = [
+            sps.weightedtau(rows["Transferability Metric Score"], rows["Test Mean IoU"]).statistic
+            for _, rows in block.groupby("Target Dataset")
+        ]
+        expected[name] = float(np.mean(taus))
+    tau = bench("published:stable-transfer-segmentation", n_bootstrap=0).evaluation.summary["weighted_tau"]
+    for name, value in expected.items():
+        assert tau[name] == pytest.approx(value, abs=1e-12), name
+    assert expected["LogME"] == pytest.approx(0.638, abs=5e-4)  # benchmarks/RESULTS.md, round 7
+
+
+def test_default_row_on_the_segmentation_suite_is_the_leading_eigenvector_of_the_four_measures_by_hand():
+    """Round 7's outside check (benchmarks/RESULTS.md): no parameter count, so the default ranker
+    projects the four measures' standardised ranks on the leading eigenvector of their correlation
+    matrix, signed so that the weights sum to more than 0."""
+    raw = pd.read_csv(DATA / "stable_transfer_source_datasets_table.csv", index_col=0)
+    wide = raw[raw["Transferability Metric"] != "hscore"].pivot_table(
+        index=["Target Dataset", "Source Dataset"],
+        columns="Transferability Metric",
+        values="Transferability Metric Score",
+    )
+    iou = raw.groupby(["Target Dataset", "Source Dataset"])["Test Mean IoU"].first()
+    taus = []
+    for task, block in wide.groupby(level=0):
+        z = np.column_stack([sps.rankdata(block[m]) for m in block.columns])
+        z = (z - z.mean(axis=0)) / z.std(axis=0)
+        _, vectors = np.linalg.eigh(np.corrcoef(z, rowvar=False))
+        w = vectors[:, -1] * (1 if vectors[:, -1].sum() > 0 else -1)
+        taus.append(sps.weightedtau(z @ w, iou.loc[task].loc[block.index.get_level_values(1)]).statistic)
+    tau = bench("published:stable-transfer-segmentation", n_bootstrap=0).evaluation.summary["weighted_tau"]
+    assert tau[PUBLISHED_ROW] == pytest.approx(float(np.mean(taus)), abs=1e-12)
+    assert tau[PUBLISHED_ROW] == pytest.approx(0.593, abs=5e-4)
+
+
 def test_every_published_suite_loads_with_its_shape():
     assert set(PUBLISHED_SUITES) <= set(list_suites())
     shapes = {
@@ -143,6 +208,7 @@ def test_every_published_suite_loads_with_its_shape():
         "published:emms-vit": (11, 13, 143),
         "published:parc": (7, 32, 196),
         "published:stable-transfer": (9, 19, 342),
+        "published:stable-transfer-segmentation": (17, 17, 272),
     }
     for name, (tasks, checkpoints, rows) in shapes.items():
         suite = get_suite(name)

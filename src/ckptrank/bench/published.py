@@ -4,22 +4,27 @@ The tables under ``published_data/`` are verbatim copies of numbers published in
 repositories (``published_data/PROVENANCE.md`` names repository, path and commit of each). Each is
 exposed as a suite named ``published:NAME``:
 
-=============================  ==================================================================
-``published:tllib``            10 ImageNet CNNs x 8 tasks (LogME's ground truth, thuml/TLLIB):
-                               published HScore/LEEP/LogME/NCE scores, reported Pearson and
-                               weighted tau
-``published:sfda-group1``      11 supervised ImageNet CNNs x 11 tasks (SFDA): reported weighted tau
-                               of LEEP, LogME, NLEEP, PARC, SFDA
-``published:sfda-group2``      12 self-supervised ResNet-50s x 11 tasks (SFDA): reported weighted
-                               tau from PED's README
-``published:modelspider``      10 ImageNet CNNs x 8 tasks (Model Spider's copy of LogME's ground
-                               truth): published scores of 9 measures, reported weighted tau
-``published:emms-vit``         13 ViT-family models x 11 tasks (EMMS / SFDA ViT table)
-``published:parc``             32 (architecture, source) models x 7 targets (PARC, controlled)
-``published:stable-transfer``  19 Keras architectures x 9 targets, fine-tuned and linear protocols;
-                               published GBC/LEEP/NLEEP/LogME scores; parameter counts of the
-                               backbones, from the Keras documentation
-=============================  ==================================================================
+==========================================  ================================================================
+``published:tllib``                         10 ImageNet CNNs x 8 tasks (LogME's ground truth, thuml/TLLIB):
+                                            published HScore/LEEP/LogME/NCE scores, reported Pearson and
+                                            weighted tau
+``published:sfda-group1``                   11 supervised ImageNet CNNs x 11 tasks (SFDA): reported weighted
+                                            tau of LEEP, LogME, NLEEP, PARC, SFDA
+``published:sfda-group2``                   12 self-supervised ResNet-50s x 11 tasks (SFDA): reported
+                                            weighted tau from PED's README
+``published:modelspider``                   10 ImageNet CNNs x 8 tasks (Model Spider's copy of LogME's
+                                            ground truth): published scores of 9 measures, reported weighted
+                                            tau
+``published:emms-vit``                      13 ViT-family models x 11 tasks (EMMS / SFDA ViT table)
+``published:parc``                          32 (architecture, source) models x 7 targets (PARC, controlled)
+``published:stable-transfer``               19 Keras architectures x 9 targets, fine-tuned and linear
+                                            protocols; published GBC/LEEP/NLEEP/LogME scores; parameter
+                                            counts of the backbones, from the Keras documentation
+``published:stable-transfer-segmentation``  stable_transfer's semantic segmentation source selection: 17
+                                            HRNet checkpoints (one per source dataset) x 17 targets, test
+                                            mean IoU; published GBC/LEEP/NLEEP/LogME scores; no static
+                                            baseline
+==========================================  ================================================================
 
 Task names are the lower-case SFDA names (``aircraft``, ``cars``, ``pets``, ...), checkpoint
 names the torchvision names (``resnet50``, ``inception_v3``, ...); the source's own spellings
@@ -573,6 +578,61 @@ def _load_stable_transfer() -> Suite:
     )
 
 
+#: The segmentation table's GBC uses diagonal Gaussians (its classification table's, spherical ones) and
+#: its NLEEP a PCA keeping 80% of the variance: the measures of the GBC and NLEEP papers, in other
+#: configurations than ckptrank's defaults.
+_SEGMENTATION_SOURCE = "stable_transfer_source_datasets_table.csv"
+
+
+def _load_stable_transfer_segmentation() -> Suite:
+    raw = read_published_table(_SEGMENTATION_SOURCE)
+    first = raw[raw["Transferability Metric"] == raw["Transferability Metric"].iloc[0]]
+    truth = pd.DataFrame(
+        {
+            "task": first["Target Dataset"],
+            "checkpoint": first["Source Dataset"],
+            "seed": 0,
+            "accuracy": first["Test Mean IoU"].astype(float),
+            "protocol": "finetune",
+        }
+    ).reset_index(drop=True)
+    published = raw[raw["Transferability Metric"].isin(_STABLE_TRANSFER_MEASURES)]
+    scores = pd.DataFrame(
+        {
+            "task": published["Target Dataset"],
+            "checkpoint": published["Source Dataset"],
+            "measure": published["Transferability Metric"].map(_STABLE_TRANSFER_MEASURES),
+            "score": published["Transferability Metric Score"].astype(float),
+        }
+    ).reset_index(drop=True)
+    return Suite(
+        name="published:stable-transfer-segmentation",
+        description="google-research stable_transfer, source selection for semantic segmentation: 17 HRNet "
+        "checkpoints, each trained on one dataset, fine-tuned on each of the 16 others (test mean IoU), "
+        "with the GBC, LEEP, NLEEP and LogME scores it publishes",
+        tasks={t: Task(metric="fine-tuned test mean IoU (fraction)") for t in dict.fromkeys(truth["task"])},
+        checkpoints={n: SuiteCheckpoint(group="HRNet") for n in dict.fromkeys(truth["checkpoint"])},
+        ground_truth=truth,
+        provenance=_provenance(
+            _SEGMENTATION_SOURCE,
+            extra="No static baseline: every checkpoint is the same HRNet architecture (the same parameter "
+            "count) trained on a different source dataset.",
+        ),
+        default_protocol="finetune",
+        published_scores=scores,
+        notes=[
+            _SINGLE_SEED,
+            "semantic segmentation: the scores come from stable_transfer's pixel-level pipeline (150 target "
+            "images, 1,000 class-balanced pixels each), not from ckptrank's extraction",
+            "its GBC uses diagonal Gaussians and its NLEEP a PCA keeping 80% of the variance "
+            "(config_transferability_source_selection_segmentation.py)",
+            "the published hscore column is left out: stable_transfer's hscore.py multiplies pinv(Cov) and "
+            "the between-class covariance element-wise before the trace, which is not the H-score of Bao "
+            "et al. (published_data/PROVENANCE.md)",
+        ],
+    )
+
+
 #: Published suite name -> loader.
 PUBLISHED_SUITES = {
     "published:tllib": _load_tllib,
@@ -582,6 +642,7 @@ PUBLISHED_SUITES = {
     "published:emms-vit": _load_emms_vit,
     "published:parc": _load_parc,
     "published:stable-transfer": _load_stable_transfer,
+    "published:stable-transfer-segmentation": _load_stable_transfer_segmentation,
 }
 
 for _name, _loader in PUBLISHED_SUITES.items():
