@@ -304,6 +304,21 @@ def test_answer_column_with_the_agreement_ranker_notes_its_weights():
     assert column.method.startswith("default ranker (label-free agreement of logme, nleep, log_parameters)")
 
 
+def test_answer_column_says_when_the_parameter_count_is_left_out_and_when_it_sits_at_the_middle():
+    ranker = AgreementRanker(features=["logme", "nleep", PARAMETERS])
+    scores = {"logme": np.array([1.0, 2.0, 3.0, 4.0]), "nleep": np.array([1.0, 2.0, 4.0, 3.0])}
+    flags = {"logme": True, "nleep": True}
+    for params, known in ((np.full(4, np.nan), 0), (np.array([1e6, 1e7, np.nan, np.nan]), 2)):
+        column = answer_column(scores, flags, num_parameters=params, ranker=ranker)
+        expected = f"of {4 - known} checkpoint(s) is unknown and of {known} known; it is left out"
+        assert expected in " ".join(column.notes)
+        # the ranking is the measures' alone: the same as with no parameter column at all
+        alone = answer_column(scores, flags, num_parameters=np.full(4, np.nan), ranker=ranker)
+        np.testing.assert_allclose(column.ranker_score, alone.ranker_score)
+    column = answer_column(scores, flags, num_parameters=np.array([1e6, 1e7, 1e8, np.nan]), ranker=ranker)
+    assert any("of 1 checkpoint(s) is unknown; they sit at the middle" in n for n in column.notes)
+
+
 def test_agreement_ranker_at_an_exact_split_orients_by_the_first_largest_measure():
     """a and b are exact opposites and size follows a: the eigenvector is (1, -1, 1) / sqrt(3) up to sign,
     the measures' entries sum to 0, and the tie-break makes a (the first of two equal weights) positive."""

@@ -337,7 +337,7 @@ def answer_column(
         ``ranker_score`` holds the ranker's score, ``rank`` its order, ``consensus`` the
         consensus of the measures (shown for reference), ``method`` names the ranker.
     """
-    from ckptrank.rankers import HAS_HEAD, PARAMETERS, AgreementRanker
+    from ckptrank.rankers import HAS_HEAD, MIN_AGREEMENT_VALUES, PARAMETERS, AgreementRanker
 
     ranker = ranker or default_ranker()
     column = consensus_column(scores, higher_is_better, ok)
@@ -353,7 +353,14 @@ def answer_column(
             with np.errstate(divide="ignore", invalid="ignore"):
                 values = np.where(params > 0, np.log10(params), np.nan)
             unknown = int(np.isnan(values[ran]).sum())
-            if unknown:
+            known = int(ran.sum()) - unknown
+            too_few = known < (MIN_AGREEMENT_VALUES if isinstance(ranker, AgreementRanker) else 1)
+            if unknown and too_few:
+                notes.append(
+                    f"default ranker: the parameter count of {unknown} checkpoint(s) is unknown and of "
+                    f"{known} known; it is left out of this ranking"
+                )
+            elif unknown:
                 notes.append(
                     f"default ranker: the parameter count of {unknown} checkpoint(s) is unknown; they sit at "
                     "the middle of that feature"
