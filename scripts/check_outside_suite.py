@@ -73,7 +73,10 @@ def main() -> None:
         task_order=keys,
         kinds=kinds,
     )
-    print(f"== {suite}: {len(keys)} tasks, held out from every design")
+    print(
+        f"== {suite}: {len(keys)} tasks; the agreement ranker is fitted on no task, the pairwise ranker on "
+        f"{', '.join(s for s in DEFAULT_SUITES if s != suite)}"
+    )
     print(
         ev.summary[["n_tasks", "weighted_tau", "weighted_tau_ci_low", "weighted_tau_ci_high"]]
         .round(3)
