@@ -40,6 +40,7 @@ def main() -> None:
     )
     from ckptrank.bench.suite import get_suite
     from ckptrank.combine import default_ranker
+    from ckptrank.measures import list_measures
     from ckptrank.rankers import probability_best, shortlist_size
 
     start = time.perf_counter()
@@ -51,7 +52,9 @@ def main() -> None:
     keys = list(dict.fromkeys(pretrained.loc[pretrained["suite"] == suite, "key"]))
     here = pretrained[pretrained["suite"] == suite]
     # each measure alone: the meta-dataset's columns, signed so that higher predicts better
-    scored = [m for m in AGREEMENT_FEATURES if m in here and here[m].notna().any()]
+    known = set(list_measures())
+    candidates = list(dict.fromkeys([*(m for m in here.columns if m in known), *AGREEMENT_FEATURES]))
+    scored = [m for m in candidates if m in here and here[m].notna().any()]
     single = here.melt(
         id_vars=["key", "checkpoint"], value_vars=scored, var_name="measure", value_name="score"
     )
@@ -78,7 +81,9 @@ def main() -> None:
         f"{', '.join(s for s in DEFAULT_SUITES if s != suite)}"
     )
     print(
-        ev.summary[["n_tasks", "weighted_tau", "weighted_tau_ci_low", "weighted_tau_ci_high"]]
+        ev.summary[
+            ["n_tasks", "weighted_tau", "weighted_tau_ci_low", "weighted_tau_ci_high", "rel@1", "top1_regret"]
+        ]
         .round(3)
         .to_string()
     )

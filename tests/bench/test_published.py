@@ -198,6 +198,72 @@ def test_default_row_on_the_segmentation_suite_is_the_leading_eigenvector_of_the
     assert tau[PUBLISHED_ROW] == pytest.approx(0.593, abs=5e-4)
 
 
+def _transfergraph_by_hand() -> tuple[pd.DataFrame, pd.Series]:
+    """TransferGraph's image zoo straight from the packaged copies: (task, checkpoint) -> LogME and
+    regularised H-score (repeated scores averaged), and the mean fine-tuned eval accuracy."""
+    raw = pd.read_csv(DATA / "transfergraph_image_scores.csv", index_col=0)
+    raw = raw[raw["metric"].isin(["TransferabilityMethod.LOG_ME", "TransferabilityMethod.REG_H_SCORE"])]
+    scores = raw.pivot_table(
+        index=["target_dataset", "model"], columns="metric", values="score", aggfunc="mean"
+    )
+    records = pd.read_csv(DATA / "transfergraph_image_records.csv", index_col=0)
+    truth = records.groupby(["finetuned_dataset", "model"])["eval_accuracy"].mean()
+    common = scores.index.intersection(truth.index)
+    return scores.loc[common], truth.loc[common]
+
+
+def test_transfergraph_suite_is_the_scored_pairs_of_the_records_with_repeated_scores_averaged():
+    raw = read_published_table("transfergraph_image_scores.csv")
+    assert len(raw) == 2468 and raw["metric"].isna().sum() == 2  # two truncated source lines
+    suite = get_suite("published:transfergraph-image")
+    scores = suite.published_scores.set_index(["task", "checkpoint", "measure"])["score"]
+    assert sorted(set(suite.published_scores["measure"])) == ["logme", "reg_hscore"]
+    dtd = raw[(raw["target_dataset"] == "dtd") & (raw["metric"] == "TransferabilityMethod.LOG_ME")]
+    repeated = dtd[dtd.duplicated("model", keep=False)]
+    assert repeated["model"].nunique() == 60  # scored twice on DTD: the suite keeps their mean
+    name = repeated["model"].iloc[0]
+    assert scores["dtd", name, "logme"] == pytest.approx(
+        repeated.loc[repeated["model"] == name, "score"].mean()
+    )
+    expected, truth = _transfergraph_by_hand()
+    assert len(expected) == 1145 and len(suite.ground_truth) == 1145
+    gt = suite.ground_truth.set_index(["task", "checkpoint"])["accuracy"]
+    assert gt.loc[truth.index].to_numpy() == pytest.approx(truth.to_numpy())
+    # tasks whose records have no published score are not tasks of the suite
+    assert "eurosat" not in suite.tasks and set(suite.tasks) == set(truth.index.get_level_values(0))
+    models = read_published_table("transfergraph_image_models.csv").set_index("model")
+    assert suite.baselines.loc["google/vit-large-patch16-224", "num_parameters"] == 304326632
+    assert set(suite.baselines.index) == set(suite.checkpoints) <= set(models.index)
+
+
+def test_transfergraph_measures_and_the_two_feature_default_ranker_against_a_recomputation_by_hand():
+    """With LogME and the parameter count only, the agreement ranker's leading eigenvector is
+    (1, sign r) / sqrt(2), r the correlation of their ranks: the score is z(LogME) + sign(r) z(size)
+    up to a positive factor (benchmarks/RESULTS.md, round 7's third check)."""
+    from ckptrank.bench.meta import DEFAULT_DESIGN, LEARNED, held_out_evaluation, meta_table
+
+    scores, truth = _transfergraph_by_hand()
+    params = read_published_table("transfergraph_image_models.csv").set_index("model")["number_of_parameters"]
+    logme_taus, default_taus = [], []
+    for task, block in scores.groupby(level=0):
+        models = block.index.get_level_values(1)
+        y = truth.loc[task].loc[models].to_numpy()
+        logme = block["TransferabilityMethod.LOG_ME"].to_numpy()
+        z = np.column_stack([sps.rankdata(logme), sps.rankdata(np.log10(params.loc[models].to_numpy()))])
+        z = (z - z.mean(axis=0)) / z.std(axis=0)
+        r = np.corrcoef(z, rowvar=False)[0, 1]
+        logme_taus.append(sps.weightedtau(logme, y).statistic)
+        default_taus.append(sps.weightedtau(z[:, 0] + np.sign(r) * z[:, 1], y).statistic)
+    tau = bench("published:transfergraph-image", n_bootstrap=0).evaluation.summary["weighted_tau"]
+    assert tau["logme"] == pytest.approx(float(np.mean(logme_taus)), abs=1e-12)
+    assert tau["logme"] == pytest.approx(0.321, abs=5e-4)
+    rows, gt = meta_table(["published:transfergraph-image"])
+    held = held_out_evaluation(rows, gt, n_bootstrap=0, design=DEFAULT_DESIGN)
+    got = held.evaluation.summary.loc[LEARNED, "weighted_tau"]
+    assert got == pytest.approx(float(np.mean(default_taus)), abs=1e-12)
+    assert got == pytest.approx(0.306, abs=5e-4)
+
+
 def test_every_published_suite_loads_with_its_shape():
     assert set(PUBLISHED_SUITES) <= set(list_suites())
     shapes = {
@@ -209,6 +275,7 @@ def test_every_published_suite_loads_with_its_shape():
         "published:parc": (7, 32, 196),
         "published:stable-transfer": (9, 19, 342),
         "published:stable-transfer-segmentation": (17, 17, 272),
+        "published:transfergraph-image": (8, 145, 1145),
     }
     for name, (tasks, checkpoints, rows) in shapes.items():
         suite = get_suite(name)
