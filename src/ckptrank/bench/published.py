@@ -668,7 +668,8 @@ def _load_transfergraph_image() -> Suite:
     scored = set(zip(scores["task"], scores["checkpoint"], strict=True))
     truth = truth[[pair in scored for pair in zip(truth["task"], truth["checkpoint"], strict=True)]]
     sizes = truth.groupby("task")["checkpoint"].transform("size")
-    truth = truth[sizes >= _TRANSFERGRAPH_MIN_CHECKPOINTS].assign(seed=0, protocol="finetune").reset_index(drop=True)
+    truth = truth[sizes >= _TRANSFERGRAPH_MIN_CHECKPOINTS].assign(seed=0, protocol="finetune")
+    truth = truth.reset_index(drop=True)
     kept = set(zip(truth["task"], truth["checkpoint"], strict=True))
     scores = scores[[pair in kept for pair in zip(scores["task"], scores["checkpoint"], strict=True)]]
     models = read_published_table("transfergraph_image_models.csv").set_index("model")
@@ -678,10 +679,13 @@ def _load_transfergraph_image() -> Suite:
     )
     return Suite(
         name="published:transfergraph-image",
-        description="TransferGraph's Hugging Face image zoo: 137-145 hub checkpoints (ViT, DeiT, Swin, ConvNeXt, "
-        "BEiT, VAN and community fine-tunes) x 8 image datasets, accuracy after fine-tuning, with the LogME and "
-        "regularised H-score it publishes and the parameter counts it records",
-        tasks={t: Task(metric="fine-tuned accuracy on the validation slice (fraction)") for t in dict.fromkeys(truth["task"])},
+        description="TransferGraph's Hugging Face image zoo: 137-145 hub checkpoints (ViT, DeiT, Swin, "
+        "ConvNeXt, BEiT, VAN and community fine-tunes) x 8 image datasets, accuracy after fine-tuning, with "
+        "the LogME and regularised H-score it publishes and the parameter counts it records",
+        tasks={
+            t: Task(metric="fine-tuned accuracy on the validation slice (fraction)")
+            for t in dict.fromkeys(truth["task"])
+        },
         checkpoints={n: SuiteCheckpoint(group=n.split("/")[0]) for n in names},
         ground_truth=truth[["task", "checkpoint", "seed", "accuracy", "protocol"]],
         baselines=baselines,
@@ -689,20 +693,20 @@ def _load_transfergraph_image() -> Suite:
             "transfergraph_image_records.csv",
             "transfergraph_image_scores.csv",
             "transfergraph_image_models.csv",
-            extra="Baseline: number_of_parameters as TransferGraph records it (the whole Hugging Face model, its "
-            "classifier included).",
+            extra="Baseline: number_of_parameters as TransferGraph records it (the whole Hugging Face model, "
+            "its classifier included).",
         ),
         default_protocol="finetune",
         published_scores=scores[["task", "checkpoint", "measure", "score"]],
         notes=[
             _SINGLE_SEED,
-            "truth: eval_accuracy of one fine-tuning run per pair (30 epochs, learning rate 0.01, the 70%/20% "
-            "train/validation slices of TransferGraph's records.csv); some runs diverged (accuracy near chance) "
-            "and stay in the truth, as a user would meet them",
+            "truth: eval_accuracy of one fine-tuning run per pair (30 epochs, learning rate 0.01, the "
+            "70%/20% train/validation slices of TransferGraph's records.csv); some runs diverged (accuracy "
+            "near chance) and stay in the truth, as a user would meet them",
             "scores: TransferGraph's LogME and regularised H-score; DTD's were computed twice for 60 "
-            "checkpoints and are averaged; two truncated source lines are left out; tasks whose records have no "
-            "published score (diabetic_retinopathy_detection, eurosat, food101, kitti, smallnorb_label_azimuth) are "
-            "not part of the suite",
+            "checkpoints and are averaged; two truncated source lines are left out; tasks whose records have "
+            "no published score (diabetic_retinopathy_detection, eurosat, food101, kitti, "
+            "smallnorb_label_azimuth) are not part of the suite",
             "some checkpoints were fine-tuned on the target dataset before (for example a CIFAR-100 ViT on "
             "cifar100): they stay, as in a user's hub zoo",
         ],
