@@ -42,6 +42,7 @@ def _resampled_probabilities(
 ):
     """(p_best with resampling, seconds) of the checkpoints ``names`` on one task of a scorable suite."""
     from ckptrank import pipeline, targets
+    from ckptrank.bench.meta import DEFAULT_DESIGN
     from ckptrank.bench.suite import get_suite
     from ckptrank.combine import DEFAULT_MEASURES, answer_column
     from ckptrank.measures import get_measure, snap_saturated
@@ -54,7 +55,13 @@ def _resampled_probabilities(
     dataset = targets.load_target(spec.data, spec.per_class, spec.seed)
     ranker = AgreementRanker(
         features=list(features),
-        info={"p_best": {"temperature": temperature, "shortlist_level": 0.9}},
+        info={
+            "p_best": {
+                "temperature": temperature,
+                "scale": DEFAULT_DESIGN.p_best_scale,
+                "shortlist_level": 0.9,
+            }
+        },
     )
     measures = [m for m in ranker.features if m in DEFAULT_MEASURES]
     options = resolve_measure_options(measures, None, 0)
@@ -126,6 +133,7 @@ def main() -> None:
 
     from ckptrank.bench.meta import (
         AGREEMENT_FEATURES,
+        DEFAULT_DESIGN,
         DEFAULT_SUITES,
         HELD_OUT_SUITES,
         calibrate_shortlist,
@@ -138,7 +146,7 @@ def main() -> None:
     # suites whose target data ckptrank can load and re-score (the published suites give scores only)
     scorable = [name for name in dict.fromkeys(rows["suite"]) if get_suite(name).can_score]
     held = default_held_out(rows, truth, scheme="task", n_bootstrap=200)
-    _, calibration = calibrate_shortlist(held)
+    _, calibration = calibrate_shortlist(held, scale=DEFAULT_DESIGN.p_best_scale)
     calibration = calibration.set_index("task")
     table = []
     total_seconds = 0.0

@@ -92,13 +92,14 @@ def main() -> None:
     versus = versus.assign(diff=-versus["diff"], ci_low=-versus["ci_high"], ci_high=-versus["ci_low"])
     print(versus[["n_tasks", "n_pairs", "diff", "ci_low", "ci_high"]].round(3).to_string())
 
-    temperature = float(default_ranker().info["p_best"]["temperature"])
+    shipped = default_ranker().info["p_best"]
+    temperature, scale = float(shipped["temperature"]), shipped.get("scale", "rank_steps")
     learned = held.scores[(held.scores["measure"] == LEARNED) & held.scores["task"].isin(keys)]
     truth_of = truth.groupby(["task", "checkpoint"])["accuracy"].mean()
     table = []
     for key, group in learned.groupby("task", sort=False):
         y = truth_of.reindex(list(zip([key] * len(group), group["checkpoint"], strict=True))).to_numpy(float)
-        p = probability_best(group["score"].to_numpy(dtype=float), temperature)
+        p = probability_best(group["score"].to_numpy(dtype=float), temperature, scale)
         size = shortlist_size(p, 0.9)
         best = int(np.argmax(y))
         chosen = np.argsort(-p, kind="stable")[:size]
@@ -106,7 +107,7 @@ def main() -> None:
             {"task": key, "n": len(y), "size": size, "covered": best in chosen, "p_true_best": p[best]}
         )
     table = pd.DataFrame(table)
-    print(f"-- 90% shortlist at the shipped temperature {temperature:.2f} (not refitted)")
+    print(f"-- 90% shortlist at the shipped temperature {temperature:.4g}, scale {scale} (not refitted)")
     print(table.round(3).to_string(index=False))
     print(
         f"covered {int(table['covered'].sum())}/{len(table)} ({table['covered'].mean():.3f}); mean size "

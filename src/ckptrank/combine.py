@@ -494,28 +494,35 @@ def _decisions(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``p_best`` over the checkpoints that ran (:func:`ckptrank.rankers.probability_best`) and the shortlist.
 
-    ``T`` and the shortlist level come from the ranker file (fitted on held-out benchmark
+    ``T``, its scale and the shortlist level come from the ranker file (fitted on held-out benchmark
     predictions; see :func:`ckptrank.bench.meta.calibrate_shortlist`). None without them. With
     ``resampled`` (the ranker's scores on resamples of the target set, shape (n_resamples,
     n_checkpoints)), ``p_best`` is the mean over the resamples of the probability on each.
     """
+    from ckptrank.rankers import P_BEST_SCALES, probability_best, shortlist_size
+
     info = ranker.info.get("p_best", {})
     try:
         temperature = float(info["temperature"])
         level = float(info.get("shortlist_level", 0.9))
     except (KeyError, TypeError, ValueError):
         return None, None
+    # files written before round 8 have no scale: their temperature was fitted in rank steps
+    scale = info.get("scale", "rank_steps")
+    if scale not in P_BEST_SCALES:
+        raise ValueError(
+            f"the ranker file's p_best scale is {scale!r}, not one of {', '.join(P_BEST_SCALES)}; "
+            "it is damaged"
+        )
     ran = np.isfinite(score)
     p = np.full(score.shape, np.nan)
     shortlist = np.zeros(score.shape, dtype=bool)
     if not ran.any() or not temperature > 0:
         return None, None
-    from ckptrank.rankers import probability_best, shortlist_size
-
     if resampled is None or resampled.shape[0] == 0:
-        p[ran] = probability_best(score[ran], temperature)
+        p[ran] = probability_best(score[ran], temperature, scale)
     else:
-        p[ran] = np.mean([probability_best(row[ran], temperature) for row in resampled], axis=0)
+        p[ran] = np.mean([probability_best(row[ran], temperature, scale) for row in resampled], axis=0)
     order = np.argsort(-np.where(ran, p, -1.0), kind="stable")
     shortlist[order[: shortlist_size(p[ran], level)]] = True
     return p, shortlist

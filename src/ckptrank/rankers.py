@@ -42,6 +42,7 @@ import numpy as np
 __all__ = [
     "HAS_HEAD",
     "PARAMETERS",
+    "P_BEST_SCALES",
     "AgreementRanker",
     "PairwiseRanker",
     "Ranker",
@@ -87,16 +88,23 @@ def centred_ranks(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def probability_best(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """Probability that each checkpoint is the best: ``softmax(score * (m - 1) / 2 / temperature)``.
+#: ``p_best`` scales (:func:`probability_best`): the score in rank steps (the rule of ranker files written
+#: before round 8, benchmarks/RESULTS.md) or as it is, in standardised units.
+P_BEST_SCALES = ("rank_steps", "standardised")
 
-    A pairwise ranker's score is a weighted sum of centred ranks in [-1, 1], whose step between
-    two neighbours is ``2 / (m - 1)`` for ``m`` checkpoints; multiplying by ``(m - 1) / 2`` puts
-    the score in rank steps, so one temperature (fitted on held-out benchmark tasks) applies to a
-    zoo of any size instead of growing overconfident when it has few checkpoints. The agreement
-    ranker's score sums standardised centred ranks, so the same scaling keeps it free of the zoo's
-    size too; its spread grows with the leading eigenvalue (how strongly and how many features
-    agree), so ``p_best`` is sharper where the features agree more.
+
+def probability_best(scores: np.ndarray, temperature: float, scale: str = "rank_steps") -> np.ndarray:
+    """Probability that each checkpoint is the best: ``softmax(score x k / temperature)``.
+
+    ``scale="rank_steps"``: ``k = (m - 1) / 2`` for ``m`` checkpoints. A pairwise ranker's score is
+    a weighted sum of centred ranks in [-1, 1], whose step between two neighbours is
+    ``2 / (m - 1)``; the multiplier puts the score in rank steps, which assumes that the ranker's
+    error, counted in rank steps, does not grow with the zoo. ``scale="standardised"``: ``k = 1``.
+    The agreement ranker's score is a projection of standardised ranks, already free of the zoo's
+    size; its held-out accuracy is a rank correlation, which does not depend on ``m`` either, so
+    its error counted in rank steps grows in proportion to ``m``, and the shortlist with it (round
+    8, benchmarks/RESULTS.md). Its spread grows with the leading eigenvalue (how strongly and how
+    many features agree), so ``p_best`` is sharper where the features agree more.
 
     Parameters
     ----------
@@ -104,22 +112,35 @@ def probability_best(scores: np.ndarray, temperature: float) -> np.ndarray:
         Ranker scores of the checkpoints that ran (finite).
     temperature : float
         Positive.
+    scale : {"rank_steps", "standardised"}
+        What the temperature was fitted for (a ranker file's ``info["p_best"]["scale"]``; files
+        without one use ``"rank_steps"``).
 
     Returns
     -------
     ndarray of shape (m,)
         Sums to 1.
 
+    Raises
+    ------
+    ValueError
+        An unknown ``scale``.
+
     Examples
     --------
     >>> probability_best(np.array([1.0, -1.0]), 1.0).round(4).tolist()
     [0.7311, 0.2689]
+    >>> probability_best(np.array([1.0, -1.0, 0.0]), 1.0, scale="standardised").round(4).tolist()
+    [0.6652, 0.09, 0.2447]
     """
+    if scale not in P_BEST_SCALES:
+        raise ValueError(f"p_best scale must be one of {', '.join(P_BEST_SCALES)}, got {scale!r}")
     scores = np.asarray(scores, dtype=np.float64)
     m = scores.size
     if m == 0:
         return scores
-    z = (scores - scores.max()) * max(m - 1, 1) / 2.0 / float(temperature)
+    steps = max(m - 1, 1) / 2.0 if scale == "rank_steps" else 1.0
+    z = (scores - scores.max()) * steps / float(temperature)
     weights = np.exp(z)
     return weights / weights.sum()
 

@@ -298,6 +298,12 @@ class Design:
                 "ranker only"
             )
 
+    @property
+    def p_best_scale(self) -> str:
+        """The :func:`ckptrank.rankers.probability_best` scale its temperature is fitted for: the agreement
+        ranker's standardised score as it is (round 8), the pairwise ranker's in rank steps."""
+        return "standardised" if self.kind == "agreement" else "rank_steps"
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready form, recorded in a ranker file's ``info["design"]``."""
         if self.kind == "agreement":
@@ -767,7 +773,7 @@ def fit_default_ranker(
         for scheme in ("task", "suite")
     )
     ranker = by_task.final
-    temperature, calibration = calibrate_shortlist(by_task)
+    temperature, calibration = calibrate_shortlist(by_task, scale=design.p_best_scale)
     pretrained = rows[~rows["control"]]
     if agreement:
         used = pretrained.iloc[:0]
@@ -805,7 +811,9 @@ def fit_default_ranker(
             "leave_one_suite_out": summarise(by_suite) | {"with_measures": _with_measures(by_suite)},
         },
         "p_best": {
-            "method": "softmax(ranker score in rank steps / temperature), ckptrank.rankers.probability_best; "
+            "method": "softmax(ranker score "
+            + ("as it is (standardised)" if agreement else "in rank steps")
+            + " / temperature), ckptrank.rankers.probability_best; "
             "temperature fitted by maximum likelihood of the true best on the held-out scores ("
             + (
                 "the ranker is fitted on no task, so every score is held out"
@@ -814,6 +822,7 @@ def fit_default_ranker(
             )
             + ") of the tasks where the ranker had measure scores, as ckptrank rank always has",
             "temperature": temperature,
+            "scale": design.p_best_scale,
             "shortlist_level": 0.9,
             "held_out_coverage": float(calibration["covered"].mean()),
             "held_out_mean_size": float(calibration["size"].mean()),
@@ -850,20 +859,22 @@ def _calibration_summary(table: pd.DataFrame) -> dict[str, float | int | None]:
     }
 
 
-def _fit_temperature(tasks: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Temperature maximising the likelihood of the true best under softmax(score / T)."""
+def _fit_temperature(tasks: Sequence[tuple[np.ndarray, np.ndarray]], scale: str = "rank_steps") -> float:
+    """Temperature maximising the likelihood of the true best under :func:`probability_best` at ``scale``."""
     from scipy.optimize import minimize_scalar
 
     def loss(log_t: float) -> float:
         t = float(np.exp(log_t))
-        return -sum(float(np.log(probability_best(s, t)[int(np.argmax(y))] + 1e-300)) for s, y in tasks)
+        return -sum(
+            float(np.log(probability_best(s, t, scale)[int(np.argmax(y))] + 1e-300)) for s, y in tasks
+        )
 
     result = minimize_scalar(loss, bounds=(np.log(1e-3), np.log(1e3)), method="bounded")
     return float(np.exp(result.x))
 
 
 def calibrate_shortlist(
-    held: HeldOut, level: float = 0.9, *, fit_on: str = "with measures"
+    held: HeldOut, level: float = 0.9, *, fit_on: str = "with measures", scale: str = "rank_steps"
 ) -> tuple[float, pd.DataFrame]:
     """Temperature of ``p_best = softmax(score / T)`` and its held-out calibration.
 
@@ -884,6 +895,8 @@ def calibrate_shortlist(
     fit_on : {"with measures", "all"}
         Falls back to every task when fewer than two tasks have measure scores, or when ``held``
         does not record which tasks had them.
+    scale : {"rank_steps", "standardised"}
+        The :func:`ckptrank.rankers.probability_best` rule the temperature is fitted for.
 
     Returns
     -------
@@ -923,8 +936,8 @@ def calibrate_shortlist(
         fitted = list(tasks)
     rows = []
     for key, (s, y) in tasks.items():
-        t = _fit_temperature([tasks[k] for k in fitted if k != key])
-        p = probability_best(s, t)
+        t = _fit_temperature([tasks[k] for k in fitted if k != key], scale)
+        p = probability_best(s, t, scale)
         size = shortlist_size(p, level)
         chosen = np.argsort(-p, kind="stable")[:size]
         best = int(np.argmax(y))
@@ -939,4 +952,4 @@ def calibrate_shortlist(
                 "p_true_best": float(p[best]),
             }
         )
-    return _fit_temperature([tasks[k] for k in fitted]), pd.DataFrame(rows)
+    return _fit_temperature([tasks[k] for k in fitted], scale), pd.DataFrame(rows)
