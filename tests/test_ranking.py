@@ -697,3 +697,26 @@ def test_resampled_scores_are_paired_across_checkpoints():
     assert a.resample_seconds > 0 and a.score_seconds > 0
     c = pipeline.score_measures(run("c"), ["logme"], {}, "raise", **{**kwargs, "seed": 8})
     assert c.resampled["logme"] != a.resampled["logme"]
+
+
+def test_p_best_follows_the_scale_the_ranker_file_records():
+    """Round 8: a file with ``scale="standardised"`` gets softmax(score / T); a file without a scale
+    (written before round 8) keeps softmax(score x (m - 1) / 2 / T); an unknown scale is refused."""
+    from ckptrank.rankers import PairwiseRanker
+
+    scores = {"logme": np.array([1.0, 2.0, 3.0, 4.0, 5.0])}
+    centred = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])  # the pairwise ranker's score with weight 1
+    for info, expected in (
+        ({"temperature": 0.5, "scale": "standardised"}, np.exp(centred / 0.5)),
+        ({"temperature": 0.5}, np.exp(centred * 2.0 / 0.5)),  # (m - 1) / 2 = 2 rank steps per unit
+    ):
+        ranker = PairwiseRanker(features=["logme"], weights=np.array([1.0]), info={"p_best": info})
+        column = combine.answer_column(
+            scores, {"logme": True}, num_parameters=np.full(5, np.nan), ranker=ranker
+        )
+        np.testing.assert_allclose(column.p_best, expected / expected.sum())
+    damaged = PairwiseRanker(
+        features=["logme"], weights=np.array([1.0]), info={"p_best": {"temperature": 0.5, "scale": "ranks"}}
+    )
+    with pytest.raises(ValueError, match="p_best scale is 'ranks', not one of rank_steps, standardised"):
+        combine.answer_column(scores, {"logme": True}, num_parameters=np.full(5, np.nan), ranker=damaged)
