@@ -38,11 +38,11 @@ def _resampled_probabilities(
     names: list[str],
     features: list[str],
     temperature: float,
+    scale: str,
     resamples: int,
 ):
     """(p_best with resampling, seconds) of the checkpoints ``names`` on one task of a scorable suite."""
     from ckptrank import pipeline, targets
-    from ckptrank.bench.meta import DEFAULT_DESIGN
     from ckptrank.bench.suite import get_suite
     from ckptrank.combine import DEFAULT_MEASURES, answer_column
     from ckptrank.measures import get_measure, snap_saturated
@@ -58,7 +58,7 @@ def _resampled_probabilities(
         info={
             "p_best": {
                 "temperature": temperature,
-                "scale": DEFAULT_DESIGN.p_best_scale,
+                "scale": scale,
                 "shortlist_level": 0.9,
             }
         },
@@ -133,12 +133,12 @@ def main() -> None:
 
     from ckptrank.bench.meta import (
         AGREEMENT_FEATURES,
-        DEFAULT_DESIGN,
         DEFAULT_SUITES,
         HELD_OUT_SUITES,
         calibrate_shortlist,
         default_held_out,
         meta_table,
+        p_best_scale_of,
     )
     from ckptrank.bench.suite import get_suite
 
@@ -146,7 +146,7 @@ def main() -> None:
     # suites whose target data ckptrank can load and re-score (the published suites give scores only)
     scorable = [name for name in dict.fromkeys(rows["suite"]) if get_suite(name).can_score]
     held = default_held_out(rows, truth, scheme="task", n_bootstrap=200)
-    _, calibration = calibrate_shortlist(held, scale=DEFAULT_DESIGN.p_best_scale)
+    _, calibration = calibrate_shortlist(held)
     calibration = calibration.set_index("task")
     table = []
     total_seconds = 0.0
@@ -166,7 +166,13 @@ def main() -> None:
             group = rows[(rows["key"] == key) & ~rows["control"]]
             names = [str(n) for n in group["checkpoint"]]
             p, seconds = _resampled_probabilities(
-                suite, task, names, list(AGREEMENT_FEATURES), float(entry["temperature"]), args.resamples
+                suite,
+                task,
+                names,
+                list(AGREEMENT_FEATURES),
+                float(entry["temperature"]),
+                p_best_scale_of(held),
+                args.resamples,
             )
             total_seconds += seconds
             best = int(np.argmax(group["truth"].to_numpy(dtype=float)))

@@ -7,7 +7,8 @@ On the suite's tasks, paired on the same (task, checkpoint) pairs and bootstrap 
 compares the shipped agreement ranker (label-free, fitted on no task) with each measure the suite
 publishes, the earlier consensus (the mean rank of its members that are scored), and the learned
 pairwise ranker of rounds 1-5 (fitted on neucrab-mini v1, Model Spider and SFDA group 1, never on
-this suite); and it checks the 90% shortlist of ``p_best`` at the shipped temperature, not refitted.
+this suite); and it checks the 90% shortlist of ``p_best`` at the shipped temperature and scale, not
+refitted (``--temperature 10.41 --scale rank_steps`` gives round 7's figures, made before round 8).
 The pre-registered protocol is in ``benchmarks/RESULTS.md`` (round 7).
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import pandas as pd
 
 
@@ -24,6 +24,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="published:stable-transfer-segmentation")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument(
+        "--temperature", type=float, help="p_best temperature (default: the shipped ranker's)"
+    )
+    parser.add_argument(
+        "--scale", choices=("rank_steps", "standardised"), help="p_best scale (default: the shipped ranker's)"
+    )
     args = parser.parse_args()
     pd.set_option("display.width", 250)
 
@@ -37,11 +43,11 @@ def main() -> None:
         PAIRWISE,
         default_held_out,
         meta_table,
+        shortlist_table,
     )
     from ckptrank.bench.suite import get_suite
     from ckptrank.combine import default_ranker
     from ckptrank.measures import list_measures
-    from ckptrank.rankers import probability_best, shortlist_size
 
     start = time.perf_counter()
     suite = get_suite(args.suite).name
@@ -93,25 +99,15 @@ def main() -> None:
     print(versus[["n_tasks", "n_pairs", "diff", "ci_low", "ci_high"]].round(3).to_string())
 
     shipped = default_ranker().info["p_best"]
-    temperature, scale = float(shipped["temperature"]), shipped.get("scale", "rank_steps")
-    learned = held.scores[(held.scores["measure"] == LEARNED) & held.scores["task"].isin(keys)]
-    truth_of = truth.groupby(["task", "checkpoint"])["accuracy"].mean()
-    table = []
-    for key, group in learned.groupby("task", sort=False):
-        y = truth_of.reindex(list(zip([key] * len(group), group["checkpoint"], strict=True))).to_numpy(float)
-        p = probability_best(group["score"].to_numpy(dtype=float), temperature, scale)
-        size = shortlist_size(p, 0.9)
-        best = int(np.argmax(y))
-        chosen = np.argsort(-p, kind="stable")[:size]
-        table.append(
-            {"task": key, "n": len(y), "size": size, "covered": best in chosen, "p_true_best": p[best]}
-        )
-    table = pd.DataFrame(table)
-    print(f"-- 90% shortlist at the shipped temperature {temperature:.4g}, scale {scale} (not refitted)")
+    temperature = float(shipped["temperature"]) if args.temperature is None else args.temperature
+    scale = shipped.get("scale", "rank_steps") if args.scale is None else args.scale
+    table = shortlist_table(held, temperature, scale)
+    table = table[table["task"].isin(keys)]
+    print(f"-- 90% shortlist at temperature {temperature:.4g}, scale {scale} (not refitted on this suite)")
     print(table.round(3).to_string(index=False))
     print(
         f"covered {int(table['covered'].sum())}/{len(table)} ({table['covered'].mean():.3f}); mean size "
-        f"{table['size'].mean():.1f} of {table['n'].mean():.1f}; "
+        f"{table['size'].mean():.1f} of {table['n_checkpoints'].mean():.1f}; "
         f"mean p(true best) {table['p_true_best'].mean():.3f}"
     )
     print(f"{time.perf_counter() - start:.0f} s")

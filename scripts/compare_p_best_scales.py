@@ -1,4 +1,4 @@
-"""Round 8: the 90% shortlist of ``p_best`` with the score in rank steps (shipped) or standardised (P).
+"""Round 8: the 90% shortlist of ``p_best``, the score in rank steps (until round 8) or standardised (P).
 
 Usage: ``python scripts/compare_p_best_scales.py``
 
@@ -21,35 +21,8 @@ import pandas as pd
 OUTSIDE = ("published:stable-transfer-segmentation", "published:transfergraph-image")
 
 
-def _shortlists(held, temperature: float, scale: str) -> pd.DataFrame:
-    """Coverage of the 90% shortlist at one temperature on every task of ``held``."""
-    from ckptrank.bench.meta import LEARNED
-    from ckptrank.rankers import probability_best, shortlist_size
-
-    learned = held.scores[held.scores["measure"] == LEARNED]
-    pairs = held.evaluation.pairs
-    truth = pairs[pairs["measure"] == LEARNED].set_index(["task", "checkpoint"])["truth"]
-    rows = []
-    for key, group in learned.groupby("task", sort=False):
-        y = truth.reindex(list(zip([key] * len(group), group["checkpoint"], strict=True))).to_numpy(float)
-        keep = np.isfinite(y)
-        s, y = group["score"].to_numpy(dtype=float)[keep], y[keep]
-        p = probability_best(s, temperature, scale)
-        size = shortlist_size(p, 0.9)
-        best = int(np.argmax(y))
-        rows.append(
-            {
-                "task": key,
-                "n_checkpoints": len(s),
-                "size": size,
-                "covered": best in np.argsort(-p, kind="stable")[:size],
-                "p_true_best": p[best],
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 def _summary(table: pd.DataFrame) -> dict[str, float]:
+    """Coverage, shortlist and zoo sizes, and the probability given to the true best, over some tasks."""
     return {
         "tasks": len(table),
         "covered": int(table["covered"].sum()),
@@ -70,6 +43,7 @@ def main() -> None:
         calibrate_shortlist,
         held_out_evaluation,
         meta_table,
+        shortlist_table,
     )
 
     start = time.perf_counter()
@@ -88,7 +62,7 @@ def main() -> None:
         table = table.assign(suite=table["task"].map(suite_of))
         for suite, group in table.groupby("suite", sort=False):
             parts[f"{suite} (T without the task)"] = group
-        far = _shortlists(outside, temperature, scale).assign(suite=lambda f: f["task"].map(suite_of))
+        far = shortlist_table(outside, temperature, scale).assign(suite=lambda f: f["task"].map(suite_of))
         for suite, group in far.groupby("suite", sort=False):
             parts[f"{suite} (T of the 30)"] = group
         print(pd.DataFrame({k: _summary(v) for k, v in parts.items()}).T.round(3).to_string())

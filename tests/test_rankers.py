@@ -133,13 +133,21 @@ def test_p_best_is_a_softmax_of_the_score_and_the_shortlist_reaches_the_level():
     )
 
 
-def test_p_best_is_on_the_scale_of_rank_steps_whatever_the_zoo_size():
-    """Two checkpoints one rank step apart get the same p_best in a zoo of 3 or of 11."""
+def test_p_best_scales_rank_steps_and_standardised():
+    """Rank steps (files written before round 8): two checkpoints one rank step apart get the same odds
+    in a zoo of 3 or of 11. Standardised (the shipped agreement ranker): the odds of two scores depend on
+    their difference only, whatever the zoo, so neighbours in a larger zoo are closer."""
     from ckptrank.rankers import probability_best
 
     three = probability_best(np.array([1.0, 0.0, -1.0]), 0.7)
     eleven = probability_best(np.linspace(1.0, -1.0, 11), 0.7)
     assert three[0] / three[1] == pytest.approx(eleven[0] / eleven[1])
+    three = probability_best(np.array([1.0, 0.0, -1.0]), 0.7, scale="standardised")
+    eleven = probability_best(np.linspace(1.0, -1.0, 11), 0.7, scale="standardised")
+    assert three[0] / three[1] == pytest.approx(np.exp(1.0 / 0.7))
+    assert eleven[0] / eleven[1] == pytest.approx(np.exp(0.2 / 0.7))
+    with pytest.raises(ValueError, match="p_best scale must be one of rank_steps, standardised, got 'z'"):
+        probability_best(np.zeros(2), 1.0, scale="z")
 
 
 def test_measure_catalogue_matches_the_registry():
@@ -273,7 +281,8 @@ def test_agreement_ranker_leaves_out_what_cannot_be_compared():
     # no measure to compare with: the parameter count decides (the parameter-count baseline)
     only_size = {"logme": np.array([np.nan, 1.0, np.nan, np.nan, 2.0]), PARAMETERS: table[PARAMETERS]}
     assert ranker.loadings(only_size) == {}
-    np.testing.assert_allclose(ranker.score_table(only_size), centred_ranks(table[PARAMETERS]))
+    size_ranks = centred_ranks(table[PARAMETERS])  # [-1, -1/3, 1/3, 1, 0]: unknown size at the middle
+    np.testing.assert_allclose(ranker.score_table(only_size), size_ranks / size_ranks.std(), atol=1e-12)
     # two checkpoints, no correlation to read: the measures' mean centred rank, size left out
     two = {"logme": np.array([1.0, 2.0]), "nleep": np.array([5.0, 3.0]), PARAMETERS: np.array([9.0, 1.0])}
     np.testing.assert_allclose(ranker.score_table(two), [0.0, 0.0])

@@ -354,7 +354,8 @@ def answer_column(
                 values = np.where(params > 0, np.log10(params), np.nan)
             unknown = int(np.isnan(values[ran]).sum())
             known = int(ran.sum()) - unknown
-            too_few = known < (MIN_AGREEMENT_VALUES if isinstance(ranker, AgreementRanker) else 1)
+            # one known count has no rank to compare: centred ranks leave it at the middle, like the rest
+            too_few = known < (MIN_AGREEMENT_VALUES if isinstance(ranker, AgreementRanker) else 2)
             if unknown and too_few:
                 notes.append(
                     f"default ranker: the parameter count of {unknown} checkpoint(s) is unknown and of "

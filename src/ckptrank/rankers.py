@@ -508,9 +508,18 @@ class AgreementRanker:
 
 
 def _size_ranks(table: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    """Centred ranks of the parameter count, shape (n,) (zeros without one): the size-only fallback."""
+    """Standardised centred ranks of the parameter count, shape (n,): the size-only fallback.
+
+    Standardised like every column of the agreement, so that the score is in the units the
+    temperature of ``p_best`` is fitted for (round 8: a single usable column scores its standardised
+    ranks). Zeros without a parameter count, or where every count is the same.
+    """
     size = table.get(PARAMETERS)
-    return np.zeros(n) if size is None else centred_ranks(np.asarray(size, dtype=float))
+    if size is None:
+        return np.zeros(n)
+    ranks = centred_ranks(np.asarray(size, dtype=float))
+    spread = float(ranks.std())
+    return (ranks - ranks.mean()) / spread if spread > 0 else np.zeros(n)
 
 
 #: Either kind of ranker (both score one task's table and carry ``features`` and ``info``).

@@ -354,3 +354,36 @@ def test_fit_default_ranker_makes_the_agreement_ranker_fitted_on_nothing(suites)
         ]
     )
     assert by_task.evaluation.summary.loc[LEARNED, "weighted_tau"] == pytest.approx(expected, abs=1e-12)
+    # round 8: its p_best uses the standardised score, fitted by the rule on the held-out tasks
+    from ckptrank.bench.meta import _fit_temperature, _held_out_tasks, calibrate_shortlist
+
+    assert ranker.info["p_best"]["scale"] == "standardised"
+    tasks = list(_held_out_tasks(by_task).values())
+    assert ranker.info["p_best"]["temperature"] == pytest.approx(_fit_temperature(tasks, "standardised"))
+    assert calibrate_shortlist(by_task)[0] == pytest.approx(
+        calibrate_shortlist(by_task, scale="standardised")[0]
+    )
+
+
+def test_shortlist_table_applies_one_temperature_to_every_task_by_hand(suites):
+    """At a given temperature, each task's shortlist is the fewest top checkpoints whose p_best sums to
+    0.9 (by hand below); the scale defaults to the ranker's (rank steps for the pairwise ranker)."""
+    from ckptrank.bench.meta import p_best_scale_of, shortlist_table
+
+    rows, truth = meta_table([s.name for s, _ in suites], scores={s.name: sc for s, sc in suites})
+    pairwise = held_out_evaluation(rows, truth, features=["logme", "nce"], n_bootstrap=0)
+    agreement = default_held_out(
+        rows, truth, features=["logme", "nce"], n_bootstrap=0, train_suites=["test:meta-a"]
+    )
+    assert p_best_scale_of(pairwise) == "rank_steps" and p_best_scale_of(agreement) == "standardised"
+    table = shortlist_table(agreement, 0.7).set_index("task")
+    learned = agreement.scores[agreement.scores["measure"] == LEARNED]
+    for key, group in rows.groupby("key"):
+        s = learned[learned["task"] == key]["score"].to_numpy()
+        y = group["truth"].to_numpy()
+        p = np.exp((s - s.max()) / 0.7)
+        p /= p.sum()
+        order = np.argsort(-p, kind="stable")
+        size = int(np.searchsorted(np.cumsum(p[order]), 0.9 - 1e-12) + 1)
+        assert table.loc[key, "size"] == size and table.loc[key, "covered"] == (np.argmax(y) in order[:size])
+        assert table.loc[key, "p_true_best"] == pytest.approx(p[np.argmax(y)])

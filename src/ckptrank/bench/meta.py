@@ -60,6 +60,8 @@ __all__ = [
     "fit_default_ranker",
     "held_out_evaluation",
     "meta_table",
+    "p_best_scale_of",
+    "shortlist_table",
     "summarise",
 ]
 
@@ -297,12 +299,6 @@ class Design:
                 "the agreement ranker is fitted on no task: balance and nonnegative apply to the pairwise "
                 "ranker only"
             )
-
-    @property
-    def p_best_scale(self) -> str:
-        """The :func:`ckptrank.rankers.probability_best` scale its temperature is fitted for: the agreement
-        ranker's standardised score as it is (round 8), the pairwise ranker's in rank steps."""
-        return "standardised" if self.kind == "agreement" else "rank_steps"
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready form, recorded in a ranker file's ``info["design"]``."""
@@ -773,7 +769,7 @@ def fit_default_ranker(
         for scheme in ("task", "suite")
     )
     ranker = by_task.final
-    temperature, calibration = calibrate_shortlist(by_task, scale=design.p_best_scale)
+    temperature, calibration = calibrate_shortlist(by_task)
     pretrained = rows[~rows["control"]]
     if agreement:
         used = pretrained.iloc[:0]
@@ -822,7 +818,7 @@ def fit_default_ranker(
             )
             + ") of the tasks where the ranker had measure scores, as ckptrank rank always has",
             "temperature": temperature,
-            "scale": design.p_best_scale,
+            "scale": p_best_scale_of(by_task),
             "shortlist_level": 0.9,
             "held_out_coverage": float(calibration["covered"].mean()),
             "held_out_mean_size": float(calibration["size"].mean()),
@@ -873,10 +869,76 @@ def _fit_temperature(tasks: Sequence[tuple[np.ndarray, np.ndarray]], scale: str 
     return float(np.exp(result.x))
 
 
+def _held_out_tasks(held: HeldOut) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Task -> (the ranker's held-out scores, truth) of the checkpoints with a truth (at least 2)."""
+    learned = held.scores[held.scores["measure"] == LEARNED]
+    truth = held.evaluation.pairs
+    truth = truth[truth["measure"] == LEARNED].set_index(["task", "checkpoint"])["truth"]
+    tasks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for key, group in learned.groupby("task", sort=False):
+        index = list(zip([key] * len(group), group["checkpoint"], strict=True))
+        y = truth.reindex(index).to_numpy(dtype=float)
+        keep = np.isfinite(y)
+        if keep.sum() >= 2:
+            tasks[str(key)] = (group["score"].to_numpy(dtype=float)[keep], y[keep])
+    return tasks
+
+
+def _shortlist_row(
+    s: np.ndarray, y: np.ndarray, temperature: float, scale: str, level: float
+) -> dict[str, Any]:
+    """One task's shortlist at ``level``: its size, whether it holds the true best, p_best of the best."""
+    p = probability_best(s, temperature, scale)
+    size = shortlist_size(p, level)
+    best = int(np.argmax(y))
+    return {
+        "n_checkpoints": len(s),
+        "size": size,
+        "covered": bool(best in np.argsort(-p, kind="stable")[:size]),
+        "p_true_best": float(p[best]),
+    }
+
+
+def p_best_scale_of(held: HeldOut) -> str:
+    """The ``p_best`` scale of the ranker ``held`` evaluates: standardised for the agreement ranker
+    (round 8), rank steps for the pairwise ranker."""
+    from ckptrank.rankers import AgreementRanker
+
+    return "standardised" if isinstance(held.final, AgreementRanker) else "rank_steps"
+
+
+def shortlist_table(
+    held: HeldOut, temperature: float, scale: str | None = None, level: float = 0.9
+) -> pd.DataFrame:
+    """The ``level`` shortlist of every task of ``held`` at one given temperature (no refit).
+
+    Parameters
+    ----------
+    held : HeldOut
+        From :func:`held_out_evaluation` or :func:`default_held_out`.
+    temperature : float
+        A temperature fitted elsewhere (a ranker file's, or :func:`calibrate_shortlist`'s).
+    scale : {"rank_steps", "standardised"}, optional
+        Default: the scale of ``held``'s ranker (:func:`p_best_scale_of`).
+    level : float
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per task: ``task``, ``n_checkpoints``, ``size``, ``covered``, ``p_true_best``.
+    """
+    scale = p_best_scale_of(held) if scale is None else scale
+    rows = [
+        {"task": key} | _shortlist_row(s, y, temperature, scale, level)
+        for key, (s, y) in _held_out_tasks(held).items()
+    ]
+    return pd.DataFrame(rows, columns=["task", "n_checkpoints", "size", "covered", "p_true_best"])
+
+
 def calibrate_shortlist(
-    held: HeldOut, level: float = 0.9, *, fit_on: str = "with measures", scale: str = "rank_steps"
+    held: HeldOut, level: float = 0.9, *, fit_on: str = "with measures", scale: str | None = None
 ) -> tuple[float, pd.DataFrame]:
-    """Temperature of ``p_best = softmax(score / T)`` and its held-out calibration.
+    """Temperature of ``p_best`` (:func:`ckptrank.rankers.probability_best`) and its held-out calibration.
 
     The ranker's held-out scores are the data. The temperature is fitted, by maximum likelihood of
     the true best, on the tasks where the ranker had at least one measure's score
@@ -895,8 +957,9 @@ def calibrate_shortlist(
     fit_on : {"with measures", "all"}
         Falls back to every task when fewer than two tasks have measure scores, or when ``held``
         does not record which tasks had them.
-    scale : {"rank_steps", "standardised"}
-        The :func:`ckptrank.rankers.probability_best` rule the temperature is fitted for.
+    scale : {"rank_steps", "standardised"}, optional
+        The :func:`ckptrank.rankers.probability_best` rule the temperature is fitted for; default
+        the scale of ``held``'s ranker (:func:`p_best_scale_of`).
 
     Returns
     -------
@@ -914,21 +977,13 @@ def calibrate_shortlist(
     """
     if fit_on not in ("with measures", "all"):
         raise ValueError(f"fit_on must be 'with measures' or 'all', got {fit_on!r}")
-    learned = held.scores[held.scores["measure"] == LEARNED]
-    truth = held.evaluation.pairs
-    truth = truth[truth["measure"] == LEARNED].set_index(["task", "checkpoint"])["truth"]
+    scale = p_best_scale_of(held) if scale is None else scale
     measured = (
         dict(zip(held.chosen["task"], held.chosen["has_measures"], strict=True))
         if "has_measures" in held.chosen
         else {}
     )
-    tasks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for key, group in learned.groupby("task", sort=False):
-        index = list(zip([key] * len(group), group["checkpoint"], strict=True))
-        y = truth.reindex(index).to_numpy(dtype=float)
-        keep = np.isfinite(y)
-        if keep.sum() >= 2:
-            tasks[str(key)] = (group["score"].to_numpy(dtype=float)[keep], y[keep])
+    tasks = _held_out_tasks(held)
     if len(tasks) < 3:
         raise ValueError(f"calibrating p_best needs at least 3 held-out tasks with a truth, got {len(tasks)}")
     fitted = [k for k in tasks if fit_on == "all" or measured.get(k, False)]
@@ -937,19 +992,18 @@ def calibrate_shortlist(
     rows = []
     for key, (s, y) in tasks.items():
         t = _fit_temperature([tasks[k] for k in fitted if k != key], scale)
-        p = probability_best(s, t, scale)
-        size = shortlist_size(p, level)
-        chosen = np.argsort(-p, kind="stable")[:size]
-        best = int(np.argmax(y))
+        row = _shortlist_row(s, y, t, scale, level)
         rows.append(
             {
                 "task": key,
-                "n_checkpoints": len(s),
+                "n_checkpoints": row["n_checkpoints"],
                 "has_measures": bool(measured.get(key, False)),
+            }
+            | {
                 "temperature": t,
-                "size": size,
-                "covered": bool(best in chosen),
-                "p_true_best": float(p[best]),
+                "size": row["size"],
+                "covered": row["covered"],
+                "p_true_best": row["p_true_best"],
             }
         )
     return _fit_temperature([tasks[k] for k in fitted], scale), pd.DataFrame(rows)

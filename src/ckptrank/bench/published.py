@@ -24,6 +24,9 @@ exposed as a suite named ``published:NAME``:
                                             HRNet checkpoints (one per source dataset) x 17 targets, test
                                             mean IoU; published GBC/LEEP/NLEEP/LogME scores; no static
                                             baseline
+``published:transfergraph-image``           TransferGraph's Hugging Face image zoo: 137-145 hub checkpoints x
+                                            8 datasets, fine-tuned accuracy; published LogME and regularised
+                                            H-score; recorded parameter counts
 ==========================================  ================================================================
 
 Task names are the lower-case SFDA names (``aircraft``, ``cars``, ``pets``, ...), checkpoint
@@ -578,9 +581,7 @@ def _load_stable_transfer() -> Suite:
     )
 
 
-#: The segmentation table's GBC uses diagonal Gaussians (its classification table's, spherical ones) and
-#: its NLEEP a PCA keeping 80% of the variance: the measures of the GBC and NLEEP papers, in other
-#: configurations than ckptrank's defaults.
+#: The packaged copy of stable_transfer's segmentation source-selection table (see PROVENANCE.md).
 _SEGMENTATION_SOURCE = "stable_transfer_source_datasets_table.csv"
 
 
@@ -624,8 +625,9 @@ def _load_stable_transfer_segmentation() -> Suite:
             _SINGLE_SEED,
             "semantic segmentation: the scores come from stable_transfer's pixel-level pipeline (150 target "
             "images, 1,000 class-balanced pixels each), not from ckptrank's extraction",
-            "its GBC uses diagonal Gaussians and its NLEEP a PCA keeping 80% of the variance "
-            "(config_transferability_source_selection_segmentation.py)",
+            "its GBC uses diagonal Gaussians (the classification table's, spherical ones) and its NLEEP a "
+            "PCA keeping 80% of the variance (config_transferability_source_selection_segmentation.py): the "
+            "measures of the GBC and NLEEP papers, in other configurations than ckptrank's defaults",
             "the published hscore column is left out: stable_transfer's hscore.py multiplies pinv(Cov) and "
             "the between-class covariance element-wise before the trace, which is not the H-score of Bao "
             "et al. (published_data/PROVENANCE.md)",

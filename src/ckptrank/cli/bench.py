@@ -769,7 +769,6 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
     from rich.table import Table
 
     from ckptrank.bench.meta import (
-        DEFAULT_DESIGN,
         DEFAULT_SUITES,
         HELD_OUT_SUITES,
         LEARNED,
@@ -785,7 +784,7 @@ def _held_out(fmt: str, results: str | None, cache_dir: Path | None, bootstrap: 
     for scheme, title in (("task", "leave one task out"), ("suite", "leave one suite out")):
         held = default_held_out(rows, truth, scheme=scheme, n_bootstrap=bootstrap)
         if scheme == "task":
-            _, calibration = calibrate_shortlist(held, scale=DEFAULT_DESIGN.p_best_scale)
+            _, calibration = calibrate_shortlist(held)
             calibration["suite"] = calibration["task"].str.rpartition("/")[0]
             if fmt == "json":
                 out["shortlist_calibration"] = json.loads(calibration.to_json(orient="records"))
