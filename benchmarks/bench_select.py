@@ -95,11 +95,18 @@ def _write(path: Path, payload: Any) -> None:
 
 
 def stage1(task: Any, specs: list[str], seed: int, max_candidates: int, out: Path) -> dict[str, Any]:
-    """Stage 1 of one (task, seed): the ranking and the candidates (cached in ``out``)."""
+    """Stage 1 of one (task, seed): the ranking and the candidates (cached in ``out``, per shipped ranker).
+
+    The cache key holds a digest of the shipped default ranker file, so a new default ranker (or a new
+    ``p_best`` rule in it) never reuses the candidates of the previous one.
+    """
     from ckptrank import rank
+    from ckptrank.combine import default_ranker
+    from ckptrank.rankers import digest
     from ckptrank.select import pick_candidates
 
-    path = out / "stage1" / f"{task.name}-seed{seed}-k{max_candidates}.json"
+    ranker = digest(default_ranker().to_dict())[:12]
+    path = out / "stage1" / f"{task.name}-seed{seed}-k{max_candidates}-{ranker}.json"
     cached = _read(path)
     if cached is not None:
         return cached
