@@ -139,9 +139,9 @@ def test_p_best_scales_rank_steps_and_standardised():
     their difference only, whatever the zoo, so neighbours in a larger zoo are closer."""
     from ckptrank.rankers import probability_best
 
-    three = probability_best(np.array([1.0, 0.0, -1.0]), 0.7)
+    five = probability_best(np.linspace(1.0, -1.0, 5), 0.7)
     eleven = probability_best(np.linspace(1.0, -1.0, 11), 0.7)
-    assert three[0] / three[1] == pytest.approx(eleven[0] / eleven[1])
+    assert five[0] / five[1] == pytest.approx(eleven[0] / eleven[1]) == pytest.approx(np.exp(1.0 / 0.7))
     three = probability_best(np.array([1.0, 0.0, -1.0]), 0.7, scale="standardised")
     eleven = probability_best(np.linspace(1.0, -1.0, 11), 0.7, scale="standardised")
     assert three[0] / three[1] == pytest.approx(np.exp(1.0 / 0.7))
@@ -318,6 +318,35 @@ def test_answer_column_with_the_agreement_ranker_notes_its_weights():
     assert column.method.startswith("default ranker (label-free agreement of logme, nleep, log_parameters)")
 
 
+def test_size_only_fallback_needs_three_known_counts_and_the_note_says_so():
+    """No usable measure and 2 of 5 parameter counts known: the agreement ranker uses no size either (as
+    its columns need 3 values), so every checkpoint scores 0 and the note says the count was left out;
+    the pairwise ranker uses a count once 2 are known (one alone has no rank to compare)."""
+    ranker = AgreementRanker(features=["logme", PARAMETERS], info={"p_best": {"temperature": 1.0}})
+    scores = {"logme": np.array([1.0, 2.0, np.nan, np.nan, np.nan])}
+    params = np.array([1e6, 1e9, np.nan, np.nan, np.nan])
+    column = answer_column(scores, {"logme": True}, num_parameters=params, ranker=ranker)
+    np.testing.assert_allclose(column.ranker_score, np.zeros(5))
+    assert any("of 3 checkpoint(s) is unknown and of 2 known; it is left out" in n for n in column.notes)
+    pairwise = PairwiseRanker(features=["logme", PARAMETERS], weights=np.array([1.0, 1.0]))
+    one = answer_column(
+        scores, {"logme": True}, num_parameters=np.array([1e6] + [np.nan] * 4), ranker=pairwise
+    )
+    assert any("of 4 checkpoint(s) is unknown and of 1 known; it is left out" in n for n in one.notes)
+    two = answer_column(scores, {"logme": True}, num_parameters=params, ranker=pairwise)
+    assert any("of 3 checkpoint(s) is unknown; they sit at the middle" in n for n in two.notes)
+
+
+def test_a_ranker_file_with_an_unknown_p_best_scale_is_refused_when_read():
+    data = AgreementRanker(
+        features=["logme"], info={"p_best": {"temperature": 1.0, "scale": "ranks"}}
+    ).to_dict()
+    with pytest.raises(
+        ValueError, match="p_best scale 'ranks' is not one of rank_steps, standardised; it is damaged"
+    ):
+        ranker_from_dict(data)
+
+
 def test_answer_column_says_when_the_parameter_count_is_left_out_and_when_it_sits_at_the_middle():
     ranker = AgreementRanker(features=["logme", "nleep", PARAMETERS])
     scores = {"logme": np.array([1.0, 2.0, 3.0, 4.0]), "nleep": np.array([1.0, 2.0, 4.0, 3.0])}
@@ -376,24 +405,48 @@ def test_agreement_ranker_on_two_checkpoints_without_measure_scores_falls_back_t
 def test_answer_column_with_the_agreement_ranker_averages_p_best_over_resamples_and_warns_of_a_split():
     from ckptrank.rankers import probability_best
 
-    ranker = AgreementRanker(features=["logme", "nleep", PARAMETERS], info={"p_best": {"temperature": 2.0}})
     scores = {"logme": np.array([1.0, 2.0, 3.0, 4.0]), "nleep": np.array([1.0, 2.0, 4.0, 3.0])}
     params = np.array([1e6, 1e7, 1e8, 1e9])
     resampled = {"logme": np.array([[1.0, 2.0, 4.0, 3.0], [2.0, 1.0, 3.0, 4.0]])}
-    column = answer_column(
-        scores, {"logme": True, "nleep": True}, num_parameters=params, ranker=ranker, resampled=resampled
-    )
-    expected = np.mean(
-        [
-            probability_best(
-                ranker.score_table({"logme": row, "nleep": scores["nleep"], PARAMETERS: np.log10(params)}),
-                2.0,
-            )
-            for row in resampled["logme"]
-        ],
-        axis=0,
-    )
-    np.testing.assert_allclose(column.p_best, expected)
+    # with 4 checkpoints the two scales differ: each resample's probability uses the file's scale
+    for info, scale in (
+        ({"temperature": 2.0}, "rank_steps"),
+        ({"temperature": 2.0, "scale": "standardised"}, "standardised"),
+    ):
+        ranker = AgreementRanker(features=["logme", "nleep", PARAMETERS], info={"p_best": info})
+        column = answer_column(
+            scores, {"logme": True, "nleep": True}, num_parameters=params, ranker=ranker, resampled=resampled
+        )
+        expected = np.mean(
+            [
+                probability_best(
+                    ranker.score_table(
+                        {"logme": row, "nleep": scores["nleep"], PARAMETERS: np.log10(params)}
+                    ),
+                    2.0,
+                    scale,
+                )
+                for row in resampled["logme"]
+            ],
+            axis=0,
+        )
+        np.testing.assert_allclose(column.p_best, expected)
+        assert not np.allclose(
+            column.p_best,
+            np.mean(
+                [
+                    probability_best(
+                        ranker.score_table(
+                            {"logme": row, "nleep": scores["nleep"], PARAMETERS: np.log10(params)}
+                        ),
+                        2.0,
+                        "standardised" if scale == "rank_steps" else "rank_steps",
+                    )
+                    for row in resampled["logme"]
+                ],
+                axis=0,
+            ),
+        )
     assert not any("split into two camps" in n for n in column.notes)
     # two measures that order the checkpoints in reverse, size with neither: the weights cancel
     split = answer_column(

@@ -337,7 +337,7 @@ def answer_column(
         ``ranker_score`` holds the ranker's score, ``rank`` its order, ``consensus`` the
         consensus of the measures (shown for reference), ``method`` names the ranker.
     """
-    from ckptrank.rankers import HAS_HEAD, MIN_AGREEMENT_VALUES, PARAMETERS, AgreementRanker
+    from ckptrank.rankers import HAS_HEAD, PARAMETERS, AgreementRanker, size_usable
 
     ranker = ranker or default_ranker()
     column = consensus_column(scores, higher_is_better, ok)
@@ -354,8 +354,12 @@ def answer_column(
                 values = np.where(params > 0, np.log10(params), np.nan)
             unknown = int(np.isnan(values[ran]).sum())
             known = int(ran.sum()) - unknown
-            # one known count has no rank to compare: centred ranks leave it at the middle, like the rest
-            too_few = known < (MIN_AGREEMENT_VALUES if isinstance(ranker, AgreementRanker) else 2)
+            # the agreement ranker needs 3 known counts (2 in a zoo of 2); one known count has no rank to
+            # compare for the pairwise ranker either (centred ranks leave it at the middle, like the rest)
+            if isinstance(ranker, AgreementRanker):
+                too_few = not size_usable(known, int(ran.sum()))
+            else:
+                too_few = known < 2
             if unknown and too_few:
                 notes.append(
                     f"default ranker: the parameter count of {unknown} checkpoint(s) is unknown and of "

@@ -51,6 +51,7 @@ __all__ = [
     "probability_best",
     "ranker_from_dict",
     "shortlist_size",
+    "size_usable",
 ]
 
 #: Descriptor features (besides measure names).
@@ -380,14 +381,15 @@ class AgreementRanker:
     than 0 (where they sum to 0 up to round-off, the measures split into two camps of equal
     weight, and the measure with the largest weight, the first of equals, counts positively). Size therefore
     gets a weight, and a sign, from its agreement with the measures on this task. With no
-    usable measure the score is the parameter count's centred rank (the parameter-count
-    baseline). With fewer than 3 checkpoints (no correlation to read) it is the mean centred
-    rank of the measures that score both, else the parameter count's. ``has_head`` is never a
-    feature of it.
+    usable measure the score is the parameter count's standardised rank (the parameter-count
+    baseline; see :func:`size_usable` for how many counts it needs). With fewer than 3
+    checkpoints (no correlation to read) it is the mean centred rank of the measures that score
+    both, else the parameter count's. ``has_head`` is never a feature of it.
 
     The score's scale is the projection's: its variance is the leading eigenvalue, so it grows
     with how strongly, and how many, features agree; ``p_best`` (:func:`probability_best`) is
-    sharper where they agree more. The fallbacks are on the centred-rank scale.
+    sharper where they agree more. The fallbacks are standardised too (variance 1, a single
+    column's), so every score is in the units the temperature of ``p_best`` is fitted for.
 
     Attributes
     ----------
@@ -472,7 +474,7 @@ class AgreementRanker:
             for m in measures
             if m in table and np.isfinite(np.asarray(table[m], dtype=float)).sum() >= 2
         ]
-        return np.mean(scored, axis=0) if scored else _size_ranks(table, n)
+        return _standardised(np.mean(scored, axis=0)) if scored else _size_ranks(table, n)
 
     def describe(self) -> str:
         """One line naming the features and how they are weighed."""
@@ -507,19 +509,41 @@ class AgreementRanker:
         return _save_json(self.to_dict(), path)
 
 
+def size_usable(n_known: int, n_checkpoints: int) -> bool:
+    """Whether the agreement ranker uses a parameter count known for ``n_known`` of ``n_checkpoints``.
+
+    It needs :data:`MIN_AGREEMENT_VALUES` known counts, as every column of the agreement does, or
+    every count of a zoo of 2 (the fallback without a correlation to read).
+
+    Examples
+    --------
+    >>> size_usable(2, 5), size_usable(3, 5), size_usable(2, 2), size_usable(1, 2)
+    (False, True, True, False)
+    """
+    return n_known >= max(2, min(MIN_AGREEMENT_VALUES, n_checkpoints))
+
+
+def _standardised(score: np.ndarray) -> np.ndarray:
+    """``score`` centred and scaled to variance 1 (zeros where it is constant)."""
+    spread = float(score.std())
+    return (score - score.mean()) / spread if spread > 0 else np.zeros_like(score)
+
+
 def _size_ranks(table: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     """Standardised centred ranks of the parameter count, shape (n,): the size-only fallback.
 
     Standardised like every column of the agreement, so that the score is in the units the
     temperature of ``p_best`` is fitted for (round 8: a single usable column scores its standardised
-    ranks). Zeros without a parameter count, or where every count is the same.
+    ranks). Zeros without a parameter count, with too few known (:func:`size_usable`), or where
+    every count is the same.
     """
     size = table.get(PARAMETERS)
     if size is None:
         return np.zeros(n)
-    ranks = centred_ranks(np.asarray(size, dtype=float))
-    spread = float(ranks.std())
-    return (ranks - ranks.mean()) / spread if spread > 0 else np.zeros(n)
+    size = np.asarray(size, dtype=float)
+    if not size_usable(int(np.isfinite(size).sum()), n):
+        return np.zeros(n)
+    return _standardised(centred_ranks(size))
 
 
 #: Either kind of ranker (both score one task's table and carry ``features`` and ``info``).
@@ -535,6 +559,11 @@ def ranker_from_dict(data: Mapping[str, Any]) -> Ranker:
         An unknown kind, or a damaged file.
     """
     kind = data.get("kind")
+    scale = dict(dict(data.get("info", {})).get("p_best", {})).get("scale", "rank_steps")
+    if scale not in P_BEST_SCALES:
+        raise ValueError(
+            f"ranker file's p_best scale {scale!r} is not one of {', '.join(P_BEST_SCALES)}; it is damaged"
+        )
     if kind == "pairwise-logistic":
         return PairwiseRanker.from_dict(data)
     if kind == AgreementRanker.kind:
