@@ -383,8 +383,8 @@ class AgreementRanker:
     gets a weight, and a sign, from its agreement with the measures on this task. With no
     usable measure the score is the parameter count's standardised rank (the parameter-count
     baseline; see :func:`size_usable` for how many counts it needs). With fewer than 3
-    checkpoints (no correlation to read) it is the mean centred rank of the measures that score
-    both, else the parameter count's. ``has_head`` is never a feature of it.
+    checkpoints (no correlation to read) it is the standardised mean centred rank of the measures
+    that score both, else the parameter count's. ``has_head`` is never a feature of it.
 
     The score's scale is the projection's: its variance is the leading eigenvalue, so it grows
     with how strongly, and how many, features agree; ``p_best`` (:func:`probability_best`) is
@@ -468,7 +468,7 @@ class AgreementRanker:
     def _without_correlation(
         self, table: Mapping[str, np.ndarray], measures: Sequence[str], n: int
     ) -> np.ndarray:
-        """Score of fewer than 3 checkpoints: the measures' mean centred rank, else the parameter count's."""
+        """Score of fewer than 3 checkpoints: the measures' standardised mean centred rank, else size's."""
         scored = [
             centred_ranks(np.asarray(table[m], dtype=float))
             for m in measures
