@@ -993,17 +993,14 @@ def calibrate_shortlist(
     for key, (s, y) in tasks.items():
         t = _fit_temperature([tasks[k] for k in fitted if k != key], scale)
         row = _shortlist_row(s, y, t, scale, level)
+        # the calibration table's columns: the shortlist's, with the task's measures and temperature
         rows.append(
             {
                 "task": key,
-                "n_checkpoints": row["n_checkpoints"],
+                "n_checkpoints": row.pop("n_checkpoints"),
                 "has_measures": bool(measured.get(key, False)),
             }
-            | {
-                "temperature": t,
-                "size": row["size"],
-                "covered": row["covered"],
-                "p_true_best": row["p_true_best"],
-            }
+            | {"temperature": t}
+            | row
         )
     return _fit_temperature([tasks[k] for k in fitted], scale), pd.DataFrame(rows)

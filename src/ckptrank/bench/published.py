@@ -523,6 +523,30 @@ def _load_parc() -> Suite:
 _STABLE_TRANSFER_MEASURES = {"gbc": "GBC", "leep": "LEEP", "nleep": "NLEEP", "logme": "LogME"}
 
 
+#: Why both stable_transfer suites leave the published ``hscore`` column out.
+_ELEMENTWISE_HSCORE = (
+    "the published hscore column is left out: stable_transfer's hscore.py multiplies pinv(Cov) and "
+    "the between-class covariance element-wise before the trace, which is not the H-score of Bao "
+    "et al. (published_data/PROVENANCE.md)"
+)
+
+
+def _stable_transfer_scores(
+    frame: pd.DataFrame, *, task: str, checkpoint: str, metric: str, score: str
+) -> pd.DataFrame:
+    """A stable_transfer score table's rows of :data:`_STABLE_TRANSFER_MEASURES`, in the long form of
+    :attr:`Suite.published_scores` (``task, checkpoint, measure, score``); the arguments name its columns."""
+    kept = frame[frame[metric].isin(_STABLE_TRANSFER_MEASURES)]
+    return pd.DataFrame(
+        {
+            "task": kept[task],
+            "checkpoint": kept[checkpoint],
+            "measure": kept[metric].map(_STABLE_TRANSFER_MEASURES),
+            "score": kept[score].astype(float),
+        }
+    ).reset_index(drop=True)
+
+
 def _load_stable_transfer() -> Suite:
     raw = read_published_table("stable_transfer_source_architectures_acc.csv")
     parts = []
@@ -544,16 +568,13 @@ def _load_stable_transfer() -> Suite:
     truth = pd.concat(parts, ignore_index=True)
     keras = read_published_table("keras_applications_parameters.csv").set_index("model")
     baselines = pd.DataFrame({"num_parameters": keras["num_params"].astype(float)})
-    published = read_published_table("stable_transfer_source_architectures_scores.csv")
-    published = published[published["metric"].isin(_STABLE_TRANSFER_MEASURES)]
-    scores = pd.DataFrame(
-        {
-            "task": published["target_dataset"],
-            "checkpoint": published["architecture"],
-            "measure": published["metric"].map(_STABLE_TRANSFER_MEASURES),
-            "score": published["score"].astype(float),
-        }
-    ).reset_index(drop=True)
+    scores = _stable_transfer_scores(
+        read_published_table("stable_transfer_source_architectures_scores.csv"),
+        task="target_dataset",
+        checkpoint="architecture",
+        metric="metric",
+        score="score",
+    )
     return Suite(
         name="published:stable-transfer",
         description="google-research stable_transfer: 19 Keras ImageNet architectures x 9 targets, test "
@@ -572,9 +593,7 @@ def _load_stable_transfer() -> Suite:
         published_scores=scores,
         notes=[
             _SINGLE_SEED,
-            "the published hscore column is left out: stable_transfer's hscore.py multiplies pinv(Cov) and "
-            "the between-class covariance element-wise before the trace, which is not the H-score of Bao "
-            "et al. (published_data/PROVENANCE.md)",
+            _ELEMENTWISE_HSCORE,
             "num_parameters: the backbone that stable-transfer fine-tunes (the Keras architecture without "
             "its ImageNet classifier, include_top=False; published_data/PROVENANCE.md)",
         ],
@@ -597,15 +616,13 @@ def _load_stable_transfer_segmentation() -> Suite:
             "protocol": "finetune",
         }
     ).reset_index(drop=True)
-    published = raw[raw["Transferability Metric"].isin(_STABLE_TRANSFER_MEASURES)]
-    scores = pd.DataFrame(
-        {
-            "task": published["Target Dataset"],
-            "checkpoint": published["Source Dataset"],
-            "measure": published["Transferability Metric"].map(_STABLE_TRANSFER_MEASURES),
-            "score": published["Transferability Metric Score"].astype(float),
-        }
-    ).reset_index(drop=True)
+    scores = _stable_transfer_scores(
+        raw,
+        task="Target Dataset",
+        checkpoint="Source Dataset",
+        metric="Transferability Metric",
+        score="Transferability Metric Score",
+    )
     return Suite(
         name="published:stable-transfer-segmentation",
         description="google-research stable_transfer, source selection for semantic segmentation: 17 HRNet "
@@ -628,9 +645,7 @@ def _load_stable_transfer_segmentation() -> Suite:
             "its GBC uses diagonal Gaussians (the classification table's, spherical ones) and its NLEEP a "
             "PCA keeping 80% of the variance (config_transferability_source_selection_segmentation.py): the "
             "measures of the GBC and NLEEP papers, in other configurations than ckptrank's defaults",
-            "the published hscore column is left out: stable_transfer's hscore.py multiplies pinv(Cov) and "
-            "the between-class covariance element-wise before the trace, which is not the H-score of Bao "
-            "et al. (published_data/PROVENANCE.md)",
+            _ELEMENTWISE_HSCORE,
         ],
     )
 
